@@ -1,0 +1,191 @@
+/* The Raft core: a pure, deterministic state machine driven from outside (etcd/cowsql
+ * shape). No threads, no syscalls, no clock, no randomness of its own.
+ *
+ * Driving it:
+ *   aegis__raft_step(r, &msg)      feed one message received from a peer;
+ *   aegis__raft_tick(r)            advance logical time by one tick;
+ *   aegis__raft_propose(r, ...)    append a new entry (leader only);
+ *   aegis__raft_ready(r, &rd)      collect what the runtime must do now;
+ *   aegis__raft_advance(r, &rd)    say that the runtime has taken the ready over;
+ *   aegis__raft_persisted(r, i, t) report entries durable up to (i, t);
+ *   aegis__raft_applied(r, i)      report entries applied up to i.
+ *
+ * The ready contract (DESIGN.md, thesis §10.2.1):
+ *   - rd.hs (when rd.hs_changed) and rd.entries must be written to stable storage, in
+ *     ready order. rd.entries[0].index may be at or below entries written earlier: the
+ *     storage then truncates its suffix from that index first (a leader's conflict).
+ *   - rd.msgs may be sent at once (the leader's AppendEntries go out while its own write
+ *     is in flight).
+ *   - rd.msgs_after_persist may be sent only once this ready's hs and entries (and every
+ *     earlier ready's) are durable: vote grants and a follower's acknowledgements live
+ *     here, so a follower never acknowledges an entry that is not durable and a vote is
+ *     durable before the grant leaves.
+ *   - rd.committed are entries to apply, in order; rd.snapshot, when non-NULL, is a
+ *     snapshot received from the leader that must be persisted and restored into the
+ *     state machine before any later committed entry is applied.
+ *   - rd.reads are ReadIndex results: serve read ctx once applied >= index.
+ *   Everything a ready points to stays valid until aegis__raft_advance(); the runtime
+ *   takes its own references (aegis__entry_ref) on what it keeps longer.
+ *
+ * After writing a ready's entries the runtime calls aegis__raft_persisted() with the
+ * last (index, term) written; the leader counts itself toward a quorum only up to there. */
+#ifndef AEGIS_RAFT_H
+#define AEGIS_RAFT_H
+
+#include "engine/msg.h"
+#include "engine/rng.h"
+
+/* RaftConfig of the seed. Times are in ticks; the runtime decides how long a tick is. */
+struct aegis_raft_config {
+    aegis_node_id id;
+    uint32_t election_timeout_min_ticks; /* Randomised in [min, max] each term. */
+    uint32_t election_timeout_max_ticks;
+    uint32_t heartbeat_interval_ticks;
+    uint64_t snapshot_threshold;  /* Ask for a snapshot after this many applied entries. */
+    uint64_t snapshot_trailing;   /* Entries kept in the log behind a snapshot. */
+    uint32_t inflight_msgs_max;   /* Per-follower window: AppendEntries in flight. */
+    uint64_t inflight_bytes_max;  /* Per-follower window: payload bytes in flight. */
+    uint64_t append_bytes_max;    /* Payload bytes per AppendEntries. */
+    uint32_t snapshot_chunk_bytes;
+    bool pre_vote;
+    bool check_quorum;
+    uint32_t bugs;                /* AEGIS_RAFT_BUG_* bits; 0 in production. */
+};
+
+/* Deliberately broken variants, compiled only with AEGIS_SIM_BUGS, to prove that the
+ * simulation's checkers can fail. */
+enum aegis_raft_bug {
+    AEGIS_RAFT_BUG_COMMIT_OLD_TERM = 1u << 0, /* Figure 8: count replicas of old terms. */
+    AEGIS_RAFT_BUG_VOTE_ANY_LOG = 1u << 1,    /* Grant votes without the up-to-date check. */
+    AEGIS_RAFT_BUG_ACK_BEFORE_DURABLE = 1u << 2, /* Follower acks before persisting. */
+    AEGIS_RAFT_BUG_READ_WITHOUT_INDEX = 1u << 3, /* Leader serves reads at once. */
+};
+
+/* Fill @c with the defaults: election 10..20 ticks, heartbeat 2, threshold 10000,
+ * trailing 1000, window 256 msgs / 16 MiB, 1 MiB per append, 1 MiB chunks, pre-vote and
+ * check-quorum on. @id is left 0 for the caller. */
+void aegis__raft_config_default(struct aegis_raft_config *c);
+
+/* RaftState of the seed: the hard state persisted before dependent messages leave. */
+struct aegis_hard_state {
+    aegis_term term;
+    aegis_node_id vote;
+    aegis_index commit;
+};
+
+enum aegis_role {
+    AEGIS_ROLE_FOLLOWER = 1,
+    AEGIS_ROLE_CANDIDATE = 2,
+    AEGIS_ROLE_LEADER = 3,
+    AEGIS_ROLE_LEARNER = 4,
+    AEGIS_ROLE_PRECANDIDATE = 5,
+};
+
+/* A ReadIndex result: the read with context @ctx may be served once applied >= @index. */
+struct aegis_read_state {
+    uint64_t ctx;
+    aegis_index index;
+};
+
+struct aegis_ready {
+    bool hs_changed;
+    struct aegis_hard_state hs;
+    uint32_t entries_count;
+    struct aegis_entry *entries;        /* To persist (may start with a truncation). */
+    uint32_t msgs_count;
+    struct aegis_msg *msgs;             /* Send now. */
+    uint32_t msgs_after_persist_count;
+    struct aegis_msg *msgs_after_persist; /* Send once this ready is durable. */
+    uint32_t committed_count;
+    struct aegis_entry *committed;      /* Apply, in order. */
+    const struct aegis_snapshot_meta *snapshot_meta; /* Received snapshot, or NULL. */
+    struct aegis_buf *snapshot_data;
+    uint32_t reads_count;
+    struct aegis_read_state *reads;
+    bool snapshot_wanted;               /* Applied passed the threshold: take a snapshot. */
+};
+
+/* Structured trace events: the core never prints. */
+struct aegis_raft_tracer {
+    void (*event)(void *data, aegis_node_id node, const char *what, uint64_t a, uint64_t b);
+    void *data;
+};
+
+/* What the runtime restores at start: the durable state. Everything is borrowed during
+ * aegis__raft_init (entries are referenced, not copied). */
+struct aegis_raft_restore {
+    struct aegis_hard_state hs;
+    const struct aegis_snapshot_meta *snapshot_meta; /* NULL when none. */
+    struct aegis_buf *snapshot_data;                 /* For sending to followers. */
+    const struct aegis_entry *entries;               /* After the snapshot, in order. */
+    uint32_t entries_count;
+    struct aegis_conf bootstrap;  /* Initial membership, used when no ConfigChange entry
+                                     or snapshot says otherwise. */
+};
+
+struct aegis_raft; /* Opaque. */
+
+/* Create a core. @config is copied; @rng and @tracer are borrowed for the core's life
+ * (tracer may be NULL); @a allocates everything. Returns 0, AEGIS_ENOMEM or
+ * AEGIS_ECONFIG. */
+int aegis__raft_create(struct aegis_raft **out, const struct aegis_raft_config *config,
+                       const struct aegis_raft_restore *restore, struct aegis_rng *rng,
+                       const struct aegis_raft_tracer *tracer,
+                       const struct aegis_allocator *a);
+void aegis__raft_destroy(struct aegis_raft *r);
+
+/* Feed one message. The message is borrowed. Returns 0 or a negative code for a message
+ * that cannot apply (unknown sender is ignored, not an error). */
+int aegis__raft_step(struct aegis_raft *r, const struct aegis_msg *m);
+void aegis__raft_tick(struct aegis_raft *r);
+
+/* Append @buf as a new entry of @type (a reference is taken). Returns 0 and the index in
+ * @index_out, AEGIS_ENOTLEADER (aegis__raft_leader() names the leader, if known),
+ * AEGIS_EBUSY (a ConfigChange while another is uncommitted, or during a transfer). */
+int aegis__raft_propose(struct aegis_raft *r, uint8_t type, struct aegis_buf *buf,
+                        aegis_index *index_out);
+
+/* Membership change one server at a time: add @id as a learner, promote a learner to
+ * voter, or remove a member. Proposes a ConfigChange entry. */
+int aegis__raft_add_learner(struct aegis_raft *r, aegis_node_id id, aegis_index *index_out);
+int aegis__raft_promote(struct aegis_raft *r, aegis_node_id id, aegis_index *index_out);
+int aegis__raft_remove(struct aegis_raft *r, aegis_node_id id, aegis_index *index_out);
+
+/* Start a linearizable read with context @ctx (non-zero, chosen by the caller). Its result
+ * comes out in a later ready's reads. On a follower it is forwarded to the leader.
+ * Returns AEGIS_ENOTLEADER when no leader is known. */
+int aegis__raft_read_index(struct aegis_raft *r, uint64_t ctx);
+
+/* Leadership transfer to @target (thesis §3.10). AEGIS_ENOTLEADER, AEGIS_EUNKNOWNNODE. */
+int aegis__raft_transfer(struct aegis_raft *r, aegis_node_id target);
+
+/* Start an election now (the seed's start_election). */
+void aegis__raft_campaign(struct aegis_raft *r);
+
+bool aegis__raft_has_ready(const struct aegis_raft *r);
+void aegis__raft_ready(struct aegis_raft *r, struct aegis_ready *rd);
+void aegis__raft_advance(struct aegis_raft *r, struct aegis_ready *rd);
+
+void aegis__raft_persisted(struct aegis_raft *r, aegis_index index, aegis_term term);
+void aegis__raft_applied(struct aegis_raft *r, aegis_index index);
+
+/* The runtime has written a snapshot of the state machine at @meta->index (which it has
+ * applied). The core takes a reference on @data (to send to followers) and compacts its
+ * log, keeping snapshot_trailing entries behind it. */
+int aegis__raft_snapshot_taken(struct aegis_raft *r, const struct aegis_snapshot_meta *meta,
+                               struct aegis_buf *data);
+
+/* Queries. */
+enum aegis_role aegis__raft_role(const struct aegis_raft *r);
+aegis_term aegis__raft_term(const struct aegis_raft *r);
+aegis_node_id aegis__raft_leader(const struct aegis_raft *r);
+aegis_index aegis__raft_commit_index(const struct aegis_raft *r);
+aegis_index aegis__raft_last_index(const struct aegis_raft *r);
+const struct aegis_conf *aegis__raft_conf(const struct aegis_raft *r);
+struct aegis_hard_state aegis__raft_hard_state(const struct aegis_raft *r);
+
+/* Per-follower replication progress, for status output (leader only; false otherwise). */
+bool aegis__raft_progress(const struct aegis_raft *r, aegis_node_id id,
+                          aegis_index *match_out, aegis_index *next_out);
+
+#endif /* AEGIS_RAFT_H */

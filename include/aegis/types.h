@@ -1,0 +1,27 @@
+/* Scalar types shared by every layer of Aegis and by embedders.
+ *
+ * Terms, indexes and node ids are plain 64-bit integers with names that say what they
+ * count. Index 0 and term 0 mean "none" (the log starts at index 1); node id 0 means "no
+ * node" (no vote, no known leader). */
+#ifndef AEGIS_TYPES_H
+#define AEGIS_TYPES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef uint64_t aegis_term;
+typedef uint64_t aegis_index;
+typedef uint64_t aegis_node_id;
+
+#define AEGIS_NODE_NONE ((aegis_node_id)0)
+
+/* Visibility: the library is built with -fvisibility=hidden and exports only what is
+ * marked AEGIS_API. */
+#if defined(AEGIS_BUILDING)
+#define AEGIS_API __attribute__((visibility("default")))
+#else
+#define AEGIS_API
+#endif
+
+#endif /* AEGIS_TYPES_H */
