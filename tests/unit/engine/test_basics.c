@@ -65,3 +65,25 @@ TEST(rng, seeded_replays_and_ranges)
     ASSERT_TRUE(aegis__rng_next(&a) != aegis__rng_next(&b));
     return TEST_PASS;
 }
+
+#include "engine/crc32c.h"
+
+TEST(crc32c, check_value_and_hw_matches_sw)
+{
+    uint8_t buf[1000];
+    struct aegis_rng rng;
+
+    ASSERT_EQ_U64(aegis__crc32c(0, "123456789", 9), 0xe3069283u);
+    ASSERT_EQ_U64(aegis__crc32c_sw(0, "123456789", 9), 0xe3069283u);
+    aegis__rng_seed(&rng, 7);
+    for (size_t i = 0; i < sizeof(buf); i++) {
+        buf[i] = (uint8_t)aegis__rng_next(&rng);
+    }
+    for (size_t len = 0; len < sizeof(buf); len += 37) {
+        ASSERT_EQ_U64(aegis__crc32c(0, buf, len), aegis__crc32c_sw(0, buf, len));
+    }
+    /* Incremental equals one shot. */
+    ASSERT_EQ_U64(aegis__crc32c(aegis__crc32c(0, buf, 100), buf + 100, 900),
+                  aegis__crc32c(0, buf, 1000));
+    return TEST_PASS;
+}
