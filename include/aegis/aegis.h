@@ -1,0 +1,185 @@
+/* Aegis embedding API.
+ *
+ * A node is one member of a Raft group: it runs four threads (aegis-net, aegis-raft,
+ * aegis-log, aegis-apply), owns a data directory, talks to its peers over TCP, and
+ * applies committed commands to a state machine: the built-in versioned key-value store
+ * or the embedder's own through callbacks (struct aegis_sm).
+ *
+ * Threads. Functions marked "any thread" may be called from any thread, including from
+ * a completion callback. Completion callbacks and state machine callbacks run on the
+ * node's apply thread, one at a time: they must not block for long (they stall
+ * applying), and must not call aegis_node_stop() or aegis_node_destroy().
+ *
+ * Errors. Every function returns 0 or a negative AEGIS_E* code (aegis/error.h).
+ * AEGIS_ELEADERLOST in a completion means the outcome is unknown: the command may or
+ * may not be applied. Every other error in a completion is definite: the command was
+ * not and will not be applied. */
+#ifndef AEGIS_AEGIS_H
+#define AEGIS_AEGIS_H
+
+#include <aegis/error.h>
+#include <aegis/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define AEGIS_PEERS_MAX 16
+#define AEGIS_HOST_MAX 64
+
+struct aegis_node; /* Opaque. */
+
+enum aegis_fsync_mode {
+    AEGIS_FSYNC_BATCH = 0, /* Group commit: an entry is durable after its batch's fdatasync. */
+    AEGIS_FSYNC_NONE = 1,  /* Nothing reaches disk: for measuring network and pipeline. */
+};
+
+struct aegis_peer_addr {
+    aegis_node_id id;
+    char host[AEGIS_HOST_MAX];
+    uint16_t port;
+};
+
+/** The outcome of a command, passed to a completion callback. Everything it points to is
+ * borrowed and valid only during the callback. */
+struct aegis_result {
+    int status;           /* 0, or a negative AEGIS_E* code (see the file comment). */
+    aegis_index index;    /* Log index the command was applied at (0 if not applied). */
+    uint64_t version;     /* Built-in KV: the key's version (index of its last write). */
+    const void *value;    /* Built-in KV GET: the value, NULL when absent. */
+    size_t value_len;
+    int64_t integer;      /* INCR: the new value; DEL: keys removed; CAS: 1 swapped, 0 not. */
+    aegis_node_id leader_hint; /* AEGIS_ENOTLEADER / EUNAVAIL: the leader, if known. */
+};
+
+typedef void (*aegis_done_cb)(void *data, const struct aegis_result *res);
+
+/** The embedder's state machine. Every callback runs on the apply thread. */
+struct aegis_sm {
+    /** Apply the command @cmd (@len bytes, borrowed) committed at @index. Fill @res
+     * (status, value, integer); @res->value must stay valid until the call returns. An
+     * error status is reported to the proposer; it does not stop the node. */
+    void (*apply)(void *data, aegis_index index, const void *cmd, size_t len,
+                  struct aegis_result *res);
+    /** Serialise the whole state: return 0 and a buffer from malloc() in @buf_out (the
+     * library frees it), or a negative code to skip this snapshot. */
+    int (*snapshot)(void *data, void **buf_out, size_t *len_out);
+    /** Replace the whole state with a snapshot (@buf borrowed). Return 0 or an error:
+     * on error the state must be left as it was, and the node stops. */
+    int (*restore)(void *data, const void *buf, size_t len);
+    /** Linearizable read: called on the apply thread once the read is safe; @query is the
+     * embedder's own (borrowed). Fill @res. May be NULL when reads are not used. */
+    void (*read)(void *data, const void *query, size_t len, struct aegis_result *res);
+    void *data;
+};
+
+struct aegis_node_config {
+    aegis_node_id id;                 /* This node: one of peers[].id, non-zero. */
+    uint64_t cluster_id;              /* Peers from another cluster are refused. */
+    uint32_t peers_count;             /* Every voter, this node included. */
+    struct aegis_peer_addr peers[AEGIS_PEERS_MAX];
+    const char *data_dir;             /* Created if missing; copied. */
+    enum aegis_fsync_mode fsync;
+    const struct aegis_sm *sm;        /* NULL: the built-in versioned KV. Borrowed. */
+    bool join;                        /* Start outside the group, waiting to be added. */
+    /* Tuning; aegis_node_config_init() sets the defaults. */
+    uint32_t tick_ms;                 /* Default 10. */
+    uint32_t election_ticks;          /* Minimum; the maximum is twice it. Default 30. */
+    uint32_t heartbeat_ticks;         /* Default 5. */
+    uint64_t snapshot_threshold;      /* Entries applied between snapshots. Default 100000. */
+    uint64_t segment_bytes;           /* Log segment size. Default 64 MiB. */
+    uint32_t max_command_bytes;       /* Largest command. Default 1 MiB. */
+    uint32_t max_pending;             /* Proposals in flight per node. Default 65536. */
+};
+
+/** Fill @c with defaults; the caller sets id, peers and data_dir. Any thread. */
+AEGIS_API void aegis_node_config_init(struct aegis_node_config *c);
+
+/** Create a node from @c (copied; the caller may free it when this returns). Opens and
+ * recovers the data directory; starts no thread yet. Errors: AEGIS_EINVAL / ECONFIG (bad
+ * config), AEGIS_ECORRUPT (the log or a snapshot is corrupt), AEGIS_ENOSYS (io_uring
+ * unavailable), OS errors from opening files. */
+AEGIS_API int aegis_node_create(struct aegis_node **out, const struct aegis_node_config *c);
+
+/** Start the node's threads and network. Call once, from the creating thread. */
+AEGIS_API int aegis_node_start(struct aegis_node *n);
+
+/** Propose @cmd (@len bytes, copied) asynchronously. For the built-in KV, build @cmd with
+ * the aegis_cmd_* encoders. @cb runs on the apply thread once the outcome is known; on a
+ * follower the command is forwarded to the leader. Returns 0 (the callback will run),
+ * AEGIS_EFULL (too many in flight: retry later; the callback will not run),
+ * AEGIS_ETOOBIG, AEGIS_ESHUTDOWN. Any thread. */
+AEGIS_API int aegis_node_propose(struct aegis_node *n, const void *cmd, size_t len,
+                                 aegis_done_cb cb, void *data);
+
+/** Blocking convenience: propose and wait. The value in @res (if any) is copied into
+ * @value_buf (up to @value_cap bytes). Must not be called from a callback. */
+AEGIS_API int aegis_node_propose_sync(struct aegis_node *n, const void *cmd, size_t len,
+                                      struct aegis_result *res, void *value_buf,
+                                      size_t value_cap);
+
+/** Linearizable read (ReadIndex). @query (copied) goes to the state machine's read
+ * callback (built-in KV: an aegis_cmd_get encoding) once this node has applied
+ * everything committed when the read began. Errors as aegis_node_propose, and the
+ * callback may report AEGIS_ENOTLEADER when no leader is known. Any thread. */
+AEGIS_API int aegis_node_read(struct aegis_node *n, const void *query, size_t len,
+                              aegis_done_cb cb, void *data);
+
+enum aegis_node_role {
+    AEGIS_NODE_FOLLOWER = 1,
+    AEGIS_NODE_CANDIDATE = 2,
+    AEGIS_NODE_LEADER = 3,
+    AEGIS_NODE_LEARNER = 4,
+};
+
+struct aegis_member_status {
+    aegis_node_id id;
+    bool voter;
+    aegis_index match_index; /* Known on the leader only; 0 elsewhere. */
+};
+
+struct aegis_status {
+    aegis_node_id id;
+    enum aegis_node_role role;
+    aegis_term term;
+    aegis_node_id leader;
+    aegis_index commit_index;
+    aegis_index applied_index;
+    aegis_index last_index;
+    aegis_index snapshot_index;
+    uint32_t members_count;
+    struct aegis_member_status members[AEGIS_PEERS_MAX];
+};
+
+/** A recent copy of the node's status (refreshed by the raft thread at every step). Any
+ * thread. */
+AEGIS_API int aegis_node_status(struct aegis_node *n, struct aegis_status *out);
+
+/** Membership, one server at a time. Adding makes @peer a learner that catches up and is
+ * then promoted to voter automatically; removing a voter shrinks the group. The
+ * callback reports when the change committed. Leader only (AEGIS_ENOTLEADER otherwise);
+ * AEGIS_EBUSY while another change is in flight. Any thread. */
+AEGIS_API int aegis_node_add_member(struct aegis_node *n, const struct aegis_peer_addr *peer,
+                                    aegis_done_cb cb, void *data);
+AEGIS_API int aegis_node_remove_member(struct aegis_node *n, aegis_node_id id,
+                                       aegis_done_cb cb, void *data);
+
+/** Hand leadership to @target (Raft thesis §3.10). Leader only. Any thread. */
+AEGIS_API int aegis_node_transfer_leadership(struct aegis_node *n, aegis_node_id target);
+
+/** Take a snapshot now (the apply thread does it, without stalling the others). */
+AEGIS_API int aegis_node_snapshot(struct aegis_node *n);
+
+/** Stop gracefully: stop taking work, drain the rings, fsync, close connections, join
+ * the threads. Pending callbacks run with AEGIS_ESHUTDOWN or AEGIS_ELEADERLOST. Call
+ * from the creating thread, never from a callback. */
+AEGIS_API int aegis_node_stop(struct aegis_node *n);
+
+/** Free a node (stopping it first if needed). */
+AEGIS_API void aegis_node_destroy(struct aegis_node *n);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* AEGIS_AEGIS_H */

@@ -1,0 +1,56 @@
+/* Logging for the threaded layers (net/, pipeline/, cmd/). engine/ never prints.
+ *
+ * AEGIS_LOG(level, fmt, ...) checks the level before formatting (as Redis' serverLog
+ * does) and writes one line to stderr:
+ *   2026-11-26T14:31:38.123Z n2 aegis-raft INFO raft.c:120 became leader term=3
+ * A line is written with a single write(2) so lines from different threads never
+ * interleave. AEGIS_LOG_RATELIMITED drops repeats of one call site beyond one per second.
+ * Per-message events use counters, not lines. */
+#ifndef AEGIS_LOGGING_H
+#define AEGIS_LOGGING_H
+
+#include <aegis/types.h>
+
+enum aegis_log_level {
+    AEGIS_LOG_DEBUG = 0,
+    AEGIS_LOG_INFO = 1,
+    AEGIS_LOG_WARN = 2,
+    AEGIS_LOG_ERROR = 3,
+    AEGIS_LOG_OFF = 4,
+};
+
+/* The process-wide threshold; written at startup, read by every thread (relaxed). */
+extern int aegis__log_level;
+
+/* Set the threshold and the node id shown on each line. Call before starting threads. */
+void aegis__log_setup(int level, aegis_node_id node);
+
+/* Parse "debug", "info", "warn", "error" or "off"; -1 when unknown. */
+int aegis__log_level_parse(const char *s);
+
+void aegis__log_write(int level, const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+#define AEGIS_LOG(level, ...)                                                              \
+    do {                                                                                   \
+        if ((int)(level) >= __atomic_load_n(&aegis__log_level, __ATOMIC_RELAXED)) {        \
+            aegis__log_write((level), __FILE__, __LINE__, __VA_ARGS__);                    \
+        }                                                                                  \
+    } while (0)
+
+/* At most one line per second from this call site; the rest are counted and the count
+ * is reported with the next line that gets through. */
+#define AEGIS_LOG_RATELIMITED(level, ...)                                                  \
+    do {                                                                                   \
+        static uint64_t rl_last_ns_, rl_dropped_;                                          \
+        if (aegis__log_ratelimit(&rl_last_ns_, &rl_dropped_)) {                            \
+            AEGIS_LOG((level), __VA_ARGS__);                                               \
+        }                                                                                  \
+    } while (0)
+
+bool aegis__log_ratelimit(uint64_t *last_ns, uint64_t *dropped);
+
+/* Monotonic clock in nanoseconds (CLOCK_MONOTONIC). */
+uint64_t aegis__now_ns(void);
+
+#endif /* AEGIS_LOGGING_H */
