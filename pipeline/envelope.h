@@ -1,0 +1,54 @@
+/* The runtime's envelope around Command entry payloads and snapshot data.
+ *
+ * Every Command entry the runtime proposes starts with one tag byte:
+ *   'C'  a state machine command follows (built-in KV encoding, or the embedder's bytes);
+ *   'M'  runtime metadata follows: a member address record, applied by every node so
+ *        that all of them learn a new member's address from the log (and from snapshots)
+ *        rather than from configuration. Format, little-endian:
+ *          0  8  node id
+ *          8  2  port
+ *          10 1  host length h (1..AEGIS_HOST_MAX-1)
+ *          11 h  host bytes (no NUL)
+ * The tag costs no copy: proposals are copied into a fresh buffer once anyway, and the
+ * apply thread reads past it.
+ *
+ * Snapshot data, as written to snapshot files and sent to followers:
+ *   0  4  magic "ASNP" (0x504e5341 little-endian)
+ *   4  4  address record count n (0..AEGIS_PEERS_MAX)
+ *   8  .. n address records as above, each prefixed by its 2-byte length
+ *   .. .. the state machine's own snapshot bytes (to the end). */
+#ifndef AEGIS_PIPELINE_ENVELOPE_H
+#define AEGIS_PIPELINE_ENVELOPE_H
+
+#include <aegis/aegis.h>
+
+#include "engine/buf.h"
+
+#define AEGIS_ENV_COMMAND ((uint8_t)'C')
+#define AEGIS_ENV_META ((uint8_t)'M')
+#define AEGIS_ENV_SNAP_MAGIC 0x504e5341u
+#define AEGIS_ENV_ADDR_BYTES_MAX (11u + AEGIS_HOST_MAX)
+
+/* Wrap @len bytes at @cmd in a new buffer with the 'C' tag. NULL on exhaustion. */
+struct aegis_buf *aegis__env_command(const struct aegis_allocator *a, const void *cmd,
+                                     size_t len);
+
+/* Encode an address record with the 'M' tag. NULL on exhaustion or a bad host. */
+struct aegis_buf *aegis__env_meta_addr(const struct aegis_allocator *a,
+                                       const struct aegis_peer_addr *addr);
+
+/* Decode an address record (without its tag). 0 or AEGIS_ECORRUPT. */
+int aegis__env_addr_decode(const uint8_t *p, size_t len, struct aegis_peer_addr *out);
+size_t aegis__env_addr_encode(const struct aegis_peer_addr *addr, uint8_t *out);
+
+/* Build snapshot data from @addrs and the state machine's bytes (copied). */
+struct aegis_buf *aegis__env_snapshot(const struct aegis_allocator *a,
+                                      const struct aegis_peer_addr *addrs, uint32_t count,
+                                      const void *sm, size_t sm_len);
+
+/* Parse snapshot data: addresses into @addrs (capacity AEGIS_PEERS_MAX) and the state
+ * machine's bytes as a view into @data. 0 or AEGIS_ECORRUPT. */
+int aegis__env_snapshot_parse(const uint8_t *data, size_t len, struct aegis_peer_addr *addrs,
+                              uint32_t *count_out, const uint8_t **sm_out, size_t *sm_len_out);
+
+#endif /* AEGIS_PIPELINE_ENVELOPE_H */

@@ -1,0 +1,599 @@
+/* The node: lifecycle and the public embedding API (include/aegis/aegis.h).
+ *
+ * create() recovers the data directory (log segments, hard state, newest snapshot),
+ * restores the state machine and builds the Raft core from what was durable. start()
+ * opens the network and starts the four threads. API calls from any thread land in the
+ * inbox (node_int.h) and wake the raft thread. stop() winds the threads down in pipeline
+ * order: raft first (no new work), then the log thread (its queued batches are written
+ * and fdatasynced), then apply (pending callbacks fail with AEGIS_ELEADERLOST: the outcome
+ * of an unapplied command is unknown), then the network. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "pipeline/envelope.h"
+#include "pipeline/logging.h"
+#include "pipeline/node_int.h"
+
+#define RING_SLOTS 16384u
+
+void aegis_node_config_init(struct aegis_node_config *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->cluster_id = 1;
+    c->fsync = AEGIS_FSYNC_BATCH;
+    c->tick_ms = 10;
+    c->election_ticks = 30;
+    c->heartbeat_ticks = 5;
+    c->snapshot_threshold = 100000;
+    c->segment_bytes = 64u << 20;
+    c->max_command_bytes = 1u << 20;
+    c->max_pending = 65536;
+}
+
+static int config_check(const struct aegis_node_config *c)
+{
+    bool self = false;
+
+    if (c->id == AEGIS_NODE_NONE || c->data_dir == NULL || c->data_dir[0] == '\0') {
+        return AEGIS_EINVAL;
+    }
+    if (c->peers_count == 0 || c->peers_count > AEGIS_PEERS_MAX) {
+        return AEGIS_ECONFIG;
+    }
+    for (uint32_t i = 0; i < c->peers_count; i++) {
+        if (c->peers[i].id == AEGIS_NODE_NONE || c->peers[i].port == 0) {
+            return AEGIS_ECONFIG;
+        }
+        for (uint32_t k = 0; k < i; k++) {
+            if (c->peers[k].id == c->peers[i].id) {
+                return AEGIS_ECONFIG;
+            }
+        }
+        self = self || c->peers[i].id == c->id;
+    }
+    if (!self || c->tick_ms == 0 || c->election_ticks <= c->heartbeat_ticks ||
+        c->heartbeat_ticks == 0 || c->max_pending == 0 || c->fsync > AEGIS_FSYNC_NONE) {
+        return AEGIS_ECONFIG;
+    }
+    return 0;
+}
+
+void aegis__node_fail(struct aegis_node *n, int rv, const char *what)
+{
+    int expected = 0;
+
+    if (__atomic_compare_exchange_n(&n->fatal, &expected, rv != 0 ? rv : AEGIS_EINTERNAL,
+                                    false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        AEGIS_LOG(AEGIS_LOG_ERROR, "fatal: %s: %s; the node stops taking writes", what,
+                  aegis_strerror(rv));
+    }
+}
+
+static void raft_trace(void *data, aegis_node_id node, const char *what, uint64_t a,
+                       uint64_t b)
+{
+    (void)data;
+    AEGIS_LOG(AEGIS_LOG_INFO, "raft n%llu: %s %llu %llu", (unsigned long long)node, what,
+              (unsigned long long)a, (unsigned long long)b);
+}
+
+static const struct aegis_raft_tracer tracer = {.event = raft_trace};
+
+static int inbox_init(struct aegis_node *n)
+{
+    struct aegis_inbox *in = &n->inbox;
+
+    in->cap = n->config.max_pending;
+    in->items = aegis__calloc(n->alloc, in->cap, sizeof(*in->items));
+    in->spare = aegis__calloc(n->alloc, in->cap, sizeof(*in->spare));
+    if (in->items == NULL || in->spare == NULL) {
+        return AEGIS_ENOMEM;
+    }
+    pthread_mutex_init(&in->lock, NULL);
+    return 0;
+}
+
+static int rings_init(struct aegis_node *n)
+{
+    int rv;
+
+    rv = aegis__waker_init(&n->raft_waker);
+    if (rv == 0) {
+        rv = aegis__waker_init(&n->apply_waker);
+    }
+    if (rv == 0) {
+        rv = aegis__ring_peer_msg_init(&n->peer_ring, RING_SLOTS, &n->raft_waker, n->alloc);
+    }
+    if (rv == 0) {
+        rv = aegis__ring_report_init(&n->report_ring, 1024, &n->raft_waker, n->alloc);
+    }
+    if (rv == 0) {
+        rv = aegis__ring_apply_init(&n->apply_ring, RING_SLOTS * 4, &n->apply_waker, n->alloc);
+    }
+    if (rv == 0) {
+        rv = aegis__ring_net_post_init(&n->raft_post, RING_SLOTS * 4, NULL, n->alloc);
+    }
+    if (rv == 0) {
+        rv = aegis__ring_net_post_init(&n->apply_post, RING_SLOTS * 4, NULL, n->alloc);
+    }
+    return rv;
+}
+
+static void raft_config_from(const struct aegis_node *n, struct aegis_raft_config *rc)
+{
+    aegis__raft_config_default(rc);
+    rc->id = n->config.id;
+    rc->election_timeout_min_ticks = n->config.election_ticks;
+    rc->election_timeout_max_ticks = n->config.election_ticks * 2;
+    rc->heartbeat_interval_ticks = n->config.heartbeat_ticks;
+    rc->snapshot_threshold = n->config.snapshot_threshold;
+    rc->snapshot_trailing = n->config.snapshot_threshold / 10 + 16;
+}
+
+/* Restore the state machine from the snapshot the node starts with. */
+static int restore_snapshot(struct aegis_node *n, const struct aegis_snapshot_meta *meta,
+                            const struct aegis_buf *data)
+{
+    struct aegis_peer_addr addrs[AEGIS_PEERS_MAX];
+    const uint8_t *sm;
+    size_t sm_len;
+    uint32_t count;
+    int rv;
+
+    rv = aegis__env_snapshot_parse(data->data, data->len, addrs, &count, &sm, &sm_len);
+    if (rv != 0) {
+        return rv;
+    }
+    rv = n->sm != NULL ? n->sm->restore(n->sm->data, sm, sm_len)
+                       : aegis__kv_restore(&n->kv, sm, sm_len);
+    if (rv != 0) {
+        return rv;
+    }
+    aegis__apply_restored(n, meta, addrs, count);
+    n->snapshot_index = meta->index;
+    return 0;
+}
+
+static int recover(struct aegis_node *n)
+{
+    struct aegis_log_config lc;
+    struct aegis_log_state rec;
+    struct aegis_raft_config rc;
+    struct aegis_raft_restore restore;
+    int rv;
+
+    memset(&lc, 0, sizeof(lc));
+    lc.dir = n->data_dir;
+    lc.segment_bytes = n->config.segment_bytes;
+    lc.durability = n->config.fsync == AEGIS_FSYNC_NONE ? AEGIS_DURABILITY_NONE
+                                                        : AEGIS_DURABILITY_BATCH;
+    lc.alloc = n->alloc;
+    lc.report_waker = &n->raft_waker;
+    rv = aegis__log_writer_open(&n->log, &lc, &rec);
+    if (rv != 0) {
+        AEGIS_LOG(AEGIS_LOG_ERROR, "cannot open the log in %s: %s", n->data_dir,
+                  aegis_strerror(rv));
+        return rv;
+    }
+    memset(&restore, 0, sizeof(restore));
+    restore.hs = rec.hs;
+    if (rec.has_snapshot) {
+        rv = restore_snapshot(n, &rec.snapshot_meta, rec.snapshot_data);
+        if (rv != 0) {
+            AEGIS_LOG(AEGIS_LOG_ERROR, "cannot restore the snapshot at index %llu: %s",
+                      (unsigned long long)rec.snapshot_meta.index, aegis_strerror(rv));
+            aegis__log_state_release(&rec, n->alloc);
+            return rv;
+        }
+        restore.snapshot_meta = &rec.snapshot_meta;
+        restore.snapshot_data = rec.snapshot_data;
+    }
+    restore.entries = rec.entries;
+    restore.entries_count = rec.entries_count;
+    if (!n->config.join) {
+        for (uint32_t i = 0; i < n->config.peers_count; i++) {
+            restore.bootstrap.members[i].id = n->config.peers[i].id;
+            restore.bootstrap.members[i].role = AEGIS_MEMBER_VOTER;
+        }
+        restore.bootstrap.count = n->config.peers_count;
+    }
+    raft_config_from(n, &rc);
+    aegis__rng_seed(&n->rng, n->rng_seed);
+    rv = aegis__raft_create(&n->raft, &rc, &restore, &n->rng, &tracer, n->alloc);
+    AEGIS_LOG(AEGIS_LOG_INFO,
+              "recovered %s: term %llu, vote %llu, commit %llu, snapshot %llu, %u entries",
+              n->data_dir, (unsigned long long)rec.hs.term, (unsigned long long)rec.hs.vote,
+              (unsigned long long)rec.hs.commit,
+              (unsigned long long)(rec.has_snapshot ? rec.snapshot_meta.index : 0),
+              rec.entries_count);
+    aegis__log_state_release(&rec, n->alloc);
+    return rv;
+}
+
+int aegis_node_create(struct aegis_node **out, const struct aegis_node_config *c)
+{
+    struct aegis_node *n;
+    uint32_t cap = 1;
+    int rv;
+
+    rv = config_check(c);
+    if (rv != 0) {
+        return rv;
+    }
+    n = calloc(1, sizeof(*n));
+    if (n == NULL) {
+        return AEGIS_ENOMEM;
+    }
+    n->config = *c;
+    snprintf(n->data_dir, sizeof(n->data_dir), "%s", c->data_dir);
+    n->config.data_dir = n->data_dir;
+    n->alloc = aegis__alloc_default();
+    n->sm = c->sm;
+    if (getrandom(&n->rng_seed, sizeof(n->rng_seed), 0) != (ssize_t)sizeof(n->rng_seed)) {
+        n->rng_seed = aegis__now_ns() ^ c->id;
+    }
+    pthread_mutex_init(&n->status_lock, NULL);
+    while (cap < c->max_pending) {
+        cap <<= 1;
+    }
+    n->forwards = aegis__calloc(n->alloc, cap, sizeof(*n->forwards));
+    n->forwards_mask = cap - 1;
+    for (uint32_t b = 0; b < 8; b++) {
+        n->read_batches[b].cap = 4096;
+        n->read_batches[b].reads = aegis__calloc(n->alloc, 4096, sizeof(struct aegis_req));
+        if (n->read_batches[b].reads == NULL) {
+            rv = AEGIS_ENOMEM;
+        }
+    }
+    if (n->forwards == NULL || rv != 0) {
+        rv = AEGIS_ENOMEM;
+        goto err;
+    }
+    rv = inbox_init(n);
+    if (rv == 0) {
+        rv = rings_init(n);
+    }
+    if (rv == 0) {
+        rv = aegis__kv_init(&n->kv, n->alloc, n->rng_seed);
+    }
+    if (rv == 0) {
+        rv = aegis__apply_init(n);
+    }
+    if (rv == 0) {
+        rv = recover(n);
+    }
+    if (rv != 0) {
+        goto err;
+    }
+    n->status.id = c->id;
+    n->status.role = AEGIS_NODE_FOLLOWER;
+    *out = n;
+    return 0;
+
+err:
+    aegis_node_destroy(n);
+    return rv;
+}
+
+void aegis__node_set_client_hooks(struct aegis_node *n, const struct aegis_client_hooks *h)
+{
+    AEGIS_ASSERT(!n->started);
+    n->client = *h;
+}
+
+void aegis__node_set_client_port(struct aegis_node *n, const char *host, uint16_t port,
+                                 uint32_t clients_max, uint32_t read_bytes_max)
+{
+    AEGIS_ASSERT(!n->started);
+    snprintf(n->client_host, sizeof(n->client_host), "%s", host);
+    n->client_port = port;
+    n->clients_max = clients_max;
+    n->client_read_bytes_max = read_bytes_max;
+}
+
+uint16_t aegis__node_client_port(const struct aegis_node *n)
+{
+    return n->loop != NULL ? aegis__uring_loop_client_port(n->loop) : 0;
+}
+
+int aegis_node_start(struct aegis_node *n)
+{
+    char errmsg[AEGIS_URING_ERRMSG_BYTES] = "";
+    int rv;
+
+    if (n->started) {
+        return AEGIS_EBUSY;
+    }
+    rv = aegis__net_init(n, errmsg, sizeof(errmsg));
+    if (rv != 0) {
+        AEGIS_LOG(AEGIS_LOG_ERROR, "cannot start the network: %s",
+                  errmsg[0] != '\0' ? errmsg : aegis_strerror(rv));
+        return rv;
+    }
+    rv = aegis__log_writer_start(n->log);
+    if (rv != 0) {
+        return rv;
+    }
+    n->started = true;
+    if (pthread_create(&n->apply_thread, NULL, aegis__apply_thread_main, n) != 0 ||
+        pthread_create(&n->raft_thread, NULL, aegis__raft_thread_main, n) != 0 ||
+        pthread_create(&n->net_thread, NULL, aegis__net_thread_main, n) != 0) {
+        AEGIS_LOG(AEGIS_LOG_ERROR, "cannot start threads");
+        abort(); /* Half-started threads cannot be unwound safely. */
+    }
+    AEGIS_LOG(AEGIS_LOG_INFO, "node %llu started (%s durability, data in %s)",
+              (unsigned long long)n->config.id,
+              n->config.fsync == AEGIS_FSYNC_NONE ? "none" : "batch", n->data_dir);
+    return 0;
+}
+
+static int inbox_push(struct aegis_node *n, const struct aegis_req *q)
+{
+    struct aegis_inbox *in = &n->inbox;
+    uint32_t count;
+
+    if (__atomic_load_n(&n->stopping, __ATOMIC_ACQUIRE) != 0 || !n->started) {
+        return AEGIS_ESHUTDOWN;
+    }
+    if (__atomic_load_n(&n->fatal, __ATOMIC_ACQUIRE) != 0) {
+        return AEGIS_ESHUTDOWN;
+    }
+    pthread_mutex_lock(&in->lock);
+    count = in->count;
+    if (count == in->cap) {
+        pthread_mutex_unlock(&in->lock);
+        __atomic_fetch_add(&n->stats.backpressure, 1, __ATOMIC_RELAXED);
+        return AEGIS_EFULL;
+    }
+    in->items[count] = *q;
+    /* Release: the item is written before the count the raft thread checks. */
+    __atomic_store_n(&in->count, count + 1, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&in->lock);
+    aegis__waker_wake(&n->raft_waker);
+    return 0;
+}
+
+static int submit_buf(struct aegis_node *n, uint8_t kind, struct aegis_buf *buf,
+                      aegis_done_cb cb, void *data)
+{
+    struct aegis_req q = {.kind = kind, .buf = buf, .cb = cb, .data = data};
+    int rv;
+
+    if (buf == NULL) {
+        return AEGIS_ENOMEM;
+    }
+    rv = inbox_push(n, &q);
+    if (rv != 0) {
+        aegis__buf_unref(buf);
+    }
+    return rv;
+}
+
+int aegis_node_propose(struct aegis_node *n, const void *cmd, size_t len, aegis_done_cb cb,
+                       void *data)
+{
+    if (len > n->config.max_command_bytes) {
+        return AEGIS_ETOOBIG;
+    }
+    return submit_buf(n, AEGIS_REQ_PROPOSE, aegis__env_command(n->alloc, cmd, len), cb, data);
+}
+
+int aegis_node_read(struct aegis_node *n, const void *query, size_t len, aegis_done_cb cb,
+                    void *data)
+{
+    if (len > n->config.max_command_bytes) {
+        return AEGIS_ETOOBIG;
+    }
+    return submit_buf(n, AEGIS_REQ_READ, aegis__buf_from(n->alloc, query, len), cb, data);
+}
+
+/* The blocking convenience: a callback that fills a waiter and signals it. */
+struct sync_wait {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool done;
+    struct aegis_result res;
+    void *value_buf;
+    size_t value_cap;
+};
+
+static void sync_done(void *data, const struct aegis_result *res)
+{
+    struct sync_wait *w = data;
+
+    pthread_mutex_lock(&w->lock);
+    w->res = *res;
+    if (res->value != NULL && w->value_buf != NULL) {
+        size_t n = res->value_len < w->value_cap ? res->value_len : w->value_cap;
+
+        memcpy(w->value_buf, res->value, n);
+        w->res.value = w->value_buf;
+        w->res.value_len = n;
+    } else {
+        w->res.value = NULL;
+    }
+    w->done = true;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+int aegis_node_propose_sync(struct aegis_node *n, const void *cmd, size_t len,
+                            struct aegis_result *res, void *value_buf, size_t value_cap)
+{
+    struct sync_wait w = {.value_buf = value_buf, .value_cap = value_cap};
+    int rv;
+
+    pthread_mutex_init(&w.lock, NULL);
+    pthread_cond_init(&w.cond, NULL);
+    rv = aegis_node_propose(n, cmd, len, sync_done, &w);
+    if (rv == 0) {
+        pthread_mutex_lock(&w.lock);
+        while (!w.done) {
+            pthread_cond_wait(&w.cond, &w.lock);
+        }
+        pthread_mutex_unlock(&w.lock);
+        if (res != NULL) {
+            *res = w.res;
+        }
+        rv = w.res.status;
+    }
+    pthread_cond_destroy(&w.cond);
+    pthread_mutex_destroy(&w.lock);
+    return rv;
+}
+
+int aegis_node_status(struct aegis_node *n, struct aegis_status *out)
+{
+    pthread_mutex_lock(&n->status_lock);
+    *out = n->status;
+    pthread_mutex_unlock(&n->status_lock);
+    return 0;
+}
+
+int aegis_node_add_member(struct aegis_node *n, const struct aegis_peer_addr *peer,
+                          aegis_done_cb cb, void *data)
+{
+    struct aegis_req q = {.kind = AEGIS_REQ_ADD, .peer = *peer, .cb = cb, .data = data};
+
+    if (peer->id == AEGIS_NODE_NONE || peer->port == 0 || peer->host[0] == '\0') {
+        return AEGIS_EINVAL;
+    }
+    return inbox_push(n, &q);
+}
+
+int aegis_node_remove_member(struct aegis_node *n, aegis_node_id id, aegis_done_cb cb,
+                             void *data)
+{
+    struct aegis_req q = {.kind = AEGIS_REQ_REMOVE, .target = id, .cb = cb, .data = data};
+
+    return inbox_push(n, &q);
+}
+
+int aegis_node_transfer_leadership(struct aegis_node *n, aegis_node_id target)
+{
+    struct aegis_req q = {.kind = AEGIS_REQ_TRANSFER, .target = target};
+    struct aegis_status s;
+
+    aegis_node_status(n, &s);
+    if (s.role != AEGIS_NODE_LEADER) {
+        return AEGIS_ENOTLEADER;
+    }
+    return inbox_push(n, &q);
+}
+
+int aegis_node_snapshot(struct aegis_node *n)
+{
+    struct aegis_req q = {.kind = AEGIS_REQ_SNAPSHOT};
+
+    return inbox_push(n, &q);
+}
+
+static void stop_stage(struct aegis_node *n, int stage)
+{
+    __atomic_store_n(&n->stopping, stage, __ATOMIC_RELEASE);
+    aegis__waker_wake(&n->raft_waker);
+    aegis__waker_wake(&n->apply_waker);
+}
+
+int aegis_node_stop(struct aegis_node *n)
+{
+    int rv;
+
+    if (!n->started) {
+        return 0;
+    }
+    /* 1: the raft thread stops taking work and exits. */
+    stop_stage(n, 1);
+    aegis__waker_wake(&n->raft_waker);
+    pthread_join(n->raft_thread, NULL);
+    /* The log thread writes and fdatasyncs what was queued, then exits. */
+    aegis__log_writer_stop(n->log);
+    rv = __atomic_load_n(&n->fatal, __ATOMIC_ACQUIRE);
+    /* 2: the apply thread applies what it has, fails what waits, exits. */
+    stop_stage(n, 2);
+    pthread_join(n->apply_thread, NULL);
+    /* 3: the network closes. */
+    stop_stage(n, 3);
+    aegis__uring_loop_stop(n->loop);
+    aegis__uring_loop_wake(n->loop);
+    pthread_join(n->net_thread, NULL);
+    n->started = false;
+    AEGIS_LOG(AEGIS_LOG_INFO, "node %llu stopped", (unsigned long long)n->config.id);
+    return rv;
+}
+
+static void drain_leftovers(struct aegis_node *n)
+{
+    struct aegis_peer_msg pm;
+    struct aegis_apply_report rep;
+    struct aegis_inbox *in = &n->inbox;
+
+    while (aegis__ring_peer_msg_pop_sc(&n->peer_ring, &pm)) {
+        aegis__msg_release(pm.msg, n->alloc);
+        aegis__free(n->alloc, pm.msg);
+    }
+    while (aegis__ring_report_pop_sc(&n->report_ring, &rep)) {
+        aegis__buf_unref(rep.data);
+        aegis__free(n->alloc, rep.meta);
+    }
+    for (uint32_t i = 0; i < in->count; i++) {
+        struct aegis_result res = {.status = AEGIS_ESHUTDOWN};
+
+        if (in->items[i].cb != NULL) {
+            in->items[i].cb(in->items[i].data, &res);
+        }
+        aegis__buf_unref(in->items[i].buf);
+    }
+    in->count = 0;
+    for (uint32_t i = 0; i < n->held_count; i++) {
+        aegis__msg_release(&n->held[i], n->alloc);
+    }
+    n->held_count = 0;
+    for (uint32_t i = 0; i < n->apply_backlog_count; i++) {
+        aegis__entry_unref(&n->apply_backlog[i].entry);
+        aegis__buf_unref(n->apply_backlog[i].buf);
+        aegis__free(n->alloc, n->apply_backlog[i].meta);
+    }
+    n->apply_backlog_count = 0;
+    for (uint32_t b = 0; b < 8; b++) {
+        for (uint32_t k = 0; k < n->read_batches[b].count; k++) {
+            aegis__buf_unref(n->read_batches[b].reads[k].buf);
+        }
+        n->read_batches[b].count = 0;
+    }
+}
+
+void aegis_node_destroy(struct aegis_node *n)
+{
+    if (n == NULL) {
+        return;
+    }
+    aegis_node_stop(n);
+    drain_leftovers(n);
+    aegis__uring_loop_destroy(n->loop);
+    aegis__raft_destroy(n->raft);
+    if (n->log != NULL) {
+        aegis__log_writer_close(n->log);
+    }
+    aegis__apply_close(n);
+    aegis__kv_close(&n->kv);
+    aegis__ring_peer_msg_close(&n->peer_ring);
+    aegis__ring_report_close(&n->report_ring);
+    aegis__ring_apply_close(&n->apply_ring);
+    aegis__ring_net_post_close(&n->raft_post);
+    aegis__ring_net_post_close(&n->apply_post);
+    aegis__waker_close(&n->raft_waker);
+    aegis__waker_close(&n->apply_waker);
+    aegis__free(n->alloc, n->inbox.items);
+    aegis__free(n->alloc, n->inbox.spare);
+    aegis__free(n->alloc, n->forwards);
+    aegis__free(n->alloc, n->held);
+    aegis__free(n->alloc, n->held_seq);
+    aegis__free(n->alloc, n->apply_backlog);
+    for (uint32_t b = 0; b < 8; b++) {
+        aegis__free(n->alloc, n->read_batches[b].reads);
+    }
+    free(n);
+}

@@ -1,0 +1,750 @@
+/* The raft thread (aegis-raft): owns the Raft core and routes its ready output.
+ *
+ * One pass of its loop: fire due ticks; drain the peer ring (step each message), the
+ * log thread's durable reports (aegis__raft_persisted, then release the messages that
+ * waited for durability), the apply thread's reports (applied index, snapshots taken)
+ * and the inbox (proposals, reads, membership); then turn every ready into work for the
+ * other threads. Nothing here blocks except the final sleep on the raft waker, bounded by
+ * the next tick.
+ *
+ * Ready routing (the contract of engine/raft.h):
+ *   hard state + entries (+ a received snapshot)  -> log thread, as one request with a
+ *                                                    sequence number;
+ *   msgs                                          -> net thread at once (thesis §10.2.1:
+ *                                                    the leader sends while it writes);
+ *   msgs_after_persist                            -> held until the log thread reports
+ *                                                    that request's sequence durable;
+ *   committed entries, reads, snapshot installs   -> apply ring, in order.
+ *
+ * Proposals from a follower are forwarded to the leader as CLIENT_REQ; the leader
+ * registers them with the apply thread, which answers with CLIENT_RESP once applied.
+ * Reads gathered during one pass share one ReadIndex round. */
+#include <string.h>
+
+#include "engine/conf.h"
+#include "pipeline/envelope.h"
+#include "pipeline/logging.h"
+#include "pipeline/node_int.h"
+
+#define FORWARD_TIMEOUT_TICKS(n) (10000u / (n)->config.tick_ms)
+#define READ_TIMEOUT_TICKS(n) (5000u / (n)->config.tick_ms)
+#define HELD_MAX 65536u
+
+static void send_post(struct aegis_node *n, void *arg, uint64_t u)
+{
+    (void)u;
+    aegis__net_send_msg(n, arg);
+}
+
+/* Send a copy of @m (the original stays the core's). */
+static void send_copy(struct aegis_node *n, const struct aegis_msg *m)
+{
+    struct aegis_msg *copy = aegis__malloc(n->alloc, sizeof(*copy));
+    struct aegis_net_post p;
+
+    if (copy == NULL || aegis__msg_clone(copy, m, n->alloc) != 0) {
+        aegis__free(n->alloc, copy);
+        return; /* Dropped: Raft retransmits. */
+    }
+    p = (struct aegis_net_post){.fn = send_post, .arg = copy};
+    aegis__net_post_from_raft(n, &p);
+}
+
+static void apply_push(struct aegis_node *n, const struct aegis_apply_item *it)
+{
+    /* Keep order: once something waits in the backlog, everything goes behind it. */
+    if (n->apply_backlog_count == 0 && aegis__ring_apply_push_sp(&n->apply_ring, it)) {
+        return;
+    }
+    if (n->apply_backlog_count == n->apply_backlog_cap) {
+        uint32_t cap = n->apply_backlog_cap != 0 ? n->apply_backlog_cap * 2 : 1024;
+        void *p = aegis__realloc(n->alloc, n->apply_backlog, cap * sizeof(*it));
+
+        /* Bounded by the commit - applied gap, itself bounded by the log. */
+        AEGIS_ASSERT(p != NULL);
+        n->apply_backlog = p;
+        n->apply_backlog_cap = cap;
+    }
+    n->apply_backlog[n->apply_backlog_count++] = *it;
+}
+
+static void apply_flush_backlog(struct aegis_node *n)
+{
+    uint32_t done = 0;
+
+    while (done < n->apply_backlog_count &&
+           aegis__ring_apply_push_sp_defer(&n->apply_ring, &n->apply_backlog[done])) {
+        done++;
+    }
+    if (done > 0) {
+        aegis__ring_apply_wake(&n->apply_ring);
+        memmove(n->apply_backlog, n->apply_backlog + done,
+                (n->apply_backlog_count - done) * sizeof(*n->apply_backlog));
+        n->apply_backlog_count -= done;
+    }
+}
+
+static void complete_now(struct aegis_node *n, aegis_done_cb cb, void *data, int status,
+                         aegis_node_id hint)
+{
+    struct aegis_apply_item it = {.kind = AEGIS_APPLY_COMPLETE, .status = status, .cb = cb,
+                                  .data = data, .leader_hint = hint};
+
+    apply_push(n, &it);
+}
+
+static void register_proposal(struct aegis_node *n, aegis_index index, aegis_done_cb cb,
+                              void *data, aegis_node_id remote, uint64_t request_id)
+{
+    struct aegis_apply_item it = {.kind = AEGIS_APPLY_REGISTER, .cb = cb, .data = data,
+                                  .remote = remote, .request_id = request_id};
+
+    it.entry.index = index;
+    it.entry.term = aegis__raft_term(n->raft);
+    apply_push(n, &it);
+}
+
+static void reply_client(struct aegis_node *n, const struct aegis_msg *req, int status)
+{
+    struct aegis_msg m = {.type = AEGIS_MSG_CLIENT_RESP, .from = n->config.id,
+                          .to = req->from};
+
+    m.client_resp.request_id = req->client_req.request_id;
+    m.client_resp.status = status;
+    m.client_resp.leader_hint = aegis__raft_leader(n->raft);
+    send_copy(n, &m);
+}
+
+/* A follower forwarded a client command to us. */
+static void handle_client_req(struct aegis_node *n, const struct aegis_msg *m)
+{
+    aegis_index index;
+    int rv;
+
+    if (m->client_req.command == NULL) {
+        reply_client(n, m, AEGIS_EINVAL);
+        return;
+    }
+    rv = aegis__raft_propose(n->raft, AEGIS_ENTRY_COMMAND, m->client_req.command, &index);
+    if (rv != 0) {
+        reply_client(n, m, rv);
+        return;
+    }
+    n->stats.proposals++;
+    register_proposal(n, index, NULL, NULL, m->from, m->client_req.request_id);
+}
+
+/* The leader answered a command we forwarded. */
+static void handle_client_resp(struct aegis_node *n, const struct aegis_msg *m)
+{
+    struct aegis_forward *f = &n->forwards[m->client_resp.request_id & n->forwards_mask];
+    struct aegis_apply_item it;
+
+    if (f->request_id != m->client_resp.request_id || f->request_id == 0) {
+        return; /* Timed out already. */
+    }
+    it = (struct aegis_apply_item){
+        .kind = AEGIS_APPLY_RESULT,
+        .status = m->client_resp.status,
+        .cb = f->cb,
+        .data = f->data,
+        .index = m->client_resp.index,
+        .version = m->client_resp.version,
+        .integer = m->client_resp.integer,
+        .leader_hint = m->client_resp.leader_hint,
+        .buf = m->client_resp.value != NULL ? aegis__buf_ref(m->client_resp.value) : NULL,
+    };
+    apply_push(n, &it);
+    f->request_id = 0;
+}
+
+static void drain_peer(struct aegis_node *n)
+{
+    struct aegis_peer_msg pm;
+
+    while (aegis__ring_peer_msg_pop_sc(&n->peer_ring, &pm)) {
+        struct aegis_msg *m = pm.msg;
+
+        if (m->type == AEGIS_MSG_CLIENT_REQ) {
+            handle_client_req(n, m);
+        } else if (m->type == AEGIS_MSG_CLIENT_RESP) {
+            handle_client_resp(n, m);
+        } else {
+            aegis__raft_step(n->raft, m);
+        }
+        aegis__msg_release(m, n->alloc);
+        aegis__free(n->alloc, m);
+    }
+}
+
+static void release_held(struct aegis_node *n)
+{
+    uint32_t i = 0;
+
+    while (i < n->held_count && n->held_seq[i] <= n->durable_seq) {
+        struct aegis_net_post p;
+        struct aegis_msg *m = aegis__malloc(n->alloc, sizeof(*m));
+
+        if (m != NULL) {
+            *m = n->held[i]; /* Hand over the clone's references. */
+            p = (struct aegis_net_post){.fn = send_post, .arg = m};
+            aegis__net_post_from_raft(n, &p);
+        } else {
+            aegis__msg_release(&n->held[i], n->alloc);
+        }
+        i++;
+    }
+    if (i > 0) {
+        memmove(n->held, n->held + i, (n->held_count - i) * sizeof(*n->held));
+        memmove(n->held_seq, n->held_seq + i, (n->held_count - i) * sizeof(*n->held_seq));
+        n->held_count -= i;
+    }
+}
+
+static void hold(struct aegis_node *n, const struct aegis_msg *m, uint64_t seq)
+{
+    if (n->held_count == n->held_cap) {
+        uint32_t cap = n->held_cap != 0 ? n->held_cap * 2 : 256;
+        struct aegis_msg *h;
+        uint64_t *s;
+
+        if (cap > HELD_MAX) {
+            return; /* Dropped: the peer retransmits; bounded memory wins. */
+        }
+        h = aegis__realloc(n->alloc, n->held, cap * sizeof(*h));
+        if (h == NULL) {
+            return;
+        }
+        n->held = h;
+        s = aegis__realloc(n->alloc, n->held_seq, cap * sizeof(*s));
+        if (s == NULL) {
+            return;
+        }
+        n->held_seq = s;
+        n->held_cap = cap;
+    }
+    if (aegis__msg_clone(&n->held[n->held_count], m, n->alloc) != 0) {
+        return;
+    }
+    n->held_seq[n->held_count++] = seq;
+}
+
+static void log_push(struct aegis_node *n, const struct aegis_log_req *req)
+{
+    /* Keep order: once something waits in the backlog, everything goes behind it. */
+    if (n->log_backlog_count == 0 && aegis__log_writer_push_sp_defer(n->log, req)) {
+        n->log_reqs_pushed++;
+        return;
+    }
+    if (n->log_backlog_count == n->log_backlog_cap) {
+        uint32_t cap = n->log_backlog_cap != 0 ? n->log_backlog_cap * 2 : 1024;
+        void *p = aegis__realloc(n->alloc, n->log_backlog, cap * sizeof(*req));
+
+        /* Bounded: proposals stop being taken while the log is behind (drain_inbox). */
+        AEGIS_ASSERT(p != NULL);
+        n->log_backlog = p;
+        n->log_backlog_cap = cap;
+    }
+    n->log_backlog[n->log_backlog_count++] = *req;
+    n->log_reqs_pushed++;
+}
+
+static void log_flush_backlog(struct aegis_node *n)
+{
+    uint32_t done = 0;
+
+    while (done < n->log_backlog_count &&
+           aegis__log_writer_push_sp_defer(n->log, &n->log_backlog[done])) {
+        done++;
+    }
+    if (done > 0) {
+        memmove(n->log_backlog, n->log_backlog + done,
+                (n->log_backlog_count - done) * sizeof(*n->log_backlog));
+        n->log_backlog_count -= done;
+    }
+    aegis__log_writer_flush(n->log);
+}
+
+/* Hand a ready's hard state, entries and received snapshot to the log thread. Returns the
+ * cumulative request count that must be durable before this ready's
+ * msgs_after_persist may leave. */
+static uint64_t log_submit(struct aegis_node *n, const struct aegis_ready *rd)
+{
+    struct aegis_log_req req;
+
+    if (rd->snapshot_meta != NULL) {
+        memset(&req, 0, sizeof(req));
+        req.op = AEGIS_LOG_OP_INSTALL;
+        req.install.meta = aegis__malloc(n->alloc, sizeof(*req.install.meta));
+        AEGIS_ASSERT(req.install.meta != NULL);
+        *req.install.meta = *rd->snapshot_meta;
+        req.install.data = aegis__buf_ref(rd->snapshot_data);
+        log_push(n, &req);
+    }
+    for (uint32_t i = 0; i < rd->entries_count; i++) {
+        memset(&req, 0, sizeof(req));
+        req.op = AEGIS_LOG_OP_ENTRY;
+        req.entry = rd->entries[i];
+        aegis__entry_ref(&req.entry);
+        log_push(n, &req);
+    }
+    if (rd->hs_changed) {
+        memset(&req, 0, sizeof(req));
+        req.op = AEGIS_LOG_OP_HARD_STATE;
+        req.hs = rd->hs;
+        log_push(n, &req);
+    }
+    n->stats.log_batches++;
+    return n->log_reqs_pushed;
+}
+
+static void drain_log(struct aegis_node *n)
+{
+    struct aegis_log_report rep;
+
+    while (aegis__log_writer_pop_sc(n->log, &rep)) {
+        if (rep.kind == AEGIS_LOG_REPORT_ERROR) {
+            AEGIS_LOG(AEGIS_LOG_ERROR, "log write failed in %s at offset %llu: %s", rep.file,
+                      (unsigned long long)rep.offset, aegis_strerror(rep.err));
+            aegis__node_fail(n, rep.err, "log write");
+            continue;
+        }
+        n->durable_seq = rep.reqs_done;
+        if (rep.index > 0) {
+            aegis__raft_persisted(n->raft, rep.index, rep.term);
+        }
+    }
+}
+
+static void route_reads(struct aegis_node *n, const struct aegis_ready *rd)
+{
+    for (uint32_t i = 0; i < rd->reads_count; i++) {
+        for (uint32_t b = 0; b < 8; b++) {
+            struct aegis_read_batch *batch = &n->read_batches[b];
+
+            if (batch->ctx != rd->reads[i].ctx || batch->ctx == 0) {
+                continue;
+            }
+            for (uint32_t k = 0; k < batch->count; k++) {
+                struct aegis_req *q = &batch->reads[k];
+                struct aegis_apply_item it = {.kind = AEGIS_APPLY_READ,
+                                              .index = rd->reads[i].index,
+                                              .buf = q->buf, .cb = q->cb, .data = q->data};
+
+                apply_push(n, &it);
+            }
+            batch->count = 0;
+            batch->ctx = 0;
+        }
+    }
+}
+
+static void process_ready(struct aegis_node *n)
+{
+    struct aegis_ready rd;
+    uint64_t seq = n->log_reqs_pushed;
+
+    aegis__raft_ready(n->raft, &rd);
+    if (rd.hs_changed || rd.entries_count > 0 || rd.snapshot_meta != NULL) {
+        seq = log_submit(n, &rd);
+    }
+    for (uint32_t i = 0; i < rd.msgs_count; i++) {
+        send_copy(n, &rd.msgs[i]);
+    }
+    for (uint32_t i = 0; i < rd.msgs_after_persist_count; i++) {
+        if (seq <= n->durable_seq) {
+            send_copy(n, &rd.msgs_after_persist[i]);
+        } else {
+            hold(n, &rd.msgs_after_persist[i], seq);
+        }
+    }
+    if (rd.snapshot_meta != NULL) {
+        struct aegis_apply_item it = {.kind = AEGIS_APPLY_INSTALL};
+
+        it.meta = aegis__malloc(n->alloc, sizeof(*it.meta));
+        AEGIS_ASSERT(it.meta != NULL);
+        *it.meta = *rd.snapshot_meta;
+        it.buf = aegis__buf_ref(rd.snapshot_data);
+        apply_push(n, &it);
+        n->snapshot_index = rd.snapshot_meta->index;
+    }
+    for (uint32_t i = 0; i < rd.committed_count; i++) {
+        struct aegis_apply_item it = {.kind = AEGIS_APPLY_ENTRY, .entry = rd.committed[i]};
+
+        aegis__entry_ref(&it.entry);
+        apply_push(n, &it);
+    }
+    route_reads(n, &rd);
+    if (rd.snapshot_wanted && !n->snapshot_requested) {
+        struct aegis_apply_item it = {.kind = AEGIS_APPLY_SNAPSHOT_NOW};
+
+        n->snapshot_requested = true;
+        apply_push(n, &it);
+    }
+    aegis__raft_advance(n->raft, &rd);
+}
+
+static void drain_reports(struct aegis_node *n)
+{
+    struct aegis_apply_report rep;
+
+    while (aegis__ring_report_pop_sc(&n->report_ring, &rep)) {
+        switch (rep.kind) {
+        case AEGIS_REPORT_APPLIED:
+            aegis__raft_applied(n->raft, rep.applied);
+            break;
+        case AEGIS_REPORT_SNAPSHOT:
+            if (aegis__raft_snapshot_taken(n->raft, rep.meta, rep.data) == 0) {
+                n->snapshot_index = rep.meta->index;
+                struct aegis_log_req req = {.op = AEGIS_LOG_OP_COMPACT};
+
+                req.compact_index = rep.meta->index;
+                log_push(n, &req);
+            }
+            n->snapshot_requested = false;
+            aegis__buf_unref(rep.data);
+            aegis__free(n->alloc, rep.meta);
+            break;
+        default:
+            aegis__node_fail(n, rep.status, "state machine");
+            break;
+        }
+    }
+}
+
+static struct aegis_read_batch *read_batch_open(struct aegis_node *n)
+{
+    for (uint32_t b = 0; b < 8; b++) {
+        if (n->read_batches[b].ctx == 0 && n->read_batches[b].count == 0) {
+            return &n->read_batches[b];
+        }
+    }
+    return NULL;
+}
+
+static void forward(struct aegis_node *n, struct aegis_req *q, aegis_node_id leader)
+{
+    uint64_t id = ++n->next_request_id;
+    struct aegis_forward *f = &n->forwards[id & n->forwards_mask];
+    struct aegis_msg m = {.type = AEGIS_MSG_CLIENT_REQ, .from = n->config.id, .to = leader};
+
+    if (f->request_id != 0) {
+        complete_now(n, q->cb, q->data, AEGIS_EFULL, leader);
+        return;
+    }
+    *f = (struct aegis_forward){.request_id = id, .cb = q->cb, .data = q->data,
+                                .deadline_tick = n->tick_count + FORWARD_TIMEOUT_TICKS(n)};
+    m.client_req.request_id = id;
+    m.client_req.command = q->buf;
+    send_copy(n, &m);
+    n->stats.forwarded++;
+}
+
+static void handle_propose(struct aegis_node *n, struct aegis_req *q)
+{
+    aegis_node_id leader = aegis__raft_leader(n->raft);
+    aegis_index index;
+    int rv;
+
+    if (aegis__raft_role(n->raft) != AEGIS_ROLE_LEADER) {
+        if (leader != AEGIS_NODE_NONE && leader != n->config.id) {
+            forward(n, q, leader);
+        } else {
+            complete_now(n, q->cb, q->data, AEGIS_ENOTLEADER, AEGIS_NODE_NONE);
+        }
+        return;
+    }
+    rv = aegis__raft_propose(n->raft, AEGIS_ENTRY_COMMAND, q->buf, &index);
+    if (rv != 0) {
+        complete_now(n, q->cb, q->data, rv, leader);
+        return;
+    }
+    n->stats.proposals++;
+    register_proposal(n, index, q->cb, q->data, AEGIS_NODE_NONE, 0);
+}
+
+static void handle_add(struct aegis_node *n, struct aegis_req *q)
+{
+    struct aegis_buf *meta;
+    aegis_index index;
+    int rv;
+
+    if (aegis__raft_role(n->raft) != AEGIS_ROLE_LEADER) {
+        complete_now(n, q->cb, q->data, AEGIS_ENOTLEADER, aegis__raft_leader(n->raft));
+        return;
+    }
+    if (n->adding.id != 0) {
+        complete_now(n, q->cb, q->data, AEGIS_EBUSY, n->config.id);
+        return;
+    }
+    /* First the address, so that every node can dial the new member, then the member. */
+    meta = aegis__env_meta_addr(n->alloc, &q->peer);
+    if (meta == NULL) {
+        complete_now(n, q->cb, q->data, AEGIS_EINVAL, n->config.id);
+        return;
+    }
+    rv = aegis__raft_propose(n->raft, AEGIS_ENTRY_COMMAND, meta, &index);
+    aegis__buf_unref(meta);
+    if (rv == 0) {
+        rv = aegis__raft_add_learner(n->raft, q->peer.id, &index);
+    }
+    if (rv != 0) {
+        complete_now(n, q->cb, q->data, rv, n->config.id);
+        return;
+    }
+    n->adding = (struct aegis_pending_add){.id = q->peer.id, .cb = q->cb, .data = q->data,
+                                           .deadline_tick = n->tick_count +
+                                                            FORWARD_TIMEOUT_TICKS(n) * 6};
+}
+
+/* A learner added through aegis_node_add_member becomes a voter once it has caught up. */
+static void promote_when_caught_up(struct aegis_node *n)
+{
+    aegis_index match, next, index;
+    int rv;
+
+    if (n->adding.id == 0) {
+        return;
+    }
+    if (aegis__raft_role(n->raft) != AEGIS_ROLE_LEADER || n->tick_count > n->adding.deadline_tick) {
+        complete_now(n, n->adding.cb, n->adding.data,
+                     aegis__raft_role(n->raft) != AEGIS_ROLE_LEADER ? AEGIS_ELEADERLOST
+                                                                    : AEGIS_ETIMEDOUT,
+                     aegis__raft_leader(n->raft));
+        n->adding.id = 0;
+        return;
+    }
+    if (!aegis__raft_progress(n->raft, n->adding.id, &match, &next) ||
+        match + 64 < aegis__raft_commit_index(n->raft)) {
+        return;
+    }
+    rv = aegis__raft_promote(n->raft, n->adding.id, &index);
+    if (rv == AEGIS_EBUSY) {
+        return; /* The learner's own change has not committed yet; next pass. */
+    }
+    if (rv != 0) {
+        complete_now(n, n->adding.cb, n->adding.data, rv, n->config.id);
+    } else {
+        register_proposal(n, index, n->adding.cb, n->adding.data, AEGIS_NODE_NONE, 0);
+    }
+    n->adding.id = 0;
+}
+
+static void handle_req(struct aegis_node *n, struct aegis_req *q,
+                       struct aegis_read_batch **batch)
+{
+    aegis_index index;
+    int rv;
+
+    switch (q->kind) {
+    case AEGIS_REQ_PROPOSE:
+        handle_propose(n, q);
+        break;
+    case AEGIS_REQ_READ:
+        n->stats.reads++;
+        if (aegis__raft_leader(n->raft) == AEGIS_NODE_NONE) {
+            complete_now(n, q->cb, q->data, AEGIS_ENOTLEADER, AEGIS_NODE_NONE);
+            break;
+        }
+        if (*batch == NULL) {
+            *batch = read_batch_open(n);
+        }
+        if (*batch == NULL || (*batch)->count == (*batch)->cap) {
+            complete_now(n, q->cb, q->data, AEGIS_EFULL, aegis__raft_leader(n->raft));
+            break;
+        }
+        (*batch)->reads[(*batch)->count++] = *q;
+        return; /* The batch owns the query now. */
+    case AEGIS_REQ_ADD:
+        handle_add(n, q);
+        break;
+    case AEGIS_REQ_REMOVE:
+        rv = aegis__raft_remove(n->raft, q->target, &index);
+        if (rv != 0) {
+            complete_now(n, q->cb, q->data, rv, aegis__raft_leader(n->raft));
+        } else {
+            register_proposal(n, index, q->cb, q->data, AEGIS_NODE_NONE, 0);
+        }
+        break;
+    case AEGIS_REQ_TRANSFER:
+        rv = aegis__raft_transfer(n->raft, q->target);
+        if (rv != 0) {
+            AEGIS_LOG(AEGIS_LOG_WARN, "leadership transfer to %llu refused: %s",
+                      (unsigned long long)q->target, aegis_strerror(rv));
+        }
+        break;
+    case AEGIS_REQ_SNAPSHOT:
+        if (!n->snapshot_requested) {
+            struct aegis_apply_item it = {.kind = AEGIS_APPLY_SNAPSHOT_NOW};
+
+            n->snapshot_requested = true;
+            apply_push(n, &it);
+        }
+        break;
+    default:
+        AEGIS_UNREACHABLE();
+    }
+    aegis__buf_unref(q->buf);
+}
+
+static void drain_inbox(struct aegis_node *n)
+{
+    struct aegis_inbox *in = &n->inbox;
+    struct aegis_read_batch *batch = NULL;
+    struct aegis_req *items;
+    uint32_t count;
+
+    pthread_mutex_lock(&in->lock);
+    items = in->items;
+    count = in->count;
+    in->items = in->spare;
+    in->count = 0;
+    pthread_mutex_unlock(&in->lock);
+    in->spare = items;
+    for (uint32_t i = 0; i < count; i++) {
+        handle_req(n, &items[i], &batch);
+    }
+    if (batch != NULL && batch->count > 0) {
+        uint64_t ctx = ++n->next_read_ctx;
+        int rv = aegis__raft_read_index(n->raft, ctx);
+
+        if (rv != 0) {
+            for (uint32_t k = 0; k < batch->count; k++) {
+                complete_now(n, batch->reads[k].cb, batch->reads[k].data, rv,
+                             aegis__raft_leader(n->raft));
+                aegis__buf_unref(batch->reads[k].buf);
+            }
+            batch->count = 0;
+        } else {
+            batch->ctx = ctx;
+            batch->deadline_tick = n->tick_count + READ_TIMEOUT_TICKS(n);
+        }
+    }
+}
+
+/* Once per tick: forwarded commands and reads that got no answer. */
+static void expire(struct aegis_node *n)
+{
+    while (n->forward_oldest < n->next_request_id) {
+        struct aegis_forward *f = &n->forwards[(n->forward_oldest + 1) & n->forwards_mask];
+
+        if (f->request_id == n->forward_oldest + 1 && f->deadline_tick > n->tick_count) {
+            break;
+        }
+        if (f->request_id == n->forward_oldest + 1) {
+            /* The leader may have applied it: the outcome is unknown. */
+            complete_now(n, f->cb, f->data, AEGIS_ELEADERLOST, aegis__raft_leader(n->raft));
+            f->request_id = 0;
+        }
+        n->forward_oldest++;
+    }
+    for (uint32_t b = 0; b < 8; b++) {
+        struct aegis_read_batch *batch = &n->read_batches[b];
+
+        if (batch->ctx == 0 || batch->deadline_tick > n->tick_count) {
+            continue;
+        }
+        for (uint32_t k = 0; k < batch->count; k++) {
+            complete_now(n, batch->reads[k].cb, batch->reads[k].data, AEGIS_ETIMEDOUT,
+                         aegis__raft_leader(n->raft));
+            aegis__buf_unref(batch->reads[k].buf);
+        }
+        batch->count = 0;
+        batch->ctx = 0;
+    }
+}
+
+static enum aegis_node_role public_role(enum aegis_role r)
+{
+    switch (r) {
+    case AEGIS_ROLE_LEADER:
+        return AEGIS_NODE_LEADER;
+    case AEGIS_ROLE_CANDIDATE:
+    case AEGIS_ROLE_PRECANDIDATE:
+        return AEGIS_NODE_CANDIDATE;
+    case AEGIS_ROLE_LEARNER:
+        return AEGIS_NODE_LEARNER;
+    default:
+        return AEGIS_NODE_FOLLOWER;
+    }
+}
+
+static void update_status(struct aegis_node *n)
+{
+    const struct aegis_conf *conf = aegis__raft_conf(n->raft);
+    struct aegis_status s = {0};
+
+    s.id = n->config.id;
+    s.role = public_role(aegis__raft_role(n->raft));
+    s.term = aegis__raft_term(n->raft);
+    s.leader = aegis__raft_leader(n->raft);
+    s.commit_index = aegis__raft_commit_index(n->raft);
+    s.applied_index = __atomic_load_n(&n->applied_index, __ATOMIC_RELAXED);
+    s.last_index = aegis__raft_last_index(n->raft);
+    s.snapshot_index = n->snapshot_index;
+    for (uint32_t i = 0; i < conf->count && i < AEGIS_PEERS_MAX; i++) {
+        aegis_index match = 0, next = 0;
+
+        s.members[i].id = conf->members[i].id;
+        s.members[i].voter = conf->members[i].role == AEGIS_MEMBER_VOTER;
+        if (aegis__raft_progress(n->raft, conf->members[i].id, &match, &next)) {
+            s.members[i].match_index = match;
+        }
+        s.members_count++;
+    }
+    pthread_mutex_lock(&n->status_lock);
+    n->status = s;
+    pthread_mutex_unlock(&n->status_lock);
+}
+
+static bool inputs_pending(struct aegis_node *n)
+{
+    return !aegis__ring_peer_msg_empty(&n->peer_ring) ||
+           !aegis__ring_report_empty(&n->report_ring) ||
+           __atomic_load_n(&n->inbox.count, __ATOMIC_ACQUIRE) > 0 ||
+           !aegis__log_writer_reports_empty(n->log) || aegis__raft_has_ready(n->raft);
+}
+
+void *aegis__raft_thread_main(void *arg)
+{
+    struct aegis_node *n = arg;
+    uint64_t tick_ns = (uint64_t)n->config.tick_ms * 1000000u;
+    uint64_t next_tick = aegis__now_ns() + tick_ns;
+
+    pthread_setname_np(pthread_self(), "aegis-raft");
+    while (__atomic_load_n(&n->stopping, __ATOMIC_ACQUIRE) == 0) {
+        uint64_t now = aegis__now_ns();
+        int wait_ms;
+
+        if (now >= next_tick) {
+            aegis__raft_tick(n->raft);
+            n->tick_count++;
+            expire(n);
+            promote_when_caught_up(n);
+            next_tick += tick_ns;
+            if (now > next_tick + 10 * tick_ns) {
+                next_tick = now + tick_ns; /* We were descheduled: do not fire a burst. */
+            }
+        }
+        drain_peer(n);
+        drain_log(n);
+        drain_reports(n);
+        drain_inbox(n);
+        while (aegis__raft_has_ready(n->raft)) {
+            process_ready(n);
+        }
+        log_flush_backlog(n);
+        release_held(n);
+        apply_flush_backlog(n);
+        update_status(n);
+        aegis__waker_prepare(&n->raft_waker);
+        if (inputs_pending(n)) {
+            aegis__waker_cancel(&n->raft_waker);
+            continue;
+        }
+        now = aegis__now_ns();
+        wait_ms = next_tick > now ? (int)((next_tick - now + 999999) / 1000000) : 0;
+        aegis__waker_wait(&n->raft_waker, wait_ms);
+    }
+    return NULL;
+}

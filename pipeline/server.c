@@ -1,0 +1,1033 @@
+/* The RESP2 client port; see server.h.
+ *
+ * Error replies. A client must be able to tell a definite failure from an indeterminate
+ * one, so the prefixes say which:
+ *   -TRYAGAIN <reason>  the command was not applied and will not be (no leader known,
+ *                       overloaded, shutting down): retrying is safe;
+ *   -UNKNOWN <reason>   the outcome is unknown (leadership lost or a timeout while the
+ *                       command was in flight): it may or may not have been applied;
+ *   -ERR ...            Redis' own errors (wrong arguments, not an integer, ...), with
+ *                       Redis' wording; the command changed nothing. */
+#include "pipeline/server.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "net/resp.h"
+#include "pipeline/logging.h"
+
+#define SRV_MAP_EMPTY 0u
+
+struct srv_slot {
+    char *bytes; /* Reply bytes (malloc), once done. */
+    uint32_t len;
+    bool done;
+};
+
+struct srv_conn {
+    aegis_uring_client_id id;
+    struct aegis_server *srv;
+    struct aegis_resp_parser parser;
+    struct srv_slot *slots;      /* pipeline_max, power of two. */
+    uint64_t next_seq;           /* Next command's slot. */
+    uint64_t flushed_seq;        /* Slots below were written. */
+    uint32_t refs;               /* Completions in flight holding this connection. */
+    bool authed;
+    bool paused;
+    bool close_after_flush;
+    bool closed;
+};
+
+struct aegis_server {
+    struct aegis_node *node;
+    struct aegis_server_config config;
+    char password[256];
+    uint32_t slots_mask;
+    struct srv_conn **map;       /* Open addressing by client id; capacity map_mask + 1. */
+    uint32_t map_mask;
+    uint32_t conns;
+    bool overloaded;             /* Some connection is paused on AEGIS_EFULL. */
+};
+
+/* One asynchronous command in flight. */
+enum srv_op_kind {
+    OP_OK = 1,      /* +OK on success. */
+    OP_INT,         /* :integer. */
+    OP_CAS,         /* :1 or :0. */
+    OP_GET,         /* Bulk or null. */
+    OP_EXISTS,      /* Count of keys present (keys in args). */
+    OP_MGET,        /* Array of bulks (keys in args). */
+};
+
+struct srv_op {
+    struct srv_conn *conn;
+    uint64_t seq;
+    uint8_t kind;
+    bool is_write;
+    char *reply;
+    uint32_t reply_len;
+    uint32_t keys_count;         /* EXISTS, MGET: keys follow in keys_buf. */
+    struct aegis_kv_bytes *keys;
+    char *keys_buf;
+};
+
+static uint64_t map_hash(aegis_uring_client_id id)
+{
+    id ^= id >> 33;
+    id *= 0xff51afd7ed558ccdull;
+    return id ^ (id >> 33);
+}
+
+static struct srv_conn **map_find(struct aegis_server *s, aegis_uring_client_id id)
+{
+    for (uint64_t i = map_hash(id);; i++) {
+        struct srv_conn **slot = &s->map[i & s->map_mask];
+
+        if (*slot == NULL || (*slot)->id == id) {
+            return slot;
+        }
+    }
+}
+
+static void map_remove(struct aegis_server *s, aegis_uring_client_id id)
+{
+    struct srv_conn **slot = map_find(s, id);
+    uint64_t i;
+
+    if (*slot == NULL) {
+        return;
+    }
+    *slot = NULL;
+    /* Re-insert the rest of the probe run (no tombstones). */
+    i = (uint64_t)(slot - s->map) + 1;
+    for (;; i++) {
+        struct srv_conn **next = &s->map[i & s->map_mask];
+        struct srv_conn *c = *next;
+
+        if (c == NULL) {
+            break;
+        }
+        *next = NULL;
+        *map_find(s, c->id) = c;
+    }
+}
+
+static char *fmt_alloc(uint32_t *len_out, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static char *fmt_alloc(uint32_t *len_out, const char *fmt, ...)
+{
+    va_list ap;
+    char *p = NULL;
+    int n;
+
+    va_start(ap, fmt);
+    n = vasprintf(&p, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        *len_out = 0;
+        return NULL;
+    }
+    *len_out = (uint32_t)n;
+    return p;
+}
+
+static char *bulk_alloc(const void *data, size_t len, uint32_t *len_out)
+{
+    char head[32];
+    int h = snprintf(head, sizeof(head), "$%zu\r\n", len);
+    char *p = malloc((size_t)h + len + 2);
+
+    if (p == NULL) {
+        *len_out = 0;
+        return NULL;
+    }
+    memcpy(p, head, (size_t)h);
+    if (len > 0) {
+        memcpy(p + h, data, len);
+    }
+    memcpy(p + h + len, "\r\n", 2);
+    *len_out = (uint32_t)((size_t)h + len + 2);
+    return p;
+}
+
+static void conn_free(struct srv_conn *c)
+{
+    uint32_t mask = c->srv->slots_mask;
+
+    for (uint64_t q = c->flushed_seq; q < c->next_seq; q++) {
+        free(c->slots[q & mask].bytes);
+    }
+    aegis__resp_parser_close(&c->parser);
+    free(c->slots);
+    free(c);
+}
+
+static void conn_flush(struct srv_conn *c)
+{
+    struct aegis_server *s = c->srv;
+    struct aegis_resp_wbuf w;
+    uint64_t q = c->flushed_seq;
+
+    aegis__resp_wbuf_init(&w, NULL, 0);
+    while (q < c->next_seq && c->slots[q & s->slots_mask].done) {
+        struct srv_slot *slot = &c->slots[q & s->slots_mask];
+
+        if (slot->bytes != NULL) {
+            aegis__resp_add_raw(&w, slot->bytes, slot->len);
+        }
+        free(slot->bytes);
+        *slot = (struct srv_slot){0};
+        q++;
+    }
+    c->flushed_seq = q;
+    if (w.len > 0) {
+        aegis__node_client_write(s->node, c->id, w.data, w.len);
+    }
+    aegis__resp_wbuf_close(&w);
+    if (c->close_after_flush && c->flushed_seq == c->next_seq) {
+        aegis__uring_loop_client_close(s->node->loop, c->id);
+    }
+}
+
+static void slot_fill(struct srv_conn *c, uint64_t seq, char *bytes, uint32_t len)
+{
+    struct srv_slot *slot = &c->slots[seq & c->srv->slots_mask];
+
+    slot->bytes = bytes;
+    slot->len = len;
+    slot->done = true;
+}
+
+/* Reply at once, in the connection's next slot. */
+static void reply_now(struct srv_conn *c, char *bytes, uint32_t len)
+{
+    slot_fill(c, c->next_seq++, bytes, len);
+}
+
+static void reply_fmt(struct srv_conn *c, const char *fmt, const char *arg)
+{
+    uint32_t len;
+    char *p = fmt_alloc(&len, fmt, arg);
+
+    reply_now(c, p, len);
+}
+
+#define REPLY_LIT(c, lit) reply_now((c), strdup(lit), (uint32_t)(sizeof(lit) - 1))
+
+/* The error reply for a failed command; see the file comment for the prefixes. */
+static char *error_reply(int status, bool is_write, uint32_t *len)
+{
+    switch (status) {
+    case AEGIS_ENOTLEADER:
+        return fmt_alloc(len, "-TRYAGAIN no leader known; the command was not applied\r\n");
+    case AEGIS_EFULL:
+    case AEGIS_EBUSY:
+        return fmt_alloc(len, "-TRYAGAIN node busy; the command was not applied\r\n");
+    case AEGIS_ESHUTDOWN:
+        return fmt_alloc(len, "-TRYAGAIN node shutting down; the command was not applied\r\n");
+    case AEGIS_ETYPE:
+        return fmt_alloc(len, "-ERR value is not an integer or out of range\r\n");
+    case AEGIS_EOVERFLOW:
+        return fmt_alloc(len, "-ERR increment or decrement would overflow\r\n");
+    case AEGIS_ETOOBIG:
+        return fmt_alloc(len, "-ERR value too large\r\n");
+    case AEGIS_ELEADERLOST:
+    case AEGIS_ETIMEDOUT:
+        if (!is_write) {
+            return fmt_alloc(len, "-TRYAGAIN read not confirmed by a leader in time\r\n");
+        }
+        return fmt_alloc(len, "-UNKNOWN outcome unknown: %s; the command may or may not "
+                              "have been applied\r\n",
+                         aegis_strerror(status));
+    default:
+        return fmt_alloc(len, "-ERR %s\r\n", aegis_strerror(status));
+    }
+}
+
+/* Runs on the net thread: a completion's reply reaches its connection. */
+static void deliver(struct aegis_node *n, void *arg, uint64_t u)
+{
+    struct srv_op *op = arg;
+    struct srv_conn *c = op->conn;
+    struct aegis_server *s = c->srv;
+
+    (void)n;
+    (void)u;
+    c->refs--;
+    if (c->closed) {
+        free(op->reply);
+        if (c->refs == 0) {
+            conn_free(c);
+        }
+    } else {
+        slot_fill(c, op->seq, op->reply, op->reply_len);
+        conn_flush(c);
+        if (c->paused && c->next_seq - c->flushed_seq <= s->slots_mask / 2) {
+            c->paused = false;
+            aegis__uring_loop_client_resume(n->loop, c->id);
+        }
+    }
+    if (s->overloaded) {
+        /* Progress was made: let paused-on-overload connections try again. */
+        s->overloaded = false;
+        for (uint32_t i = 0; i <= s->map_mask; i++) {
+            struct srv_conn *o = s->map[i];
+
+            if (o != NULL && o->paused && o->next_seq - o->flushed_seq <= s->slots_mask / 2) {
+                o->paused = false;
+                aegis__uring_loop_client_resume(n->loop, o->id);
+            }
+        }
+    }
+    free(op->keys);
+    free(op->keys_buf);
+    free(op);
+}
+
+static void read_keys(struct aegis_node *n, struct srv_op *op, struct aegis_resp_wbuf *w,
+                      int64_t *present)
+{
+    for (uint32_t i = 0; i < op->keys_count; i++) {
+        struct aegis_buf *v = NULL;
+        int rv = aegis__kv_get(&n->kv, op->keys[i].data, op->keys[i].len, &v, NULL);
+
+        if (rv == 0) {
+            (*present)++;
+        }
+        if (w != NULL) {
+            if (v != NULL) {
+                aegis__resp_add_bulk(w, v->data, v->len);
+            } else {
+                aegis__resp_add_null(w);
+            }
+        }
+        aegis__buf_unref(v);
+    }
+}
+
+/* Runs on the apply thread: format the reply, post it to the net thread. */
+static void op_done(void *data, const struct aegis_result *res)
+{
+    struct srv_op *op = data;
+    struct aegis_node *n = op->conn->srv->node;
+    struct aegis_net_post p;
+
+    if (res->status != 0 && !(op->kind == OP_GET && res->status == AEGIS_ENOTFOUND)) {
+        op->reply = error_reply(res->status, op->is_write, &op->reply_len);
+    } else {
+        switch (op->kind) {
+        case OP_OK:
+            op->reply = fmt_alloc(&op->reply_len, "+OK\r\n");
+            break;
+        case OP_INT:
+        case OP_CAS:
+            op->reply = fmt_alloc(&op->reply_len, ":%lld\r\n", (long long)res->integer);
+            break;
+        case OP_GET:
+            if (res->value == NULL) {
+                op->reply = fmt_alloc(&op->reply_len, "$-1\r\n");
+            } else {
+                op->reply = bulk_alloc(res->value, res->value_len, &op->reply_len);
+            }
+            break;
+        case OP_EXISTS:
+        case OP_MGET: {
+            /* The read is confirmed at this point and we run on the apply thread, which
+             * owns the store: read every key at this same linearization point. */
+            struct aegis_resp_wbuf w;
+            int64_t present = 0;
+
+            aegis__resp_wbuf_init(&w, NULL, 0);
+            if (op->kind == OP_MGET) {
+                aegis__resp_add_array(&w, op->keys_count);
+                read_keys(n, op, &w, &present);
+                op->reply = malloc(w.len);
+                if (op->reply != NULL) {
+                    memcpy(op->reply, w.data, w.len);
+                    op->reply_len = (uint32_t)w.len;
+                }
+            } else {
+                read_keys(n, op, NULL, &present);
+                op->reply = fmt_alloc(&op->reply_len, ":%lld\r\n", (long long)present);
+            }
+            aegis__resp_wbuf_close(&w);
+            break;
+        }
+        default:
+            AEGIS_UNREACHABLE();
+        }
+    }
+    p = (struct aegis_net_post){.fn = deliver, .arg = op};
+    aegis__net_post_from_apply(n, &p);
+}
+
+static struct srv_op *op_new(struct srv_conn *c, uint8_t kind, bool is_write)
+{
+    struct srv_op *op = calloc(1, sizeof(*op));
+
+    if (op != NULL) {
+        op->conn = c;
+        op->kind = kind;
+        op->is_write = is_write;
+    }
+    return op;
+}
+
+/* Submit @cmd (encoded KV command, consumed) as a write or a read. Returns false when the
+ * node pushed back (AEGIS_EFULL): the caller stops reading this connection. */
+static bool submit(struct srv_conn *c, struct srv_op *op, struct aegis_buf *cmd, bool read)
+{
+    struct aegis_node *n = c->srv->node;
+    uint32_t len;
+    int rv;
+
+    if (op == NULL || cmd == NULL) {
+        free(op);
+        aegis__buf_unref(cmd);
+        REPLY_LIT(c, "-ERR out of memory\r\n");
+        return true;
+    }
+    op->seq = c->next_seq;
+    rv = read ? aegis_node_read(n, cmd->data, cmd->len, op_done, op)
+              : aegis_node_propose(n, cmd->data, cmd->len, op_done, op);
+    aegis__buf_unref(cmd);
+    if (rv == AEGIS_EFULL) {
+        free(op->keys);
+        free(op->keys_buf);
+        free(op);
+        return false;
+    }
+    if (rv != 0) {
+        char *p = error_reply(rv, !read, &len);
+
+        free(op->keys);
+        free(op->keys_buf);
+        free(op);
+        reply_now(c, p, len);
+        return true;
+    }
+    c->next_seq++;
+    c->refs++;
+    return true;
+}
+
+static bool parse_i64(const struct aegis_resp_arg *a, int64_t *out)
+{
+    char buf[32], *end;
+    long long v;
+
+    if (a->len == 0 || a->len >= sizeof(buf)) {
+        return false;
+    }
+    memcpy(buf, a->ptr, a->len);
+    buf[a->len] = '\0';
+    errno = 0;
+    v = strtoll(buf, &end, 10);
+    if (errno != 0 || *end != '\0' || buf[0] == '+' || buf[0] == ' ') {
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+static bool arg_is(const struct aegis_resp_arg *a, const char *name)
+{
+    size_t len = strlen(name);
+
+    return a->len == len && strncasecmp(a->ptr, name, len) == 0;
+}
+
+static void reply_wrong_args(struct srv_conn *c, const struct aegis_resp_arg *name)
+{
+    char cmd[64];
+    size_t n = name->len < sizeof(cmd) - 1 ? name->len : sizeof(cmd) - 1;
+
+    for (size_t i = 0; i < n; i++) {
+        char ch = name->ptr[i];
+
+        cmd[i] = (char)(ch >= 'A' && ch <= 'Z' ? ch - 'A' + 'a' : ch);
+    }
+    cmd[n] = '\0';
+    reply_fmt(c, "-ERR wrong number of arguments for '%s' command\r\n", cmd);
+}
+
+/* Copy the keys argv[first..argc) into @op (EXISTS, MGET). */
+static bool op_keys(struct srv_op *op, const struct aegis_resp_cmd *cmd, uint32_t first)
+{
+    size_t total = 0, off = 0;
+
+    op->keys_count = cmd->argc - first;
+    for (uint32_t i = first; i < cmd->argc; i++) {
+        total += cmd->argv[i].len;
+    }
+    op->keys = calloc(op->keys_count, sizeof(*op->keys));
+    op->keys_buf = malloc(total + 1);
+    if (op->keys == NULL || op->keys_buf == NULL) {
+        return false;
+    }
+    for (uint32_t i = first; i < cmd->argc; i++) {
+        memcpy(op->keys_buf + off, cmd->argv[i].ptr, cmd->argv[i].len);
+        op->keys[i - first] = (struct aegis_kv_bytes){(uint8_t *)op->keys_buf + off,
+                                                      cmd->argv[i].len};
+        off += cmd->argv[i].len;
+    }
+    return true;
+}
+
+static void reply_encode_error(struct srv_conn *c, int rv)
+{
+    uint32_t len;
+
+    reply_now(c, error_reply(rv, false, &len), len);
+}
+
+/* Commands that change the store: encode, propose, reply on apply. */
+static bool cmd_write(struct srv_conn *c, const struct aegis_resp_cmd *cmd, int which)
+{
+    const struct aegis_resp_arg *a = cmd->argv;
+    struct aegis_kv_bytes kbuf[64], vbuf[64];
+    struct aegis_kv_bytes *keys = kbuf, *vals = vbuf;
+    struct aegis_kv_bytes expected;
+    struct aegis_buf *b = NULL;
+    uint8_t kind = OP_OK;
+    int64_t delta = 1;
+    uint32_t count;
+    bool ok;
+    int rv;
+
+    switch (which) {
+    case 's': /* SET key value */
+        rv = aegis__kv_encode_set(NULL, a[1].ptr, a[1].len, a[2].ptr, a[2].len, &b);
+        break;
+    case 'i': /* INCR, DECR, INCRBY, DECRBY */
+    case 'd':
+    case 'I':
+    case 'D':
+        if ((which == 'I' || which == 'D') && !parse_i64(&a[2], &delta)) {
+            REPLY_LIT(c, "-ERR value is not an integer or out of range\r\n");
+            return true;
+        }
+        if (which == 'd' || which == 'D') {
+            if (delta == INT64_MIN) {
+                REPLY_LIT(c, "-ERR decrement would overflow\r\n");
+                return true;
+            }
+            delta = -delta;
+        }
+        kind = OP_INT;
+        rv = aegis__kv_encode_increment(NULL, a[1].ptr, a[1].len, delta, &b);
+        break;
+    case 'c': /* CAS key expected new */
+        kind = OP_CAS;
+        expected = (struct aegis_kv_bytes){(const uint8_t *)a[2].ptr, a[2].len};
+        rv = aegis__kv_encode_cas(NULL, a[1].ptr, a[1].len, &expected, a[3].ptr, a[3].len, &b);
+        break;
+    case 'x': /* DEL key [key ...] */
+    case 'm': /* MSET key value [key value ...] */
+        count = which == 'x' ? cmd->argc - 1 : (cmd->argc - 1) / 2;
+        if (count > 64) {
+            keys = calloc(count, sizeof(*keys));
+            vals = calloc(count, sizeof(*vals));
+        }
+        ok = keys != NULL && vals != NULL;
+        for (uint32_t i = 0; ok && i < count; i++) {
+            uint32_t k = which == 'x' ? 1 + i : 1 + 2 * i;
+
+            keys[i] = (struct aegis_kv_bytes){(const uint8_t *)a[k].ptr, a[k].len};
+            if (which == 'm') {
+                vals[i] = (struct aegis_kv_bytes){(const uint8_t *)a[k + 1].ptr, a[k + 1].len};
+            }
+        }
+        if (!ok) {
+            rv = AEGIS_ENOMEM;
+        } else if (which == 'x') {
+            kind = OP_INT;
+            rv = aegis__kv_encode_delete(NULL, keys, count, &b);
+        } else {
+            rv = aegis__kv_encode_mset(NULL, keys, vals, count, &b);
+        }
+        if (keys != kbuf) {
+            free(keys);
+            free(vals);
+        }
+        break;
+    default:
+        AEGIS_UNREACHABLE();
+    }
+    if (rv != 0) {
+        reply_encode_error(c, rv);
+        return true;
+    }
+    return submit(c, op_new(c, kind, true), b, false);
+}
+
+/* Reads: GET, EXISTS, MGET go through ReadIndex (aegis_node_read). */
+static bool cmd_read(struct srv_conn *c, const struct aegis_resp_cmd *cmd, uint8_t kind)
+{
+    struct srv_op *op = op_new(c, kind, false);
+    struct aegis_buf *b = NULL;
+    int rv;
+
+    if (op != NULL && kind != OP_GET && !op_keys(op, cmd, 1)) {
+        free(op->keys);
+        free(op->keys_buf);
+        free(op);
+        op = NULL;
+    }
+    rv = aegis__kv_encode_get(NULL, cmd->argv[1].ptr, cmd->argv[1].len, &b);
+    if (rv != 0) {
+        if (op != NULL) {
+            free(op->keys);
+            free(op->keys_buf);
+            free(op);
+        }
+        reply_encode_error(c, rv);
+        return true;
+    }
+    return submit(c, op, b, true);
+}
+
+static const char *role_name(enum aegis_node_role r)
+{
+    switch (r) {
+    case AEGIS_NODE_LEADER:
+        return "leader";
+    case AEGIS_NODE_CANDIDATE:
+        return "candidate";
+    case AEGIS_NODE_LEARNER:
+        return "learner";
+    default:
+        return "follower";
+    }
+}
+
+static const char *peer_addr(struct aegis_server *s, aegis_node_id id, char *buf, size_t cap)
+{
+    const struct aegis_node_config *cfg = &s->node->config;
+
+    for (uint32_t i = 0; i < cfg->peers_count; i++) {
+        if (cfg->peers[i].id == id) {
+            snprintf(buf, cap, "%s:%u", cfg->peers[i].host, cfg->peers[i].port);
+            return buf;
+        }
+    }
+    return "?";
+}
+
+static void wprintf(struct aegis_resp_wbuf *w, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void wprintf(struct aegis_resp_wbuf *w, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (n > 0) {
+        aegis__resp_add_raw(w, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+    }
+}
+
+static bool section_wanted(const char *want, const char *name)
+{
+    return want == NULL || strcasecmp(want, "all") == 0 || strcasecmp(want, "everything") == 0 ||
+           strcasecmp(want, name) == 0;
+}
+
+static void append_info(struct aegis_server *s, struct aegis_resp_wbuf *w, const char *want)
+{
+    struct aegis_node *n = s->node;
+    const struct aegis_node_stats *st = &n->stats;
+    struct aegis_status status;
+    char addr[AEGIS_HOST_MAX + 8];
+
+    aegis_node_status(n, &status);
+    if (section_wanted(want, "server")) {
+        wprintf(w, "# Server\r\naegis_version:0.1.0\r\nnode_id:%llu\r\ndata_dir:%s\r\n"
+                   "fsync:%s\r\nclient_port:%u\r\n\r\n",
+                (unsigned long long)status.id, n->data_dir,
+                n->config.fsync == AEGIS_FSYNC_NONE ? "none" : "batch",
+                aegis__node_client_port(n));
+    }
+    if (section_wanted(want, "replication")) {
+        wprintf(w, "# Replication\r\nrole:%s\r\nnode_id:%llu\r\nleader_id:%llu\r\nterm:%llu\r\n"
+                   "commit_index:%llu\r\nlast_applied:%llu\r\nlast_index:%llu\r\n"
+                   "snapshot_index:%llu\r\nmembers:%u\r\n",
+                role_name(status.role), (unsigned long long)status.id,
+                (unsigned long long)status.leader, (unsigned long long)status.term,
+                (unsigned long long)status.commit_index,
+                (unsigned long long)status.applied_index, (unsigned long long)status.last_index,
+                (unsigned long long)status.snapshot_index, status.members_count);
+        for (uint32_t i = 0; i < status.members_count; i++) {
+            const struct aegis_member_status *m = &status.members[i];
+
+            wprintf(w, "member_%llu:id=%llu,addr=%s,voter=%d,match_index=%llu\r\n",
+                    (unsigned long long)m->id, (unsigned long long)m->id,
+                    peer_addr(s, m->id, addr, sizeof(addr)), m->voter ? 1 : 0,
+                    (unsigned long long)m->match_index);
+        }
+        aegis__resp_add_raw(w, "\r\n", 2);
+    }
+    if (section_wanted(want, "stats")) {
+        wprintf(w, "# Stats\r\nconnected_clients:%u\r\nproposals:%llu\r\nforwarded:%llu\r\n"
+                   "reads:%llu\r\napplied_entries:%llu\r\napply_batches:%llu\r\n"
+                   "peer_msgs_in:%llu\r\npeer_msgs_out:%llu\r\npeer_msgs_dropped:%llu\r\n"
+                   "peer_send_failed:%llu\r\nbackpressure:%llu\r\nsnapshots_taken:%llu\r\n"
+                   "snapshots_installed:%llu\r\n\r\n",
+                s->conns, (unsigned long long)st->proposals, (unsigned long long)st->forwarded,
+                (unsigned long long)st->reads, (unsigned long long)st->applied_entries,
+                (unsigned long long)st->apply_batches, (unsigned long long)st->peer_msgs_in,
+                (unsigned long long)st->peer_msgs_out, (unsigned long long)st->peer_msgs_dropped,
+                (unsigned long long)st->peer_send_failed, (unsigned long long)st->backpressure,
+                (unsigned long long)st->snapshots_taken,
+                (unsigned long long)st->snapshots_installed);
+    }
+}
+
+static void reply_wbuf_bulk(struct srv_conn *c, struct aegis_resp_wbuf *w)
+{
+    uint32_t len;
+
+    reply_now(c, bulk_alloc(w->data, w->len, &len), len);
+}
+
+static void cmd_info(struct srv_conn *c, const struct aegis_resp_cmd *cmd)
+{
+    struct aegis_resp_wbuf w;
+    char want[32] = "";
+
+    if (cmd->argc > 1 && cmd->argv[1].len < sizeof(want)) {
+        memcpy(want, cmd->argv[1].ptr, cmd->argv[1].len);
+        want[cmd->argv[1].len] = '\0';
+    }
+    aegis__resp_wbuf_init(&w, NULL, 0);
+    append_info(c->srv, &w, want[0] != '\0' ? want : NULL);
+    reply_wbuf_bulk(c, &w);
+    aegis__resp_wbuf_close(&w);
+}
+
+/* A membership change's completion: the same formatting path as writes. */
+static void admin_submit(struct srv_conn *c, int rv, struct srv_op *op)
+{
+    uint32_t len;
+
+    if (rv != 0) {
+        free(op);
+        reply_now(c, error_reply(rv, false, &len), len);
+        return;
+    }
+    c->next_seq++;
+    c->refs++;
+}
+
+static bool parse_id(const struct aegis_resp_arg *a, aegis_node_id *out)
+{
+    int64_t v;
+
+    if (!parse_i64(a, &v) || v <= 0) {
+        return false;
+    }
+    *out = (aegis_node_id)v;
+    return true;
+}
+
+static void cmd_admin(struct srv_conn *c, const struct aegis_resp_cmd *cmd)
+{
+    struct aegis_node *n = c->srv->node;
+    const struct aegis_resp_arg *a = cmd->argv;
+    struct aegis_resp_wbuf w;
+    struct aegis_status st;
+    aegis_node_id id = 0;
+    struct srv_op *op;
+
+    if (arg_is(&a[0], "aegis.members") || arg_is(&a[0], "aegis.status")) {
+        aegis__resp_wbuf_init(&w, NULL, 0);
+        append_info(c->srv, &w, "replication");
+        reply_wbuf_bulk(c, &w);
+        aegis__resp_wbuf_close(&w);
+    } else if (arg_is(&a[0], "aegis.add") && cmd->argc == 3 && parse_id(&a[1], &id)) {
+        struct aegis_peer_addr peer = {.id = id};
+        const char *colon = memrchr(a[2].ptr, ':', a[2].len);
+        int64_t port;
+        struct aegis_resp_arg pa;
+
+        if (colon == NULL || (size_t)(colon - a[2].ptr) >= AEGIS_HOST_MAX) {
+            REPLY_LIT(c, "-ERR expected host:port\r\n");
+            return;
+        }
+        pa = (struct aegis_resp_arg){.ptr = colon + 1,
+                                     .len = a[2].len - (size_t)(colon - a[2].ptr) - 1};
+        if (!parse_i64(&pa, &port) || port <= 0 || port > 65535) {
+            REPLY_LIT(c, "-ERR expected host:port\r\n");
+            return;
+        }
+        memcpy(peer.host, a[2].ptr, (size_t)(colon - a[2].ptr));
+        peer.port = (uint16_t)port;
+        op = op_new(c, OP_OK, true);
+        op->seq = c->next_seq;
+        admin_submit(c, aegis_node_add_member(n, &peer, op_done, op), op);
+    } else if (arg_is(&a[0], "aegis.remove") && cmd->argc == 2 && parse_id(&a[1], &id)) {
+        op = op_new(c, OP_OK, true);
+        op->seq = c->next_seq;
+        admin_submit(c, aegis_node_remove_member(n, id, op_done, op), op);
+    } else if (arg_is(&a[0], "aegis.transfer") && cmd->argc == 2 && parse_id(&a[1], &id)) {
+        int rv = aegis_node_transfer_leadership(n, id);
+        uint32_t len;
+
+        if (rv == 0) {
+            REPLY_LIT(c, "+OK\r\n");
+        } else {
+            reply_now(c, error_reply(rv, false, &len), len);
+        }
+    } else if (arg_is(&a[0], "aegis.snapshot") && cmd->argc == 1) {
+        aegis_node_status(n, &st);
+        if (aegis_node_snapshot(n) == 0) {
+            REPLY_LIT(c, "+OK\r\n");
+        } else {
+            REPLY_LIT(c, "-TRYAGAIN node busy\r\n");
+        }
+    } else {
+        reply_wrong_args(c, &a[0]);
+    }
+}
+
+/* Run one complete command. Returns false when the node pushed back: the command was not
+ * taken and must be parsed again later. */
+static bool dispatch(struct srv_conn *c, const struct aegis_resp_cmd *cmd)
+{
+    const struct aegis_resp_arg *a = cmd->argv;
+    uint32_t argc = cmd->argc;
+
+    if (c->srv->password[0] != '\0' && !c->authed && !arg_is(&a[0], "auth") &&
+        !arg_is(&a[0], "quit") && !arg_is(&a[0], "hello")) {
+        REPLY_LIT(c, "-NOAUTH Authentication required.\r\n");
+        return true;
+    }
+    if (arg_is(&a[0], "get") && argc == 2) {
+        return cmd_read(c, cmd, OP_GET);
+    } else if (arg_is(&a[0], "set") && argc == 3) {
+        return cmd_write(c, cmd, 's');
+    } else if (arg_is(&a[0], "set") && argc > 3) {
+        REPLY_LIT(c, "-ERR syntax error\r\n");
+    } else if (arg_is(&a[0], "incr") && argc == 2) {
+        return cmd_write(c, cmd, 'i');
+    } else if (arg_is(&a[0], "decr") && argc == 2) {
+        return cmd_write(c, cmd, 'd');
+    } else if (arg_is(&a[0], "incrby") && argc == 3) {
+        return cmd_write(c, cmd, 'I');
+    } else if (arg_is(&a[0], "decrby") && argc == 3) {
+        return cmd_write(c, cmd, 'D');
+    } else if (arg_is(&a[0], "cas") && argc == 4) {
+        return cmd_write(c, cmd, 'c');
+    } else if (arg_is(&a[0], "del") && argc >= 2) {
+        return cmd_write(c, cmd, 'x');
+    } else if (arg_is(&a[0], "mset") && argc >= 3 && argc % 2 == 1) {
+        return cmd_write(c, cmd, 'm');
+    } else if (arg_is(&a[0], "exists") && argc >= 2) {
+        return cmd_read(c, cmd, OP_EXISTS);
+    } else if (arg_is(&a[0], "mget") && argc >= 2) {
+        return cmd_read(c, cmd, OP_MGET);
+    } else if (arg_is(&a[0], "ping") && argc <= 2) {
+        if (argc == 2) {
+            uint32_t len;
+
+            reply_now(c, bulk_alloc(a[1].ptr, a[1].len, &len), len);
+        } else {
+            REPLY_LIT(c, "+PONG\r\n");
+        }
+    } else if (arg_is(&a[0], "echo") && argc == 2) {
+        uint32_t len;
+
+        reply_now(c, bulk_alloc(a[1].ptr, a[1].len, &len), len);
+    } else if (arg_is(&a[0], "info")) {
+        cmd_info(c, cmd);
+    } else if (arg_is(&a[0], "command") || arg_is(&a[0], "config")) {
+        /* Enough for redis-cli and redis-benchmark to start: no command docs, no
+         * settings ("CONFIG GET save" answers an empty list). */
+        REPLY_LIT(c, "*0\r\n");
+    } else if (arg_is(&a[0], "auth") && (argc == 2 || argc == 3)) {
+        const struct aegis_resp_arg *pw = &a[argc - 1];
+        const char *want = c->srv->password;
+
+        if (want[0] == '\0') {
+            REPLY_LIT(c, "-ERR AUTH <password> called without any password configured for "
+                         "the default user. Are you sure your configuration is correct?\r\n");
+        } else if (pw->len == strlen(want) && memcmp(pw->ptr, want, pw->len) == 0) {
+            c->authed = true;
+            REPLY_LIT(c, "+OK\r\n");
+        } else {
+            REPLY_LIT(c, "-WRONGPASS invalid username-password pair or user is disabled.\r\n");
+        }
+    } else if (arg_is(&a[0], "select") || arg_is(&a[0], "client")) {
+        REPLY_LIT(c, "+OK\r\n");
+    } else if (arg_is(&a[0], "quit")) {
+        REPLY_LIT(c, "+OK\r\n");
+        c->close_after_flush = true;
+    } else if (a[0].len > 6 && strncasecmp(a[0].ptr, "aegis.", 6) == 0) {
+        cmd_admin(c, cmd);
+    } else {
+        static const char *const known[] = {"get", "set", "incr", "decr", "incrby", "decrby",
+                                            "cas", "del", "mset", "exists", "mget", "ping",
+                                            "echo"};
+        char name[64];
+        size_t n = a[0].len < 40 ? a[0].len : 40;
+
+        for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
+            if (arg_is(&a[0], known[i])) {
+                reply_wrong_args(c, &a[0]);
+                return true;
+            }
+        }
+        memcpy(name, a[0].ptr, n);
+        name[n] = '\0';
+        reply_fmt(c, "-ERR unknown command '%s'\r\n", name);
+    }
+    return true;
+}
+
+static void on_open(struct aegis_node *n, aegis_uring_client_id id, void *data)
+{
+    struct aegis_server *s = data;
+    struct aegis_resp_limits limits = aegis__resp_limits_default();
+    struct srv_conn *c = calloc(1, sizeof(*c));
+
+    if (c != NULL) {
+        c->slots = calloc(s->slots_mask + 1, sizeof(*c->slots));
+    }
+    if (c == NULL || c->slots == NULL || s->conns * 2 >= s->map_mask) {
+        if (c != NULL) {
+            free(c->slots);
+        }
+        free(c);
+        aegis__uring_loop_client_close(n->loop, id);
+        return;
+    }
+    c->id = id;
+    c->srv = s;
+    c->authed = s->password[0] == '\0';
+    limits.bulk_bytes_max = s->config.value_bytes_max;
+    aegis__resp_parser_init(&c->parser, &limits, NULL);
+    *map_find(s, id) = c;
+    s->conns++;
+}
+
+static size_t on_data(struct aegis_node *n, aegis_uring_client_id id, const uint8_t *bytes,
+                      size_t len, void *data)
+{
+    struct aegis_server *s = data;
+    struct srv_conn *c = *map_find(s, id);
+    size_t used = 0;
+
+    if (c == NULL || c->close_after_flush) {
+        return len;
+    }
+    while (used < len) {
+        struct aegis_resp_cmd cmd;
+        int rv;
+
+        if (c->next_seq - c->flushed_seq > s->slots_mask) {
+            /* Too many replies outstanding: stop reading until some are written. */
+            c->paused = true;
+            aegis__uring_loop_client_pause(n->loop, id);
+            break;
+        }
+        /* The loop's buffer is ours until we return; the parser unescapes inline
+         * commands in place, so it takes it as mutable. */
+        rv = aegis__resp_parse(&c->parser, (char *)(uintptr_t)(bytes + used), len - used, &cmd);
+        if (rv == 0) {
+            break;
+        }
+        if (rv < 0) {
+            reply_fmt(c, "-%s\r\n", rv == AEGIS_ENOMEM ? "ERR out of memory" : c->parser.err);
+            c->close_after_flush = true;
+            used = len;
+            break;
+        }
+        if (cmd.argc > 0 && !dispatch(c, &cmd)) {
+            c->paused = true;
+            s->overloaded = true;
+            aegis__uring_loop_client_pause(n->loop, id);
+            break;
+        }
+        used += cmd.bytes;
+    }
+    conn_flush(c);
+    return used;
+}
+
+static void on_close(struct aegis_node *n, aegis_uring_client_id id, int status, void *data)
+{
+    struct aegis_server *s = data;
+    struct srv_conn *c = *map_find(s, id);
+
+    (void)n;
+    (void)status;
+    if (c == NULL) {
+        return;
+    }
+    map_remove(s, id);
+    s->conns--;
+    c->closed = true;
+    if (c->refs == 0) {
+        conn_free(c);
+    }
+}
+
+int aegis__server_create(struct aegis_server **out, struct aegis_node *n,
+                         const struct aegis_server_config *c)
+{
+    struct aegis_server *s = calloc(1, sizeof(*s));
+    struct aegis_client_hooks hooks = {.on_open = on_open, .on_data = on_data,
+                                       .on_close = on_close};
+    uint32_t slots = 1, map = 1;
+
+    if (s == NULL) {
+        return AEGIS_ENOMEM;
+    }
+    while (slots < (c->pipeline_max != 0 ? c->pipeline_max : 1024)) {
+        slots <<= 1;
+    }
+    while (map < (c->clients_max != 0 ? c->clients_max : 1024) * 2u + 2u) {
+        map <<= 1;
+    }
+    s->map = calloc(map, sizeof(*s->map));
+    if (s->map == NULL) {
+        free(s);
+        return AEGIS_ENOMEM;
+    }
+    s->node = n;
+    s->config = *c;
+    s->slots_mask = slots - 1;
+    s->map_mask = map - 1;
+    if (c->password != NULL) {
+        snprintf(s->password, sizeof(s->password), "%s", c->password);
+    }
+    s->config.password = NULL;
+    hooks.data = s;
+    aegis__node_set_client_hooks(n, &hooks);
+    aegis__node_set_client_port(n, c->host, c->port, c->clients_max != 0 ? c->clients_max : 1024,
+                                (uint32_t)(c->value_bytes_max + (64u << 10)));
+    *out = s;
+    return 0;
+}
+
+void aegis__server_destroy(struct aegis_server *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    for (uint32_t i = 0; i <= s->map_mask; i++) {
+        if (s->map[i] != NULL) {
+            conn_free(s->map[i]);
+        }
+    }
+    free(s->map);
+    free(s);
+}
