@@ -155,17 +155,20 @@ static int argv_reserve(struct aegis_resp_parser *p)
     return 0;
 }
 
-/* Read the "<c>N\r\n" line at @buf[@pos]. Returns 1 with *n_out and *end_out (the byte
- * after the LF), 0 when the line is incomplete, -1 when the line is complete but is not
- * a number followed by CRLF. */
-static int read_count_line(const char *buf, size_t len, size_t pos, int64_t *n_out,
+/* Read the "<c>N\r\n" line at @buf[@pos], whose text before CR may be at most @max bytes.
+ * Returns 1 with *n_out and *end_out (the byte after the LF), 0 when the line is
+ * incomplete, -1 when the line is complete but not a number followed by CRLF, -2 when
+ * no CR comes within @max + 1 bytes. The outcome depends only on the line's bytes, never
+ * on how much of what follows has arrived. */
+static int read_count_line(const char *buf, size_t len, size_t pos, size_t max, int64_t *n_out,
                            size_t *end_out)
 {
-    const char *cr = memchr(buf + pos, '\r', len - pos);
+    size_t avail = len - pos;
+    const char *cr = memchr(buf + pos, '\r', avail < max + 1 ? avail : max + 1);
     size_t r;
 
     if (cr == NULL) {
-        return 0;
+        return avail > max ? -2 : 0;
     }
     r = (size_t)(cr - buf);
     if (r + 1 >= len) {
@@ -182,12 +185,12 @@ static int parse_multibulk_count(struct aegis_resp_parser *p, const char *buf, s
 {
     int64_t n = 0;
     size_t end = 0;
-    int rv = read_count_line(buf, len, 0, &n, &end);
+    int rv = read_count_line(buf, len, 0, p->limits.inline_bytes_max, &n, &end);
 
+    if (rv == -2) {
+        return fail(p, AEGIS_ETOOBIG, "too big mbulk count string", 0);
+    }
     if (rv == 0) {
-        if (len > p->limits.inline_bytes_max) {
-            return fail(p, AEGIS_ETOOBIG, "too big mbulk count string", 0);
-        }
         p->need = len + 1;
         return 0;
     }
@@ -217,11 +220,11 @@ static int parse_bulk_header(struct aegis_resp_parser *p, const char *buf, size_
     if (buf[p->pos] != '$') {
         return fail(p, AEGIS_ECORRUPT, "expected '$', got ", buf[p->pos]);
     }
-    rv = read_count_line(buf, len, p->pos, &n, &end);
+    rv = read_count_line(buf, len, p->pos, p->limits.inline_bytes_max, &n, &end);
+    if (rv == -2) {
+        return fail(p, AEGIS_ETOOBIG, "too big bulk count string", 0);
+    }
     if (rv == 0) {
-        if (len - p->pos > p->limits.inline_bytes_max) {
-            return fail(p, AEGIS_ETOOBIG, "too big bulk count string", 0);
-        }
         p->need = len + 1;
         return 0;
     }
