@@ -12,7 +12,7 @@
 
 static void write_file(const char *dir, const char *name, const void *data, size_t len)
 {
-    char path[1024];
+    char path[1100]; /* dir (< 1024) + "/" + name (< 64). */
     FILE *f;
 
     snprintf(path, sizeof(path), "%s/%s", dir, name);
