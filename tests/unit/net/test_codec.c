@@ -291,7 +291,10 @@ static bool msg_equal(const struct aegis_msg *a, const struct aegis_msg *b)
     }
     switch (a->type) {
     case AEGIS_MSG_VOTE_REQ:
-        return memcmp(&a->vote_req, &b->vote_req, sizeof(a->vote_req)) == 0;
+        return a->vote_req.last_log_index == b->vote_req.last_log_index &&
+               a->vote_req.last_log_term == b->vote_req.last_log_term &&
+               a->vote_req.pre_vote == b->vote_req.pre_vote &&
+               a->vote_req.leadership_transfer == b->vote_req.leadership_transfer;
     case AEGIS_MSG_VOTE_RESP:
         return a->vote_resp.granted == b->vote_resp.granted &&
                a->vote_resp.pre_vote == b->vote_resp.pre_vote;
