@@ -3,7 +3,9 @@
  * creates corpus/codec/<type>.bin (one valid frame per message type, plus AppendEntries
  * with several entries and a full membership snapshot chunk) and corpus/resp/<name>.txt (a
  * split-seed byte, then requests and replies). The files are committed; rerun this after
- * a wire format change. */
+ * a wire format change. corpus/resp/redis_benchmark.txt and redis_cli.txt are not made
+ * here: they are the bytes redis-benchmark and redis-cli (7.0) sent to redis-server
+ * through a recording proxy, behind the same split-seed byte. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -479,3 +479,84 @@ TEST(resp, reply_parser_refuses_garbage)
                                           &bytes), 0);
     return TEST_PASS;
 }
+
+/* Read a committed capture of real client traffic (tests/fuzz/corpus/resp/<name>, whose
+ * first byte is the fuzz target's split seed and is skipped). */
+static char *read_capture(const char *name, size_t *len_out)
+{
+    char path[1024];
+    const char *tail = strstr(__FILE__, "unit/net/test_resp.c");
+    FILE *f;
+    char *data;
+    long size;
+
+    if (tail == NULL) {
+        return NULL;
+    }
+    snprintf(path, sizeof(path), "%.*sfuzz/corpus/resp/%s", (int)(tail - __FILE__), __FILE__,
+             name);
+    f = fopen(path, "rb");
+    if (f == NULL) {
+        return NULL;
+    }
+    fseek(f, 0, SEEK_END);
+    size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    data = malloc((size_t)size);
+    *len_out = fread(data, 1, (size_t)size, f);
+    fclose(f);
+    return data;
+}
+
+/* redis-benchmark -n 4 -c 1 -P 2 -t ping,set,get,incr,mset -d 5, as redis-server 7.0 saw
+ * it: CONFIG GET twice, PING inline and as multibulk, then SET/GET/INCR/MSET (10 keys). */
+TEST(resp, parses_real_redis_benchmark_traffic)
+{
+    struct aegis_resp_parser p;
+    struct aegis_resp_cmd cmd;
+    size_t len, off = 1;
+    char *data = read_capture("redis_benchmark.txt", &len);
+    int count = 0, inline_ping = 0, mset = 0;
+
+    if (data == NULL) {
+        SKIP("capture not found next to the sources");
+    }
+    aegis__resp_parser_init(&p, NULL, NULL);
+    while (off < len) {
+        ASSERT_EQ_I64(aegis__resp_parse(&p, data + off, len - off, &cmd), 1);
+        if (count == 0) {
+            ASSERT_EQ_U64(cmd.argc, 3);
+            ASSERT_MEM_EQ(cmd.argv[0].ptr, "CONFIG", 6);
+            ASSERT_MEM_EQ(cmd.argv[2].ptr, "save", 4);
+        }
+        if (cmd.argc == 1 && data[off] == 'P') {
+            inline_ping++;
+        }
+        if (cmd.argc == 21) {
+            ASSERT_MEM_EQ(cmd.argv[0].ptr, "MSET", 4);
+            mset++;
+        }
+        off += cmd.bytes;
+        count++;
+    }
+    ASSERT_EQ_U64(off, len);
+    ASSERT_EQ_I64(count, 26);
+    ASSERT_EQ_I64(inline_ping, 4);
+    ASSERT_EQ_I64(mset, 4);
+    aegis__resp_parser_close(&p);
+    free(data);
+    return TEST_PASS;
+}
+
+TEST(resp, reply_parser_counts_values_beyond_capacity)
+{
+    static const char in[] = "*3\r\n:1\r\n:2\r\n:3\r\n";
+    struct aegis_resp_value v[2];
+    size_t n, bytes;
+
+    ASSERT_EQ_I64(aegis__resp_reply_parse(in, sizeof(in) - 1, v, 2, &n, &bytes), 1);
+    ASSERT_EQ_U64(n, 4);
+    ASSERT_EQ_U64(bytes, sizeof(in) - 1);
+    ASSERT_EQ_I64(v[1].integer, 1);
+    return TEST_PASS;
+}
