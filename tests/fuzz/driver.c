@@ -216,10 +216,25 @@ static double now_seconds(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-int main(int argc, char **argv)
+/* The environment overrides the command line, so ctest runs can be lengthened. */
+static void apply_env(uint64_t *runs, double *seconds, uint64_t *seed)
 {
     const char *env_runs = getenv("AEGIS_FUZZ_RUNS"), *env_seed = getenv("AEGIS_SEED");
     const char *env_seconds = getenv("AEGIS_FUZZ_SECONDS");
+
+    if (env_runs != NULL) {
+        *runs = strtoull(env_runs, NULL, 0);
+    }
+    if (env_seconds != NULL) {
+        *seconds = strtod(env_seconds, NULL);
+    }
+    if (env_seed != NULL) {
+        *seed = strtoull(env_seed, NULL, 0);
+    }
+}
+
+int main(int argc, char **argv)
+{
     uint64_t runs = 20000, seed = 1;
     double seconds = 3, start;
     uint64_t done = 0;
@@ -239,16 +254,7 @@ int main(int argc, char **argv)
             load_path(argv[i]);
         }
     }
-    /* The environment overrides the command line, so ctest runs can be lengthened. */
-    if (env_runs != NULL) {
-        runs = strtoull(env_runs, NULL, 0);
-    }
-    if (env_seconds != NULL) {
-        seconds = strtod(env_seconds, NULL);
-    }
-    if (env_seed != NULL) {
-        seed = strtoull(env_seed, NULL, 0);
-    }
+    apply_env(&runs, &seconds, &seed);
     printf("fuzz replay: seed %" PRIu64 ", %zu corpus inputs\n", seed, corpus_count);
     fflush(stdout);
     rng_state = seed;
