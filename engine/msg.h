@@ -102,6 +102,7 @@ struct aegis_client_resp {
     aegis_node_id leader_hint;
     aegis_index index;    /* Log index the command was applied at. */
     uint64_t version;
+    int64_t integer;      /* INCR: new value; DEL/MSET: count; CAS: 1 swapped, 0 not. */
     struct aegis_buf *value; /* May be NULL. */
 };
 

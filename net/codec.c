@@ -37,9 +37,10 @@
  *   READ_INDEX_REQ (10), 8 bytes: 0 u64 ctx
  *   READ_INDEX_RESP (11), 17 bytes: 0 u64 ctx | 8 u64 index | 16 bool ok
  *   CLIENT_REQ (12), 12 + len bytes: 0 u64 request_id | 8 u32 len | 12 len bytes (command)
- *   CLIENT_RESP (13), 41 + len bytes:
+ *   CLIENT_RESP (13), 49 + len bytes:
  *     0 u64 request_id | 8 i32 status (0 or negative) | 12 u64 leader_hint | 20 u64 index
- *     28 u64 version | 36 bool has_value | 37 u32 len (0 unless has_value) | 41 len bytes
+ *     28 u64 version | 36 i64 integer | 44 bool has_value | 45 u32 len (0 unless has_value) |
+ *     49 len bytes
  *
  * The encoding is canonical: a frame that decodes re-encodes to the same bytes (the fuzz
  * target checks this). Payloads of length zero decode as NULL buffers, except a client
@@ -71,7 +72,7 @@ AEGIS_STATIC_ASSERT(AEGIS_BUF_LEN_MAX <= UINT32_MAX);
 #define READ_INDEX_REQ_BYTES 8u
 #define READ_INDEX_RESP_BYTES 17u
 #define CLIENT_REQ_FIXED_BYTES 12u
-#define CLIENT_RESP_FIXED_BYTES 41u
+#define CLIENT_RESP_FIXED_BYTES 49u
 
 /* Body length rule per type: the minimum, and whether it is also the exact length. */
 struct body_rule {
@@ -316,6 +317,7 @@ static void enc_client_resp(struct enc *e, const struct aegis_client_resp *r)
     enc_u64(e, r->leader_hint);
     enc_u64(e, r->index);
     enc_u64(e, r->version);
+    enc_u64(e, (uint64_t)r->integer);
     enc_bool(e, r->value != NULL);
     enc_u32(e, buf_len(r->value));
     enc_payload(e, r->value);
@@ -706,13 +708,15 @@ static int dec_client_resp(struct dec *d, struct aegis_client_resp *r,
 {
     uint32_t status;
     uint32_t len;
+    uint64_t integer;
     bool has_value;
 
     if (!get_u64(d, &r->request_id) || !get_u32(d, &status) || !get_u64(d, &r->leader_hint) ||
-        !get_u64(d, &r->index) || !get_u64(d, &r->version) || !get_bool(d, &has_value) ||
-        !get_u32(d, &len)) {
+        !get_u64(d, &r->index) || !get_u64(d, &r->version) || !get_u64(d, &integer) ||
+        !get_bool(d, &has_value) || !get_u32(d, &len)) {
         return AEGIS_ECORRUPT;
     }
+    r->integer = (int64_t)integer;
     /* Two's complement: a status is 0 or negative, so its top bit is set unless it is 0. */
     if (status != 0 && (status & 0x80000000u) == 0) {
         return AEGIS_ECORRUPT;

@@ -102,7 +102,7 @@ static void gen_codec(const char *root)
             m.client_req.command = a;
             break;
         case AEGIS_MSG_CLIENT_RESP:
-            m.client_resp = (struct aegis_client_resp){42, -4001, 1, 12, 12, b};
+            m.client_resp = (struct aegis_client_resp){42, -4001, 1, 12, 12, 3, b};
             break;
         default:
             break;

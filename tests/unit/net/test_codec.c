@@ -212,21 +212,21 @@ static bool sample(int variant, struct aegis_msg *m)
         return true;
     case 20:
         m->type = AEGIS_MSG_CLIENT_RESP;
-        m->client_resp = (struct aegis_client_resp){77, 0, 1, 1064, 1064, NULL};
+        m->client_resp = (struct aegis_client_resp){77, 0, 1, 1064, 1064, -7, NULL};
         m->client_resp.value = pool_buf(12, 5);
         return true;
     case 21:
         m->type = AEGIS_MSG_CLIENT_RESP;
-        m->client_resp = (struct aegis_client_resp){78, AEGIS_ENOTLEADER, 2, 0, 0, NULL};
+        m->client_resp = (struct aegis_client_resp){78, AEGIS_ENOTLEADER, 2, 0, 0, -7, NULL};
         return true;
     case 22:
         m->type = AEGIS_MSG_CLIENT_RESP; /* An empty value, distinct from no value. */
-        m->client_resp = (struct aegis_client_resp){79, 0, 1, 5, 5, NULL};
+        m->client_resp = (struct aegis_client_resp){79, 0, 1, 5, 5, -7, NULL};
         m->client_resp.value = pool_buf(0, 0);
         return true;
     case 23:
         m->type = AEGIS_MSG_CLIENT_RESP;
-        m->client_resp = (struct aegis_client_resp){80, INT32_MIN, 0, 0, 0, NULL};
+        m->client_resp = (struct aegis_client_resp){80, INT32_MIN, 0, 0, 0, -7, NULL};
         return true;
     default:
         return false;
@@ -281,7 +281,8 @@ static bool client_resp_equal(const struct aegis_client_resp *a,
 {
     return a->request_id == b->request_id && a->status == b->status &&
            a->leader_hint == b->leader_hint && a->index == b->index &&
-           a->version == b->version && buf_equal(a->value, b->value, false);
+           a->version == b->version && a->integer == b->integer &&
+           buf_equal(a->value, b->value, false);
 }
 
 static bool msg_equal(const struct aegis_msg *a, const struct aegis_msg *b)
@@ -697,7 +698,7 @@ TEST(codec, field_validation)
                AEGIS_ECORRUPT);
     /* Client response: positive status; a length without a value. */
     ASSERT_ERR(patched_decode(20, 8, pos_status, 4), AEGIS_ECORRUPT);
-    ASSERT_ERR(patched_decode(20, 36, &zero, 1), AEGIS_ECORRUPT);
+    ASSERT_ERR(patched_decode(20, 44, &zero, 1), AEGIS_ECORRUPT);
     return TEST_PASS;
 }
 
