@@ -139,7 +139,8 @@ struct bench {
     struct bench_config cfg;
     struct sockaddr_storage addrs[BENCH_TARGETS_MAX];
     socklen_t addr_lens[BENCH_TARGETS_MAX];
-    char *value; /* value_size bytes of 'x'. */
+    char *value;        /* value_size bytes of 'x'. */
+    size_t request_max; /* Bytes of the largest request the mix can encode. */
     struct worker *workers;
     uint32_t phase;          /* enum bench_phase; main stores (release), workers load. */
     uint32_t ever_connected; /* Set by any worker on its first established connection. */
@@ -282,7 +283,8 @@ static enum bench_op encode_request(struct conn *c)
     size_t vlen = (size_t)b->cfg.value_size;
     char *start = c->out + c->out_len, *p = start;
 
-    AEGIS_ASSERT(c->out_cap - c->out_len >= 2 * vlen + REQUEST_EXTRA);
+    /* setup_conn sized c->out for --pipeline requests of the largest command in the mix. */
+    AEGIS_ASSERT(c->out_cap - c->out_len >= b->request_max);
     switch (op) {
     case BENCH_OP_SET:
         p = put_key(p + sprintf(p, "*3\r\n$3\r\nSET\r\n"), "key:", key);
@@ -823,16 +825,13 @@ static bool run_phase(struct bench *b, enum bench_phase phase, uint64_t length_n
 
 static void setup_conn(struct bench *b, struct worker *w, struct conn *c, unsigned id)
 {
-    size_t request_max = (size_t)b->cfg.value_size * (b->cfg.weights[BENCH_OP_CAS] ? 2 : 1) +
-                         REQUEST_EXTRA;
-
     c->w = w;
     c->id = id;
     c->target = id % b->cfg.targets_count;
     c->fd = -1;
     c->state = CONN_IDLE;
     aegis__rng_seed(&c->rng, b->cfg.seed * 0x9e3779b97f4a7c15ull + id + 1);
-    c->out_cap = request_max * b->cfg.pipeline;
+    c->out_cap = b->request_max * b->cfg.pipeline;
     c->out = xcalloc(1, c->out_cap);
     c->in_cap = (size_t)b->cfg.value_size + REQUEST_EXTRA;
     c->in_cap = c->in_cap < IN_BUF_MIN ? IN_BUF_MIN : c->in_cap;
@@ -845,6 +844,8 @@ static void setup_workers(struct bench *b)
     const struct bench_config *cfg = &b->cfg;
     unsigned i, id;
 
+    b->request_max = (size_t)cfg->value_size * (cfg->weights[BENCH_OP_CAS] ? 2 : 1) +
+                     REQUEST_EXTRA;
     b->workers = xcalloc(cfg->threads, sizeof(*b->workers));
     for (i = 0; i < cfg->threads; i++) {
         struct worker *w = &b->workers[i];
