@@ -154,6 +154,7 @@ static inline int spawn_command(unsigned port, const char *cmd, char *buf, size_
     long n = BENCH_RESP_MORE;
     int fd = spawn_dial(port);
 
+    memset(&r, 0, sizeof(r));
     if (fd < 0) {
         return -1;
     }
