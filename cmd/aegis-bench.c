@@ -805,7 +805,12 @@ static bool run_phase(struct bench *b, enum bench_phase phase, uint64_t length_n
     /* Bounded: every pass sleeps up to 100 ms, and the phase ends at its length, at
      * --requests completion, on SIGINT, or when no connection can be made. */
     while (length_ns == 0 ? !requests_done(b) : t - start < length_ns) {
-        sleep_ns(100 * 1000000ull);
+        uint64_t nap = 100 * 1000000ull;
+
+        if (length_ns != 0 && length_ns - (t - start) < nap) {
+            nap = length_ns - (t - start); /* End the phase on time, not on a 100 ms tick. */
+        }
+        sleep_ns(nap);
         t = now_ns();
         if (interrupted || hopeless(b)) {
             ok = false;
