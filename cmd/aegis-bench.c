@@ -1501,7 +1501,7 @@ int main(int argc, char **argv)
         b.value[i] = 'x';
     }
     if (b.cfg.spawn != 0) {
-        if (bench_cluster_start(&cluster, &b.cfg) != 0) {
+        if (bench_cluster_start(&cluster, &b.cfg, &interrupted) != 0) {
             free(b.value);
             return 3;
         }

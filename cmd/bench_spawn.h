@@ -54,6 +54,7 @@ struct bench_cluster {
     unsigned client_ports[BENCH_SPAWN_MAX];
     unsigned peer_ports[BENCH_SPAWN_MAX];
     unsigned leader; /* 1-based id of the node that said role:leader; 0 if none did. */
+    volatile sig_atomic_t *stop; /* Set (by a signal handler) to abandon the readiness wait. */
 };
 
 static inline double spawn_now_s(void)
@@ -282,7 +283,7 @@ static inline int spawn_wait_ready(struct bench_cluster *cl)
             up++;
             continue;
         }
-        if (spawn_any_dead(cl) || spawn_now_s() > deadline) {
+        if (spawn_any_dead(cl) || spawn_now_s() > deadline || *cl->stop) {
             goto timeout;
         }
         spawn_sleep_ms(50);
@@ -297,14 +298,19 @@ static inline int spawn_wait_ready(struct bench_cluster *cl)
                 return 0;
             }
         }
-        if (spawn_any_dead(cl) || spawn_now_s() > deadline) {
+        if (spawn_any_dead(cl) || spawn_now_s() > deadline || *cl->stop) {
             goto timeout;
         }
         spawn_sleep_ms(100);
     }
 timeout:
-    fprintf(stderr, "aegis-bench: the spawned cluster did not become ready within %d s "
-                    "(logs in %s)\n", SPAWN_READY_TIMEOUT_S, cl->dir);
+    fprintf(stderr, "aegis-bench: the spawned cluster did not become ready%s\n",
+            *cl->stop ? " before the interruption" : "");
+    if (!*cl->stop && spawn_now_s() > deadline) {
+        for (up = 0; up < cl->nodes; up++) {
+            spawn_print_log_tail(cl, up + 1);
+        }
+    }
     return -1;
 }
 
@@ -376,9 +382,11 @@ static inline void bench_cluster_stop(struct bench_cluster *cl, bool keep_dir)
 }
 
 /* Start the cluster and fill @cfg's targets with the leader's client port (or every
- * node's, with --spawn-all or when no node reports role:leader). 0 or -1 (the cluster is
- * then already stopped and removed). */
-static inline int bench_cluster_start(struct bench_cluster *cl, struct bench_config *cfg)
+ * node's, with --spawn-all or when no node reports role:leader). @stop, when it becomes
+ * non-zero, abandons the wait for readiness. 0 or -1 (the cluster is then already stopped
+ * and removed). */
+static inline int bench_cluster_start(struct bench_cluster *cl, struct bench_config *cfg,
+                                      volatile sig_atomic_t *stop)
 {
     char peers[BENCH_SPAWN_MAX * 32] = "";
     unsigned ports[2 * BENCH_SPAWN_MAX];
@@ -387,6 +395,7 @@ static inline int bench_cluster_start(struct bench_cluster *cl, struct bench_con
 
     memset(cl, 0, sizeof(*cl));
     cl->nodes = cfg->spawn;
+    cl->stop = stop;
     if (spawn_find_aegisd(cl) != 0) {
         return -1;
     }

@@ -385,7 +385,8 @@ TEST(bench_cli, one_second_against_redis_writes_json_and_histogram)
     ASSERT_EQ_I64(json_number(text, "errors"), 0);
     ASSERT_EQ_I64(json_number(text, "clients"), 8);
     ASSERT_EQ_I64(json_number(text, "pipeline"), 4);
-    ASSERT_TRUE(json_number_in(text, "ops_by_command", "incr") > 0); /* Every command of the mix ran. */
+    /* Every command of the mix ran. */
+    ASSERT_TRUE(json_number_in(text, "ops_by_command", "incr") > 0);
     ASSERT_TRUE(strstr(text, "\"p99_9\": ") != NULL);
     ASSERT_TRUE(slurp(hgrm_path, text, sizeof(text)));
     ASSERT_TRUE(strstr(text, "Percentile") != NULL);
@@ -465,5 +466,98 @@ TEST(bench_cli, exit_codes)
 
         ASSERT_EQ_I64(wait_exit(start(argv, NULL), 4000), 0);
     }
+    return TEST_PASS;
+}
+
+/* A stand-in for aegisd until it exists: it checks nothing but serves its --client port
+ * with redis-server and records its arguments in $FAKE_ARGS_DIR/args-node-<id>. */
+static const char fake_aegisd[] =
+    "#!/bin/sh\n"
+    "args=\"$*\"\n"
+    "while [ $# -gt 0 ]; do\n"
+    "  case \"$1\" in --client) client=$2; shift;; --data-dir) dir=$2; shift;; esac\n"
+    "  shift\n"
+    "done\n"
+    "mkdir -p \"$dir\" && echo \"$args\" > \"$FAKE_ARGS_DIR/args-$(basename \"$dir\")\"\n"
+    "exec redis-server --port \"${client##*:}\" --bind 127.0.0.1 --save '' "
+    "--appendonly no --dir \"$dir\"\n";
+
+/* Count the entries of @dir whose name starts with @prefix. */
+static int count_entries(const char *dir, const char *prefix)
+{
+    char cmd[PATH_MAX + 64], line[64] = "";
+    FILE *p;
+
+    snprintf(cmd, sizeof(cmd), "ls -1 '%s' | grep -c '^%s'", dir, prefix);
+    p = popen(cmd, "r");
+    if (p == NULL || fgets(line, sizeof(line), p) == NULL) {
+        line[0] = '\0';
+    }
+    if (p != NULL) {
+        pclose(p);
+    }
+    return atoi(line);
+}
+
+/* --spawn 3 with the stand-in: nodes get the issue-6 flags and --fsync, the run spreads
+ * over the nodes (none says role:leader), the report names the cluster, and afterwards no
+ * node listens and the temporary directory is gone. */
+TEST(bench_cli, spawn_plumbing_with_a_stand_in_aegisd)
+{
+    struct fixture f;
+    const char *why = "";
+    char cmd[2 * PATH_MAX + 64], bench_copy[PATH_MAX], json_path[128], tmp[128];
+    static char text[65536];
+    const char *p;
+    FILE *script;
+    int rv, ports = 0;
+
+    if (!fixture_up(&f, &why)) {
+        SKIP(why);
+    }
+    snprintf(bench_copy, sizeof(bench_copy), "%s/aegis-bench", f.dir);
+    snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", f.bench, bench_copy);
+    ASSERT_EQ_I64(system(cmd), 0);
+    snprintf(cmd, sizeof(cmd), "%s/aegisd", f.dir);
+    script = fopen(cmd, "w");
+    ASSERT_TRUE(script != NULL);
+    fputs(fake_aegisd, script);
+    fclose(script);
+    ASSERT_EQ_I64(chmod(cmd, 0755), 0);
+    snprintf(tmp, sizeof(tmp), "%s/tmp", f.dir);
+    ASSERT_EQ_I64(mkdir(tmp, 0755), 0);
+    setenv("TMPDIR", tmp, 1);
+    setenv("FAKE_ARGS_DIR", f.dir, 1);
+    snprintf(json_path, sizeof(json_path), "%s/report.json", f.dir);
+    {
+        char *argv[] = {bench_copy, "--spawn", "3", "--fsync", "none", "--clients", "6",
+                        "--duration", "0.5", "--warmup", "0", "--json", json_path, NULL};
+
+        rv = wait_exit(start(argv, NULL), 15000);
+    }
+    unsetenv("TMPDIR");
+    unsetenv("FAKE_ARGS_DIR");
+    ASSERT_EQ_I64(rv, 0);
+    snprintf(cmd, sizeof(cmd), "%s/args-node-2", f.dir);
+    ASSERT_TRUE(slurp(cmd, text, sizeof(text)));
+    ASSERT_TRUE(strstr(text, "--id 2 --peers 1=127.0.0.1:") != NULL);
+    ASSERT_TRUE(strstr(text, ",3=127.0.0.1:") != NULL);
+    ASSERT_TRUE(strstr(text, "--client 127.0.0.1:") != NULL);
+    ASSERT_TRUE(strstr(text, "/node-2 --fsync none") != NULL);
+    ASSERT_TRUE(slurp(json_path, text, sizeof(text)));
+    ASSERT_EQ_I64(json_number(text, "spawn"), 3);
+    ASSERT_TRUE(strstr(text, "\"fsync\": \"none\"") != NULL);
+    ASSERT_EQ_I64(json_number_in(text, "cluster", "nodes"), 3);
+    ASSERT_TRUE(json_number(text, "ops") > 0);
+    ASSERT_EQ_I64(json_number(text, "errors"), 0);
+    /* Every node was a target, and none listens any more. */
+    for (p = strstr(text, "127.0.0.1:"); p != NULL && p < strstr(text, "\"clients\"");
+         p = strstr(p + 1, "127.0.0.1:")) {
+        ASSERT_FALSE(port_accepts((unsigned)atoi(p + strlen("127.0.0.1:"))));
+        ports++;
+    }
+    ASSERT_EQ_I64(ports, 3);
+    ASSERT_EQ_I64(count_entries(tmp, "aegis-bench-"), 0);
+    fixture_down(&f);
     return TEST_PASS;
 }
