@@ -118,12 +118,32 @@ struct aegis_uring_conn *aegis__uring_conn_open(struct aegis_uring_loop *loop,
     return conn;
 }
 
+/* Drop visited and forgotten entries, keeping the pending ones in order. */
+static void dirty_compact(struct aegis_uring_loop *loop)
+{
+    uint32_t w = 0;
+
+    for (uint32_t r = loop->dirty_head; r < loop->dirty_count; r++) {
+        struct aegis_uring_conn *c = loop->dirty[r];
+        if (c != NULL) {
+            c->dirty_index = w;
+            loop->dirty[w++] = c;
+        }
+    }
+    loop->dirty_head = 0;
+    loop->dirty_count = w;
+}
+
 void aegis__uring_conn_dirty(struct aegis_uring_conn *conn)
 {
     struct aegis_uring_loop *loop = conn->loop;
 
     if (conn->in_dirty) {
         return;
+    }
+    if (loop->dirty_count == loop->conns_count) {
+        /* Each connection is pending at most once, so compacting always makes room. */
+        dirty_compact(loop);
     }
     AEGIS_ASSERT(loop->dirty_count < loop->conns_count);
     conn->in_dirty = true;
@@ -504,15 +524,16 @@ void aegis__uring_conn_complete(struct aegis_uring_conn *conn, uint64_t op, int 
 
 void aegis__uring_conn_prepare(struct aegis_uring_loop *loop)
 {
-    /* Connections marked while we walk (a callback that sends) are appended and visited
-     * in this same pass: bounded, since each is listed at most once. */
-    for (uint32_t i = 0; i < loop->dirty_count; i++) {
-        struct aegis_uring_conn *conn = loop->dirty[i];
+    /* A queue: connections marked while we walk (a callback that writes) are appended and
+     * visited in this same pass, so nothing waits for the next iteration while the loop
+     * sleeps. Bounded: a visit re-marks a connection only through a state change. */
+    while (loop->dirty_head < loop->dirty_count) {
+        struct aegis_uring_conn *conn = loop->dirty[loop->dirty_head];
 
+        loop->dirty[loop->dirty_head++] = NULL;
         if (conn == NULL) {
             continue;
         }
-        loop->dirty[i] = NULL;
         conn->in_dirty = false;
         if (conn->closing) {
             if (conn->inflight == 0) {
@@ -532,6 +553,7 @@ void aegis__uring_conn_prepare(struct aegis_uring_loop *loop)
             aegis__uring_conn_arm_read(conn);
         }
     }
+    loop->dirty_head = 0;
     loop->dirty_count = 0;
 }
 

@@ -151,6 +151,7 @@ struct aegis_uring_loop {
     uint32_t clients_open;
     uint32_t peers_pending;   /* Inbound peer connections before their hello. */
     struct aegis_uring_conn **dirty; /* Connections to look at in the next prepare. */
+    uint32_t dirty_head;      /* Entries before it were visited by this prepare. */
     uint32_t dirty_count;
     struct aegis_uring_stats stats;
 };
