@@ -366,7 +366,11 @@ int aegis__uring_conn_reserve(struct aegis_uring_conn *conn, size_t need)
 static void finalize(struct aegis_uring_conn *conn)
 {
     struct aegis_uring_loop *loop = conn->loop;
-    int status = conn->close_status < 0 ? conn->close_status : AEGIS_ECANCELED;
+    /* Queued writes fail with what closed the connection; an orderly end (0) is a reset
+     * for a peer link and a cancellation for a client. */
+    int status = conn->close_status < 0                ? conn->close_status
+                 : conn->kind == URING_CONN_CLIENT ? AEGIS_ECANCELED
+                                                     : AEGIS_ECONNRESET;
 
     AEGIS_ASSERT(conn->closing);
     AEGIS_ASSERT(conn->inflight == 0);

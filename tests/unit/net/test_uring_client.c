@@ -281,3 +281,41 @@ TEST(uring_client, destroy_closes_open_clients)
     close(fd);
     return TEST_PASS;
 }
+
+TEST(uring_client, resume_all_with_many_clients)
+{
+    enum { C = 60 };
+    struct tnode n;
+    struct tnode *nodes[] = {&n};
+    int fds[C];
+    char got[8];
+
+    SKIP_WITHOUT_URING();
+    ASSERT_OK(start_server(&n, C, 0, 0));
+    for (int i = 0; i < C; i++) {
+        fds[i] = raw_connect(aegis__uring_loop_client_port(n.loop));
+        ASSERT_TRUE(fds[i] >= 0);
+    }
+    PUMP_UNTIL(nodes, 1, echo_state.opens == C, 2000);
+    ASSERT_EQ_I64(echo_state.opens, C);
+    /* Every client has a line buffered when reading resumes: each replies from inside the
+     * same prepare pass, so the pass revisits more connections than there are slots. */
+    aegis__uring_loop_clients_pause_all(n.loop, true);
+    for (int i = 0; i < C; i++) {
+        char line[8];
+        snprintf(line, sizeof(line), "%03d\n", i);
+        ASSERT_TRUE(raw_write(fds[i], line, 4, nodes, 1));
+    }
+    PUMP_UNTIL(nodes, 1, 0, 30);
+    ASSERT_EQ_I64(echo_state.deliveries, 0);
+    aegis__uring_loop_clients_pause_all(n.loop, false);
+    for (int i = 0; i < C; i++) {
+        char want[8];
+        snprintf(want, sizeof(want), "%03d\n", i);
+        ASSERT_EQ_U64(raw_read(fds[i], got, 4, nodes, 1, 2000), 4);
+        ASSERT_MEM_EQ(got, want, 4);
+        close(fds[i]);
+    }
+    tn_stop(&n);
+    return TEST_PASS;
+}
