@@ -209,6 +209,10 @@ int aegis__uring_loop_peer_remove(struct aegis_uring_loop *loop, aegis_node_id i
 /* The link state of peer @id, or -1 when unknown. */
 int aegis__uring_loop_peer_state(struct aegis_uring_loop *loop, aegis_node_id id);
 
+/* How many frames are queued to peer @id and not yet completed (0 without a link), or
+ * AEGIS_EUNKNOWNNODE. With peer_queue_max, this tells a sender how close it is to EFULL. */
+int aegis__uring_loop_peer_queued(struct aegis_uring_loop *loop, aegis_node_id id);
+
 /* Copy peer @id's counters to @stats_out. Returns 0 or AEGIS_EUNKNOWNNODE. */
 int aegis__uring_loop_peer_stats(struct aegis_uring_loop *loop, aegis_node_id id,
                                  struct aegis_peer_stats *stats_out);

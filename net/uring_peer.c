@@ -146,8 +146,8 @@ static void dial(struct aegis_uring_loop *loop, struct aegis_peer *peer)
     conn = aegis__uring_conn_open(loop, URING_CONN_PEER_OUT, fd);
     if (conn == NULL) {
         close(fd);
-        aegis__uring_log(loop, AEGIS_URING_LOG_ERROR, "dial peer %" PRIu64 ": no memory",
-                         peer->id);
+        aegis__uring_log(loop, AEGIS_URING_LOG_ERROR,
+                         "dial peer %" PRIu64 ": no free slot or no memory", peer->id);
         aegis__conn_pool_on_failure(&loop->pool, peer, loop->now_ms, &loop->rng);
         return;
     }
@@ -465,4 +465,20 @@ int aegis__uring_loop_send(struct aegis_uring_loop *loop, aegis_node_id id,
         peer->stats.sends_full++;
     }
     return rv;
+}
+
+int aegis__uring_loop_peer_queued(struct aegis_uring_loop *loop, aegis_node_id id)
+{
+    struct aegis_peer *peer = aegis__conn_pool_get(&loop->pool, id);
+    const struct aegis_uring_conn *conn;
+
+    if (peer == NULL) {
+        return AEGIS_EUNKNOWNNODE;
+    }
+    conn = peer->conn;
+    if (conn == NULL) {
+        return 0;
+    }
+    AEGIS_ASSERT(conn->q.req_tail - conn->q.req_head <= conn->q.reqs_cap);
+    return (int)(conn->q.req_tail - conn->q.req_head);
 }

@@ -503,6 +503,8 @@ TEST(uring, backpressure_when_peer_stops_reading)
     }
     ASSERT_ERR(rv, AEGIS_EFULL);
     ASSERT_TRUE(queued >= 16);
+    ASSERT_EQ_I64(aegis__uring_loop_peer_queued(b.loop, 1), 16);
+    ASSERT_ERR(aegis__uring_loop_peer_queued(b.loop, 9), AEGIS_EUNKNOWNNODE);
     ASSERT_FALSE(all_called(s, queued));
     ASSERT_OK(aegis__uring_loop_peer_stats(b.loop, 1, &st));
     ASSERT_EQ_U64(st.sends_full, 1);
@@ -513,6 +515,7 @@ TEST(uring, backpressure_when_peer_stops_reading)
         read_frames++;
     }
     PUMP_UNTIL(nodes, 1, all_called(s, queued), 2000);
+    ASSERT_EQ_I64(aegis__uring_loop_peer_queued(b.loop, 1), 0);
     for (uint32_t i = 0; i < queued; i++) {
         ASSERT_EQ_I64(s[i].calls, 1);
         ASSERT_EQ_I64(s[i].status, 0);
@@ -569,7 +572,8 @@ TEST(uring, reconnect_after_peer_restarts)
     tn_config(&b, 2, 5);
     b.cfg.peer_port = port;
     ASSERT_OK(tn_start(&b));
-    ASSERT_OK(aegis__uring_loop_peer_add(b.loop, 1, "127.0.0.1", aegis__uring_loop_peer_port(a.loop)));
+    ASSERT_OK(aegis__uring_loop_peer_add(b.loop, 1, "127.0.0.1",
+                                         aegis__uring_loop_peer_port(a.loop)));
     PUMP_UNTIL(nodes, 2, tn_connected(&a, 2) && tn_connected(&b, 1), 3000);
     ASSERT_TRUE(tn_connected(&a, 2));
     ASSERT_EQ_I64(a.ups[2], 2);
