@@ -1,5 +1,12 @@
 /* The io_uring loop over real loopback TCP, several loops driven alternately from one
  * thread with run_once. Ports are chosen by the kernel (bind port 0, read it back). */
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
 #include "test_uring_util.h"
 
 /* One queued send and what its callback saw. */
@@ -745,5 +752,52 @@ TEST(uring, ticks_and_create_errors)
     ASSERT_ERR(aegis__uring_loop_create(&cfg, NULL, &loop, err, sizeof(err)), AEGIS_EADDRINUSE);
     ASSERT_TRUE(strstr(err, "listen 127.0.0.1:") != NULL);
     tn_stop(&a);
+    return TEST_PASS;
+}
+
+/* In a child process, make io_uring_setup fail with @err through a seccomp filter, as a
+ * sandbox would, and check what create reports. Returns the child's verdict. */
+static bool create_reports_unavailable(int err, int want_rv)
+{
+    struct sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((uint32_t)err & SECCOMP_RET_DATA)),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {.len = sizeof(filter) / sizeof(filter[0]), .filter = filter};
+    int status = 0;
+    pid_t pid = fork();
+
+    if (pid == 0) {
+        struct aegis_uring_config cfg;
+        struct aegis_uring_loop *loop = NULL;
+        char msg[AEGIS_URING_ERRMSG_BYTES] = "";
+        int rv;
+
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+            prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0) {
+            _exit(3);
+        }
+        memset(&cfg, 0, sizeof(cfg));
+        cfg.self_id = 1;
+        cfg.cluster_id = 1;
+        rv = aegis__uring_loop_create(&cfg, NULL, &loop, msg, sizeof(msg));
+        _exit(rv == want_rv && loop == NULL &&
+                      strncmp(msg, "io_uring unavailable: ", 22) == 0 && uring_missing()
+                  ? 0
+                  : 1);
+    }
+    if (pid < 0 || waitpid(pid, &status, 0) != pid) {
+        return false;
+    }
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+TEST(uring, unavailable_io_uring_is_reported_plainly)
+{
+    SKIP_WITHOUT_URING();
+    ASSERT_TRUE(create_reports_unavailable(EPERM, AEGIS_EPERM));
+    ASSERT_TRUE(create_reports_unavailable(ENOSYS, AEGIS_ENOSYS));
     return TEST_PASS;
 }
