@@ -49,7 +49,7 @@ typedef uint64_t aegis_uring_client_id;
 /* Hard ceiling on frame_bytes_max: the aegis_buf ceiling. */
 #define AEGIS_URING_FRAME_MAX     (256u << 20)
 /* The most iovecs one send may carry (plus the loop's own length prefix). */
-#define AEGIS_URING_SEND_IOV_MAX  64
+#define AEGIS_URING_SEND_IOV_MAX  1023 /* Plus the length prefix: UIO_MAXIOV. */
 /* Room for the text of a creation error. */
 #define AEGIS_URING_ERRMSG_BYTES  256u
 
