@@ -52,8 +52,6 @@ void aegis__progress_reset(struct aegis_progress *p, aegis_node_id id, aegis_ind
     p->next = last_index + 1;
     p->probe_sent = false;
     p->recent_active = false;
-    p->stall_rounds = 0;
-    p->stall_match = 0;
     p->read_acked = 0;
 }
 
@@ -64,7 +62,6 @@ void aegis__progress_to_probe(struct aegis_progress *p)
     p->state = AEGIS_PROGRESS_PROBE;
     p->probe_sent = false;
     p->next = p->match + 1;
-    p->stall_rounds = 0;
 }
 
 void aegis__progress_to_replicate(struct aegis_progress *p)
@@ -74,7 +71,6 @@ void aegis__progress_to_replicate(struct aegis_progress *p)
     p->state = AEGIS_PROGRESS_REPLICATE;
     p->probe_sent = false;
     p->next = p->match + 1;
-    p->stall_rounds = 0;
 }
 
 void aegis__progress_to_snapshot(struct aegis_progress *p, const struct aegis_snapshot_meta *meta,
@@ -129,7 +125,6 @@ bool aegis__progress_ack(struct aegis_progress *p, aegis_index match)
     }
     if (moved) {
         p->match = match;
-        p->stall_rounds = 0;
     }
     if (p->next <= p->match) {
         p->next = p->match + 1;

@@ -35,8 +35,6 @@ struct aegis_progress {
     aegis_index next;     /* Next index to send. */
     bool probe_sent;      /* PROBE: an AppendEntries is out; wait for an answer. */
     bool recent_active;   /* Heard from it since the last check-quorum round. */
-    uint32_t stall_rounds; /* Heartbeat answers while behind without match moving. */
-    aegis_index stall_match;
     uint64_t read_acked;  /* Highest ReadIndex round it confirmed. */
 
     /* The in-flight window (REPLICATE). */

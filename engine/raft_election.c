@@ -331,8 +331,13 @@ int aegis__raft_transfer(struct aegis_raft *r, aegis_node_id target)
     aegis__raft_trace(r, "transfer_start", r->term, target);
     if (pr->match == aegis__log_last_index(&r->log)) {
         aegis__raft_transfer_check(r, pr);
-    } else {
-        aegis__raft_send_appends(r, pr);
+        return 0;
     }
+    if (pr->state == AEGIS_PROGRESS_REPLICATE && pr->next > aegis__log_last_index(&r->log)) {
+        /* Everything is in flight yet the target is behind: resend rather than wait for
+         * the next heartbeat answer, the transfer has a deadline. */
+        aegis__progress_to_probe(pr);
+    }
+    aegis__raft_send_appends(r, pr);
     return 0;
 }

@@ -387,10 +387,6 @@ void aegis__raft_handle_heartbeat(struct aegis_raft *r, const struct aegis_msg *
     }
 }
 
-/* Heartbeat answers while behind without match moving, before falling back to PROBE
- * (the stream was probably lost). */
-#define STALL_ROUNDS_MAX 3u
-
 void aegis__raft_handle_heartbeat_resp(struct aegis_raft *r, struct aegis_progress *pr,
                                        const struct aegis_msg *m)
 {
@@ -404,18 +400,13 @@ void aegis__raft_handle_heartbeat_resp(struct aegis_raft *r, struct aegis_progre
         aegis__raft_send_append(r, pr, true);
         break;
     case AEGIS_PROGRESS_REPLICATE:
-        if (pr->match != pr->stall_match) {
-            pr->stall_match = pr->match;
-            pr->stall_rounds = 0;
-        } else if (++pr->stall_rounds >= STALL_ROUNDS_MAX) {
-            aegis__progress_to_probe(pr);
-            aegis__raft_send_append(r, pr, true);
-            break;
-        }
+        /* Behind with everything sent: messages or answers may have been lost. An empty
+         * AppendEntries at next - 1 settles it (etcd does the same): the follower either
+         * acknowledges up to there or rejects, which sends us back to PROBE. */
         if (pr->inflights_count == pr->inflights_cap) {
             aegis__progress_free_first(pr);
         }
-        aegis__raft_send_appends(r, pr);
+        aegis__raft_send_append(r, pr, true);
         break;
     default:
         break; /* SNAPSHOT: chunks have their own retransmission timer. */

@@ -84,7 +84,8 @@ static void reply_snapshot(struct aegis_raft *r, const struct aegis_msg *m, bool
 
 static void install(struct aegis_raft *r)
 {
-    const struct aegis_snapshot_meta *meta = &r->recv.meta;
+    struct aegis_snapshot_meta copy = r->recv.meta; /* recv is reset below. */
+    const struct aegis_snapshot_meta *meta = &copy;
 
     if (aegis__log_term_at(&r->log, meta->index) == meta->term) {
         /* Our log already holds the snapshot's last entry: just learn that it is
