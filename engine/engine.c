@@ -44,6 +44,8 @@ struct aegis_engine {
     uint32_t applyq_count;
     uint32_t applyq_cap;
     bool snapshot_wanted;
+    uint64_t snapshots_taken;
+    uint64_t snapshots_installed;
 
     /* Learners added after the start, to promote once caught up. */
     uint32_t promote_count;
@@ -238,6 +240,7 @@ static void install_snapshot(struct aegis_engine *e, const struct aegis_snapshot
     /* The core only hands over a snapshot that a leader built from a state machine; a
      * corrupt one means memory corruption, and running on would diverge. */
     AEGIS_ASSERT(rv == 0);
+    e->snapshots_installed++;
 }
 
 static enum aegis_node_role node_role(enum aegis_role r)
@@ -661,8 +664,10 @@ static void take_snapshot(struct aegis_engine *e)
     memset(&meta, 0, sizeof(meta));
     meta.index = aegis__kv_applied_index(&e->kv);
     meta.term = aegis__kv_applied_term(&e->kv);
-    meta.conf = *aegis__raft_conf(e->raft);
-    (void)aegis__raft_snapshot_taken(e->raft, &meta, data);
+    meta.conf = *aegis__raft_conf(e->raft); /* The core puts in the one at meta.index. */
+    if (aegis__raft_snapshot_taken(e->raft, &meta, data) == 0) {
+        e->snapshots_taken++;
+    }
     aegis__buf_unref(data);
     e->snapshot_wanted = false;
 }
@@ -765,6 +770,16 @@ uint32_t aegis__engine_pending_apply(const struct aegis_engine *e)
 uint64_t aegis__engine_msgs_dropped(const struct aegis_engine *e)
 {
     return e->msgs_dropped;
+}
+
+uint64_t aegis__engine_snapshots_taken(const struct aegis_engine *e)
+{
+    return e->snapshots_taken;
+}
+
+uint64_t aegis__engine_snapshots_installed(const struct aegis_engine *e)
+{
+    return e->snapshots_installed;
 }
 
 const struct aegis_cluster *aegis__engine_cluster(const struct aegis_engine *e)

@@ -21,6 +21,12 @@
  * apply_committed). Reads (aegis__engine_get) read the local state machine: they see what
  * this node has applied, which on a follower may lag.
  *
+ * Snapshots. When the core asks for one (raft.snapshot_threshold applied entries),
+ * apply_committed() serializes the state machine at its applied index and hands it to the
+ * core, which compacts its log. A follower that has fallen behind the compaction point is
+ * sent the leader's snapshot; the engine restores its state machine from it and drops the
+ * queued entries it covers.
+ *
  * Membership. Peers added before the engine starts (before its first tick, message,
  * election or proposal) form the initial configuration as voters: every node of a new
  * cluster must be given the same peers. A peer added after the start is proposed as a
@@ -162,6 +168,8 @@ aegis_index aegis__engine_commit_index(const struct aegis_engine *e);
 aegis_index aegis__engine_applied_index(const struct aegis_engine *e);
 uint32_t aegis__engine_pending_apply(const struct aegis_engine *e);
 uint64_t aegis__engine_msgs_dropped(const struct aegis_engine *e);
+uint64_t aegis__engine_snapshots_taken(const struct aegis_engine *e);     /* Local. */
+uint64_t aegis__engine_snapshots_installed(const struct aegis_engine *e); /* From leader. */
 const struct aegis_cluster *aegis__engine_cluster(const struct aegis_engine *e);
 const struct aegis_kv *aegis__engine_kv(const struct aegis_engine *e);
 const struct aegis_allocator *aegis__engine_allocator(const struct aegis_engine *e);
