@@ -179,7 +179,9 @@ static int ensure_started(struct aegis_engine *e)
         return 0;
     }
     memset(&restore, 0, sizeof(restore));
-    restore.bootstrap = e->bootstrap;
+    if (!e->config.joining) {
+        restore.bootstrap = e->bootstrap;
+    }
     return aegis__raft_create(&e->raft, &e->config.raft, &restore, &e->rng, NULL, e->alloc);
 }
 
@@ -276,6 +278,10 @@ static void observe(struct aegis_engine *e)
     }
     if (leader != e->last_leader) {
         e->leader_changes_since++;
+    }
+    /* The view may learn of the leader's membership later than Raft learns of its
+     * leadership (a joining node), so reconcile rather than only follow changes. */
+    if (aegis__cluster_leader(&e->cluster) != leader) {
         (void)aegis__cluster_set_leader(&e->cluster,
                                         aegis__cluster_contains(&e->cluster, leader)
                                             ? leader

@@ -31,7 +31,10 @@
  * election or proposal) form the initial configuration as voters: every node of a new
  * cluster must be given the same peers. A peer added after the start is proposed as a
  * learner through the log (leader only) and promoted to voter by the engine once it has
- * caught up with the commit index; one membership change at a time.
+ * caught up with the commit index; one membership change at a time. A node created to join
+ * an existing group sets config.joining: it starts with an empty configuration (so it
+ * never campaigns on its own) and learns the group from the leader that adds it; peers
+ * given to it before the start are only recorded in its cluster view.
  *
  * Time. One tick is tick_ms of the cluster's time: failure detection runs on
  * ticks * tick_ms. Randomness (election timeouts) comes from rng_seed: the same seeds
@@ -51,10 +54,12 @@ struct aegis_replication_config {
     uint64_t rng_seed;                   /* Election timer randomness. */
     uint64_t kv_hash_seed;               /* State machine hash key. */
     uint32_t outbox_msgs_max;            /* Messages held between ticks. */
+    bool joining;                        /* Join an existing group: see below. */
 };
 
 /* ReplicationConfig::default(): the core's defaults (aegis__raft_config_default), the
- * cluster's ("aegis"), tick_ms 100, rng_seed 1, kv_hash_seed 0x5eed, outbox 4096. */
+ * cluster's ("aegis"), tick_ms 100, rng_seed 1, kv_hash_seed 0x5eed, outbox 4096, not
+ * joining. */
 void aegis__replication_config_default(struct aegis_replication_config *c);
 
 /* TickResult of the seed: what happened since the last tick or poll. */

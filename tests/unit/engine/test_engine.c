@@ -46,13 +46,15 @@ static void config_for(struct aegis_replication_config *c, aegis_node_id id)
 
 static uint64_t seed_base = 1000;
 
-/* Create engine @id of a group of @n (ids 1..n, all peers of each other). */
+/* Create engine @id of a group of @n (ids 1..n, all peers of each other), or one that
+ * joins the running group (no peers, config.joining). */
 static void group_add_engine(struct group *g, aegis_node_id id, bool with_peers)
 {
     struct aegis_replication_config cfg = g->base;
     struct aegis_node_info self = info(id);
 
     cfg.rng_seed = seed_base + id;
+    cfg.joining = !with_peers;
     MUST(aegis__engine_create(&g->e[id], &self, &cfg, NULL));
     for (aegis_node_id p = 1; with_peers && p <= g->n; p++) {
         struct aegis_node_info peer = info(p);
@@ -611,8 +613,19 @@ TEST(engine, peer_added_after_start_joins_and_is_promoted)
     ASSERT_TRUE(leader != AEGIS_NODE_NONE);
     ASSERT_OK(aegis__engine_set(g.e[leader], "k", 1, "v", 1, &index));
     group_rounds(&g, 2);
-    /* Node 4 starts empty, knowing no peers: it learns everything from the leader. */
+    /* Node 4 joins empty, knowing no peers: it learns everything from the leader. Left
+     * alone it never campaigns (a bootstrap of itself alone would make it a leader of a
+     * group of one). */
     group_add_engine(&g, 4, false);
+    for (int i = 0; i < 50; i++) {
+        struct aegis_tick_result tr;
+
+        aegis__engine_tick(g.e[4], &tr);
+        ASSERT_EQ_U64(tr.elections_started, 0);
+        ASSERT_EQ_U64(tr.msgs_count, 0);
+        aegis__tick_result_release(&tr, NULL);
+    }
+    ASSERT_FALSE(aegis__engine_is_leader(g.e[4]));
     ASSERT_ERR(aegis__engine_add_peer(g.e[leader % 3 + 1], &n4), AEGIS_ENOTLEADER);
     ASSERT_OK(aegis__engine_add_peer(g.e[leader], &n4));
     ASSERT_ERR(aegis__engine_add_peer(g.e[leader], &n4), AEGIS_EEXIST);
@@ -624,8 +637,13 @@ TEST(engine, peer_added_after_start_joins_and_is_promoted)
     }
     ASSERT_EQ_U64(conf->count, 4);
     ASSERT_TRUE(voter);
-    /* Followers' cluster views picked the new member up from the ConfigChange. */
+    /* Followers' cluster views picked the new member up from the ConfigChange, and the
+     * new node's view knows the group and its leader. */
     ASSERT_TRUE(aegis__cluster_contains(aegis__engine_cluster(g.e[leader % 3 + 1]), 4));
+    ASSERT_EQ_U64(aegis__cluster_member(aegis__engine_cluster(g.e[4]), leader)->info.role,
+                  AEGIS_NODE_LEADER);
+    ASSERT_EQ_U64(aegis__cluster_leader(aegis__engine_cluster(g.e[4])), leader);
+    ASSERT_EQ_U64(aegis__engine_cluster(g.e[4])->count, 4);
     group_close(&g);
     return TEST_PASS;
 }
@@ -807,5 +825,35 @@ TEST(engine, random_partitions_converge)
         group_close(&g);
     }
     seed_base = 1000;
+    return TEST_PASS;
+}
+
+TEST(engine, leader_removes_a_peer)
+{
+    struct group g;
+    aegis_node_id leader;
+    aegis_node_id gone;
+    aegis_node_id stays;
+    aegis_index index = 0;
+
+    group_open(&g, 3);
+    leader = group_elect(&g, 100);
+    ASSERT_TRUE(leader != AEGIS_NODE_NONE);
+    gone = leader % 3 + 1;
+    stays = gone % 3 + 1;
+    ASSERT_ERR(aegis__engine_remove_peer(g.e[stays], gone), AEGIS_ENOTLEADER);
+    ASSERT_ERR(aegis__engine_remove_peer(g.e[leader], leader), AEGIS_EINVAL);
+    ASSERT_OK(aegis__engine_remove_peer(g.e[leader], gone));
+    ASSERT_FALSE(aegis__cluster_contains(aegis__engine_cluster(g.e[leader]), gone));
+    group_rounds(&g, 3);
+    ASSERT_EQ_U64(aegis__raft_conf(aegis__engine_raft(g.e[leader]))->count, 2);
+    /* The follower that stays drops it from its view when the change applies. */
+    ASSERT_FALSE(aegis__cluster_contains(aegis__engine_cluster(g.e[stays]), gone));
+    /* The two-member group keeps committing without the removed node. */
+    ASSERT_OK(aegis__mem_network_isolate(g.net, gone, true));
+    ASSERT_OK(aegis__engine_set(g.e[leader], "k", 1, "v", 1, &index));
+    group_rounds(&g, 3);
+    ASSERT_TRUE(value_is(g.e[stays], "k", "v"));
+    group_close(&g);
     return TEST_PASS;
 }
