@@ -339,7 +339,8 @@ static void write_abort(struct aegis_kv *kv, struct write *w)
 /* Make the write visible. Cannot fail: reserve() made room for every prepared item. */
 static void write_commit(struct aegis_kv *kv, struct write *w, aegis_index index)
 {
-    struct aegis_kv_item *item = aegis__kv_table_find(kv, w->hash, w->key, w->key_len);
+    size_t i = probe(kv, w->hash, w->key, w->key_len);
+    struct aegis_kv_item *item = kv->slots[i].item;
 
     if (item != NULL) {
         /* Present: replace the value; an item pre-allocated for it is not needed (the key
@@ -351,10 +352,15 @@ static void write_commit(struct aegis_kv *kv, struct write *w, aegis_index index
         item->version = index;
         aegis__free(kv->alloc, w->item);
     } else {
+        /* Absent: the probe stopped at the empty slot where the key belongs. */
         AEGIS_ASSERT(w->item != NULL);
+        AEGIS_ASSERT(kv->count + 1 <= (kv->mask + 1) / 4 * 3);
         w->item->value = w->value;
         w->item->version = index;
-        aegis__kv_table_insert_new(kv, w->hash, w->item);
+        kv->slots[i].hash = w->hash;
+        kv->slots[i].item = w->item;
+        kv->count++;
+        kv->bytes += (uint64_t)w->key_len + w->value->len;
     }
     w->value = NULL;
     w->item = NULL;

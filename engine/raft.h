@@ -181,6 +181,9 @@ aegis_term aegis__raft_term(const struct aegis_raft *r);
 aegis_node_id aegis__raft_leader(const struct aegis_raft *r);
 aegis_index aegis__raft_commit_index(const struct aegis_raft *r);
 aegis_index aegis__raft_last_index(const struct aegis_raft *r);
+/* Term of the entry at @index in the log (0 when compacted below the snapshot's trailing
+ * entries or past the end; the compaction point itself still answers). */
+aegis_term aegis__raft_term_at(const struct aegis_raft *r, aegis_index index);
 const struct aegis_conf *aegis__raft_conf(const struct aegis_raft *r);
 
 /* The membership in force at @index (the latest ConfigChange at or below it, else the

@@ -238,6 +238,8 @@ TEST(kv_codec, exact_bytes)
     static const uint8_t set_kv[] = {0x02, 0x01, 'k', 0x01, 'v'};
     static const uint8_t incr_n[] = {0x05, 0x01, 'n', 0x01};
     static const uint8_t incr_big[] = {0x05, 0x00, 0x80, 0x01}; /* delta 64 */
+    static const uint8_t del_ab[] = {0x03, 0x02, 0x01, 'a', 0x01, 'b'};
+    struct aegis_kv_bytes keys[2] = {B("a"), B("b")};
     struct aegis_buf *b;
 
     ASSERT_OK(aegis__kv_encode_set(NULL, "k", 1, "v", 1, &b));
@@ -251,6 +253,10 @@ TEST(kv_codec, exact_bytes)
     ASSERT_OK(aegis__kv_encode_increment(NULL, "", 0, 64, &b));
     ASSERT_EQ_U64(b->len, sizeof(incr_big));
     ASSERT_MEM_EQ(b->data, incr_big, sizeof(incr_big));
+    aegis__buf_unref(b);
+    ASSERT_OK(aegis__kv_encode_delete(NULL, keys, 2, &b));
+    ASSERT_EQ_U64(b->len, sizeof(del_ab));
+    ASSERT_MEM_EQ(b->data, del_ab, sizeof(del_ab));
     aegis__buf_unref(b);
     return TEST_PASS;
 }
