@@ -857,3 +857,75 @@ TEST(engine, leader_removes_a_peer)
     group_close(&g);
     return TEST_PASS;
 }
+
+/* An allocator that fails every allocation after the first @budget (a countdown heap). */
+struct budget_heap {
+    long budget;
+};
+
+static void *budget_malloc(void *data, size_t size)
+{
+    struct budget_heap *h = data;
+
+    if (h->budget-- <= 0) {
+        return NULL;
+    }
+    return aegis__alloc_default()->malloc(NULL, size);
+}
+
+static void *budget_realloc(void *data, void *ptr, size_t size)
+{
+    struct budget_heap *h = data;
+
+    if (h->budget-- <= 0) {
+        return NULL;
+    }
+    return aegis__alloc_default()->realloc(NULL, ptr, size);
+}
+
+static void budget_free(void *data, void *ptr)
+{
+    (void)data;
+    aegis__alloc_default()->free(NULL, ptr);
+}
+
+/* Every allocation of create, add_peer and start_election fails in turn: each failure is
+ * reported as AEGIS_ENOMEM and leaks nothing (AddressSanitizer's leak check), and with
+ * enough memory the engine runs. */
+TEST(engine, out_of_memory_at_every_allocation)
+{
+    struct budget_heap heap;
+    struct aegis_allocator a = {.malloc = budget_malloc, .realloc = budget_realloc,
+                                .free = budget_free, .data = &heap};
+    bool done = false;
+
+    for (long budget = 0; budget < 10000 && !done; budget++) {
+        struct aegis_engine *e = NULL;
+        struct aegis_replication_config cfg;
+        struct aegis_node_info self = info(1);
+        struct aegis_node_info peer = info(2);
+        int rv;
+
+        heap.budget = budget;
+        config_for(&cfg, 1);
+        rv = aegis__engine_create(&e, &self, &cfg, &a);
+        if (rv != 0) {
+            ASSERT_ERR(rv, AEGIS_ENOMEM);
+            continue;
+        }
+        rv = aegis__engine_add_peer(e, &peer);
+        if (rv == 0) {
+            rv = aegis__engine_start_election(e, NULL);
+        }
+        if (rv != 0) {
+            ASSERT_ERR(rv, AEGIS_ENOMEM);
+            ASSERT_TRUE(aegis__engine_raft(e) == NULL);
+        } else {
+            done = true;
+            ASSERT_TRUE(aegis__engine_raft(e) != NULL);
+        }
+        aegis__engine_destroy(e);
+    }
+    ASSERT_TRUE(done);
+    return TEST_PASS;
+}

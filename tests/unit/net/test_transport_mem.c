@@ -239,3 +239,83 @@ TEST(transport_mem, snapshot_chunk_and_client_payloads_are_referenced)
     aegis__buf_unref(chunk);
     return TEST_PASS;
 }
+
+struct budget_heap {
+    long budget;
+};
+
+static void *budget_malloc(void *data, size_t size)
+{
+    struct budget_heap *h = data;
+
+    return h->budget-- <= 0 ? NULL : aegis__alloc_default()->malloc(NULL, size);
+}
+
+static void *budget_realloc(void *data, void *ptr, size_t size)
+{
+    struct budget_heap *h = data;
+
+    return h->budget-- <= 0 ? NULL : aegis__alloc_default()->realloc(NULL, ptr, size);
+}
+
+static void budget_free(void *data, void *ptr)
+{
+    (void)data;
+    aegis__alloc_default()->free(NULL, ptr);
+}
+
+/* Each allocation of network, endpoints, link table and message copies fails in turn:
+ * AEGIS_ENOMEM, nothing queued, nothing leaked. */
+TEST(transport_mem, out_of_memory_at_every_allocation)
+{
+    struct budget_heap heap;
+    struct aegis_allocator a = {.malloc = budget_malloc, .realloc = budget_realloc,
+                                .free = budget_free, .data = &heap};
+    struct aegis_entry e = {.index = 1, .term = 1, .type = AEGIS_ENTRY_COMMAND};
+    bool done = false;
+
+    for (long budget = 0; budget < 100 && !done; budget++) {
+        struct aegis_mem_network *net = NULL;
+        struct aegis_transport *t1 = NULL;
+        struct aegis_transport *t2 = NULL;
+        struct aegis_msg m;
+        struct aegis_msg got;
+        int rv;
+
+        heap.budget = budget;
+        memset(&m, 0, sizeof(m));
+        m.type = AEGIS_MSG_APPEND_REQ;
+        m.to = 2;
+        m.append_req.entries = &e;
+        m.append_req.entries_count = 1;
+        rv = aegis__mem_network_create(&net, 4, &a);
+        if (rv == 0) {
+            rv = aegis__mem_transport_create(&t1, net, 1);
+        }
+        if (rv == 0) {
+            rv = aegis__mem_transport_create(&t2, net, 2);
+        }
+        if (rv == 0) {
+            rv = aegis__mem_network_set_link(net, 2, 1, false);
+        }
+        if (rv == 0) {
+            rv = aegis__transport_send(t1, &m);
+            if (rv != 0) {
+                ASSERT_EQ_U64(aegis__transport_pending(t2), 0);
+            }
+        }
+        if (rv == 0) {
+            done = true;
+            ASSERT_OK(aegis__transport_receive(t2, &got));
+            ASSERT_EQ_U64(got.append_req.entries[0].index, 1);
+            aegis__transport_release(t2, &got);
+        } else {
+            ASSERT_ERR(rv, AEGIS_ENOMEM);
+        }
+        aegis__transport_destroy(t1);
+        aegis__transport_destroy(t2);
+        aegis__mem_network_destroy(net);
+    }
+    ASSERT_TRUE(done);
+    return TEST_PASS;
+}
