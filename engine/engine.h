@@ -109,8 +109,10 @@ int aegis__engine_remove_peer(struct aegis_engine *e, aegis_node_id id);
 
 /* start_election: campaign now. The vote requests go to the outbox; @request_out (may be
  * NULL) receives a copy of the first one without payloads (its `to` is one peer). With
- * pre-vote on, this is the pre-vote round. Returns 0, or AEGIS_ENOMEM when the engine
- * could not start. A single-node group becomes leader at once (no request: type 0). */
+ * pre-vote on, this is the pre-vote round. Returns 0, or the error of starting the core
+ * (AEGIS_ENOMEM; AEGIS_ECONFIG for an invalid raft config), in which case nothing started
+ * and the call may be retried. A single-node group becomes leader at once (no request:
+ * type 0). */
 int aegis__engine_start_election(struct aegis_engine *e, struct aegis_msg *request_out);
 
 /* handle_vote_response: feed a VoteResponse (a message of type AEGIS_MSG_VOTE_RESP).
@@ -118,11 +120,13 @@ int aegis__engine_start_election(struct aegis_engine *e, struct aegis_msg *reque
 bool aegis__engine_handle_vote_response(struct aegis_engine *e, const struct aegis_msg *resp);
 
 /* process_message: feed any message from a peer (borrowed). A message from a known peer
- * also counts as a heartbeat in the cluster view. Returns 0 or the core's error. */
+ * also counts as a heartbeat in the cluster view. Returns 0, the core's error for the
+ * message, or the error of starting the core. */
 int aegis__engine_process_message(struct aegis_engine *e, const struct aegis_msg *m);
 
 /* tick: advance logical time by one tick (core and failure detection), then collect the
- * output into @tr (see struct aegis_tick_result; release it). */
+ * output into @tr (see struct aegis_tick_result; release it). When the core cannot be
+ * started (see start_election) time does not advance and @tr is empty. */
 void aegis__engine_tick(struct aegis_engine *e, struct aegis_tick_result *tr);
 
 /* Collect the output produced since the last tick or poll without advancing time. */
