@@ -51,7 +51,9 @@ struct aegis_append_req {
 
 struct aegis_append_resp {
     bool success;
-    aegis_index match_index;    /* On success: last index now known to match (durable). */
+    aegis_index match_index;    /* On success: last index now known to match (durable).
+                                   On rejection: the rejected prev_index, so the leader
+                                   can ignore stale rejections. */
     aegis_index conflict_index; /* On rejection: first index of conflict_term, or the
                                    follower's last index + 1 when its log is too short. */
     aegis_term conflict_term;   /* On rejection: term at prev_index, 0 if none there. */
