@@ -51,7 +51,9 @@ struct aegis_append_req {
 
 struct aegis_append_resp {
     bool success;
-    aegis_index match_index;    /* On success: last index now known to match (durable). */
+    aegis_index match_index;    /* On success: last index now known to match (durable).
+                                   On rejection: the rejected prev_index, so the leader
+                                   can ignore stale rejections. */
     aegis_index conflict_index; /* On rejection: first index of conflict_term, or the
                                    follower's last index + 1 when its log is too short. */
     aegis_term conflict_term;   /* On rejection: term at prev_index, 0 if none there. */
@@ -102,6 +104,7 @@ struct aegis_client_resp {
     aegis_node_id leader_hint;
     aegis_index index;    /* Log index the command was applied at. */
     uint64_t version;
+    int64_t integer;      /* INCR: new value; DEL/MSET: count; CAS: 1 swapped, 0 not. */
     struct aegis_buf *value; /* May be NULL. */
 };
 

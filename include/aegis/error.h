@@ -34,6 +34,7 @@
     XX(EADDRINUSE, -EADDRINUSE, "address already in use")                                 \
     XX(ECONNRESET, -ECONNRESET, "connection reset by peer")                               \
     XX(ECONNREFUSED, -ECONNREFUSED, "connection refused")                                 \
+    XX(ENOTCONN, -ENOTCONN, "not connected")                                              \
     XX(ETIMEDOUT, -ETIMEDOUT, "timed out")                                                \
     XX(ECANCELED, -ECANCELED, "operation canceled")                                       \
     XX(ENOTLEADER, -4001, "not the leader")                                               \

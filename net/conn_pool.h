@@ -1,0 +1,142 @@
+/* The connection pool: the table of peers a node talks to and the state of its link to each
+ * (the seed's ConnectionPool).
+ *
+ * Design. The pool is bookkeeping only: it owns no sockets and issues no I/O. The io_uring
+ * loop (net/uring_loop.c) asks it whom to dial and when, and tells it what happened. Each
+ * peer has a fixed slot (pointers to a slot stay valid until the peer is removed), its
+ * address resolved once when it is added, a link state, the reconnect schedule and
+ * counters.
+ *
+ * Who dials. Exactly one side of each pair opens the TCP connection: the node with the
+ * lower id dials the node with the higher id (aegis__conn_pool_dials). The higher id only
+ * accepts. So a pair never holds two connections at once, and no tie-break is needed; a
+ * new inbound connection from a peer replaces the old one (the dialer only ever has one).
+ *
+ * Backoff. After the n-th consecutive failure (connect refused, handshake rejected, link
+ * lost) the next dial waits d = min(backoff_max, backoff_base * 2^(n-1)) milliseconds with
+ * "equal jitter": a uniform draw in [d/2, d] from the seeded rng, so a restarted cluster
+ * does not reconnect in lock step. A completed handshake resets n to 0.
+ *
+ * Threading: a pool belongs to one thread (the net thread); nothing here is atomic. */
+#ifndef AEGIS_CONN_POOL_H
+#define AEGIS_CONN_POOL_H
+
+#include <sys/socket.h>
+
+#include <aegis/types.h>
+
+#include "engine/alloc.h"
+#include "engine/rng.h"
+
+/* Longest host name or address text accepted, without the terminating NUL. */
+#define AEGIS_PEER_HOST_LEN_MAX 255u
+
+/* The most peers one pool may hold (a sanity bound; clusters have 3 to 7 voters). */
+#define AEGIS_CONN_POOL_PEERS_MAX 64u
+
+enum aegis_peer_state {
+    AEGIS_PEER_IDLE = 0,    /* No link. The dialer dials now; the acceptor waits. */
+    AEGIS_PEER_BACKOFF,     /* No link; the dialer waits until backoff_until_ms. */
+    AEGIS_PEER_CONNECTING,  /* TCP connect in flight (dialer only). */
+    AEGIS_PEER_HANDSHAKE,   /* Connected; our hello sent, waiting for the peer's. */
+    AEGIS_PEER_CONNECTED    /* Handshake done both ways: frames flow. */
+};
+
+struct aegis_peer_stats {
+    uint64_t bytes_in;           /* Frame bytes received, length prefixes included. */
+    uint64_t bytes_out;          /* Bytes the kernel accepted for sending. */
+    uint64_t frames_in;          /* Frames delivered through on_frame. */
+    uint64_t frames_out;         /* Frames fully handed to the kernel. */
+    uint64_t connects;           /* Handshakes completed. */
+    uint64_t reconnects;         /* Handshakes completed after the first. */
+    uint64_t disconnects;        /* Established links lost. */
+    uint64_t connect_failures;   /* Dials that failed before the handshake completed. */
+    uint64_t handshake_rejects;  /* Hellos from or about this peer that we refused. */
+    uint64_t oversize_frames;    /* Links closed for a frame above the size limit. */
+    uint64_t sends_full;         /* Sends refused with AEGIS_EFULL (backpressure). */
+};
+
+struct aegis_peer {
+    bool in_use;
+    aegis_node_id id;
+    char host[AEGIS_PEER_HOST_LEN_MAX + 1];
+    uint16_t port;
+    struct sockaddr_storage addr; /* Resolved at add time. */
+    socklen_t addr_len;
+    bool dials;                  /* True when this node opens the connection. */
+    enum aegis_peer_state state;
+    uint64_t backoff_until_ms;   /* Meaningful in AEGIS_PEER_BACKOFF. */
+    uint32_t attempts;           /* Consecutive failures since the last handshake. */
+    void *conn;                  /* The loop's current connection, or NULL. Opaque here. */
+    struct aegis_peer_stats stats;
+};
+
+struct aegis_conn_pool {
+    aegis_node_id self_id;
+    uint32_t peers_max;
+    uint32_t peers_count;
+    uint32_t backoff_base_ms;
+    uint32_t backoff_max_ms;
+    struct aegis_peer *peers; /* peers_max slots; in_use marks the live ones. */
+    const struct aegis_allocator *alloc;
+};
+
+/* Build an empty pool in @pool for node @self_id (non-zero) with room for @peers_max peers
+ * (1..AEGIS_CONN_POOL_PEERS_MAX). Backoff delays run from @backoff_base_ms (> 0) up to
+ * @backoff_max_ms (>= base). @alloc may be NULL (default heap); it must outlive the pool.
+ * Returns 0, AEGIS_EINVAL for bad arguments or AEGIS_ENOMEM. */
+int aegis__conn_pool_init(struct aegis_conn_pool *pool, aegis_node_id self_id,
+                          uint32_t peers_max, uint32_t backoff_base_ms, uint32_t backoff_max_ms,
+                          const struct aegis_allocator *alloc);
+
+/* Free the table. Every connection must already be gone. */
+void aegis__conn_pool_close(struct aegis_conn_pool *pool);
+
+/* Add peer @id at @host:@port. @host is copied. The address is resolved now with
+ * getaddrinfo (numeric addresses do not block; names may). The new peer starts IDLE.
+ * Returns 0 and the slot in @peer_out (may be NULL); AEGIS_EINVAL for id 0, our own id,
+ * port 0 or an overlong host; AEGIS_EEXIST when @id is present; AEGIS_EFULL when the
+ * table is full; AEGIS_ENOENT when @host does not resolve. */
+int aegis__conn_pool_add(struct aegis_conn_pool *pool, aegis_node_id id, const char *host,
+                         uint16_t port, struct aegis_peer **peer_out);
+
+/* Remove peer @id. The caller has closed its connection (peer->conn == NULL). Returns 0
+ * or AEGIS_EUNKNOWNNODE. */
+int aegis__conn_pool_remove(struct aegis_conn_pool *pool, aegis_node_id id);
+
+/* The slot of peer @id, or NULL. */
+struct aegis_peer *aegis__conn_pool_get(struct aegis_conn_pool *pool, aegis_node_id id);
+
+/* The @i-th slot (0 <= i < peers_max), used or not: for iteration. */
+struct aegis_peer *aegis__conn_pool_slot(struct aegis_conn_pool *pool, uint32_t i);
+
+/* True when this node dials @id (our id is the lower one). */
+bool aegis__conn_pool_dials(const struct aegis_conn_pool *pool, aegis_node_id id);
+
+/* True when @peer is a dialed peer whose next attempt is due at @now_ms. */
+bool aegis__conn_pool_dial_due(const struct aegis_peer *peer, uint64_t now_ms);
+
+/* Record a failed attempt or a lost link at @now_ms: attempts++, and for a dialed peer
+ * state BACKOFF until a jittered deadline drawn from @rng (state IDLE for the acceptor).
+ * Returns the delay chosen in milliseconds (0 for the acceptor). */
+uint64_t aegis__conn_pool_on_failure(struct aegis_conn_pool *pool, struct aegis_peer *peer,
+                                     uint64_t now_ms, struct aegis_rng *rng);
+
+/* Record a completed handshake: state CONNECTED, attempts 0, connects (and reconnects)
+ * counted. */
+void aegis__conn_pool_on_connected(struct aegis_conn_pool *pool, struct aegis_peer *peer);
+
+/* The backoff ceiling before jitter for @attempts consecutive failures (>= 1). Pure. */
+uint64_t aegis__conn_pool_backoff_cap_ms(const struct aegis_conn_pool *pool,
+                                         uint32_t attempts);
+
+/* Split "host:port" or "[v6addr]:port" at @text into @host_out (@host_bytes long, NUL
+ * terminated) and @port_out. Returns 0, or AEGIS_EINVAL when malformed, the port is not in
+ * 1..65535 or the host does not fit. */
+int aegis__conn_pool_parse_hostport(const char *text, char *host_out, size_t host_bytes,
+                                    uint16_t *port_out);
+
+/* The name of @state ("connected"). */
+const char *aegis__peer_state_name(enum aegis_peer_state state);
+
+#endif /* AEGIS_CONN_POOL_H */
