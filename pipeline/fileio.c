@@ -726,10 +726,12 @@ void aegis__fileio_fault_close(struct aegis_fileio_fault *f)
 
 /* Undo one DATA record; with @keep_sectors, only the 512-byte sectors for which the rng
  * says "lost" are undone (a torn write). Returns 0 or a negative errno. */
-static int undo_data_apply(struct aegis_fault_undo *u, struct aegis_rng *keep_sectors)
+static int undo_data_apply(struct aegis_fault_undo *u, struct aegis_rng *keep_sectors,
+                           uint64_t sector)
 {
     int fd, rv = 0;
 
+    AEGIS_ASSERT(sector > 0 && sector <= 4096);
     if (u->path[0] == '\0') {
         return 0; /* The file was unlinked for good. */
     }
@@ -746,11 +748,11 @@ static int undo_data_apply(struct aegis_fault_undo *u, struct aegis_rng *keep_se
         uint64_t pos = u->off, end = u->off + u->len;
 
         while (pos < end && rv == 0) {
-            uint64_t next = (pos / 512 + 1) * 512;
+            uint64_t next = (pos / sector + 1) * sector;
             uint64_t stop = next < end ? next : end;
 
             if (aegis__rng_next(keep_sectors) & 1) {
-                uint8_t zeros[512] = {0};
+                static const uint8_t zeros[4096];
                 const uint8_t *src = zeros;
 
                 if (pos < u->off + u->pre_len) {
@@ -820,7 +822,8 @@ int aegis__fileio_fault_powerloss(struct aegis_fileio_fault *f, enum aegis_fault
         kept = mode == AEGIS_FAULT_TEAR ? (uint32_t)aegis__rng_range(&rng, 0, n) : 0;
         for (uint32_t k = n; k-- > kept;) {
             struct aegis_fault_undo *v = &f->undo[idx[k]];
-            int r = undo_data_apply(v, k == kept && mode == AEGIS_FAULT_TEAR ? &rng : NULL);
+            int r = undo_data_apply(v, k == kept && mode == AEGIS_FAULT_TEAR ? &rng : NULL,
+                                    f->tear_bytes != 0 ? f->tear_bytes : 512);
 
             rv = rv != 0 ? rv : r;
         }

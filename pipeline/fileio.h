@@ -123,6 +123,8 @@ struct aegis_fileio_fault {
     bool fail_short;      /* For a write: write half (at least 1 byte) and return that. */
     bool fail_sticky;     /* Every matching op from fail_at on fails, not only that one. */
     uint64_t crash_after; /* After this many counted ops everything fails; 0 = off. */
+    uint32_t tear_bytes;  /* TEAR granularity: 0 = 512 (atomic sectors); smaller values
+                           * model disks that can tear inside a sector. */
     /* Observed. */
     uint64_t ops;         /* Counted operations so far (all kinds). */
     uint64_t matched;     /* Operations that matched fail_mask so far. */
