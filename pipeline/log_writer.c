@@ -130,7 +130,7 @@ static uint32_t round_count(struct aegis_log_writer *w, uint32_t first)
     while (first + n < w->run_count) {
         uint64_t b = aegis__record_bytes(&w->run[first + n]);
 
-        if (n > 0 && !aegis__seglog_fits(&w->log, bytes + b)) {
+        if (n > 0 && w->log.end + bytes + b > w->log.segment_bytes) {
             break;
         }
         bytes += b;

@@ -828,7 +828,7 @@ static int append_round(struct aegis_seglog *log, const struct aegis_entry *entr
     }
     /* Bounded by ROUND_MAX and by the segment's room (the first always fits). */
     while (n < count && n < ROUND_MAX &&
-           (n == 0 || aegis__seglog_fits(log, bytes + aegis__record_bytes(&entries[n])))) {
+           (n == 0 || log->end + bytes + aegis__record_bytes(&entries[n]) <= log->segment_bytes)) {
         const struct aegis_entry *e = &entries[n];
 
         AEGIS_ASSERT(e->index == log->last_index + 1 + n);

@@ -510,3 +510,33 @@ TEST(segment, enospc_mid_write_then_crash)
     util_rmrf(dir);
     return TEST_PASS;
 }
+
+TEST(segment, one_batch_spans_segments)
+{
+    static struct aegis_entry e[200];
+    struct aegis_seglog log;
+    static struct loaded l;
+    char dir[64];
+
+    ASSERT_TRUE(util_tmpdir(dir) != NULL);
+    ASSERT_OK(open_log(&log, dir, NULL, 0, NULL));
+    for (uint32_t i = 0; i < 200; i++) {
+        e[i] = util_entry(i + 1, 1, 100);
+    }
+    ASSERT_OK(aegis__seglog_append(&log, e, 200, NULL));
+    util_unref_all(e, 200);
+    /* 28000 bytes of records never go into one 16 KiB segment. */
+    ASSERT_TRUE(log.segs_count >= 2);
+    for (uint32_t i = 0; i + 1 < log.segs_count; i++) {
+        uint64_t records = log.segs[i].last_index - log.segs[i].first_index + 1;
+
+        ASSERT_TRUE(AEGIS_SEGMENT_HEADER_BYTES + records * 140 <= SEG_BYTES);
+    }
+    aegis__seglog_close(&log);
+    ASSERT_OK(open_log(&log, dir, NULL, 0, &l));
+    ASSERT_EQ_U64(l.n, 200);
+    aegis__seglog_close(&log);
+    loaded_free(&l);
+    util_rmrf(dir);
+    return TEST_PASS;
+}
