@@ -1,0 +1,402 @@
+/* Tests of the aegis-log thread end to end through its rings: durable reports in order
+ * with batching, hard state and truncation through the ring, power loss (fault layer)
+ * never losing a reported entry, ENOSPC reported with file and offset and an intact
+ * log, durability "none", snapshots with compaction and a jump past the log. */
+#include <aegis/error.h>
+#include <dirent.h>
+#include <stdio.h>
+
+#include "lib/test.h"
+#include "pipeline/log_writer.h"
+#include "pipeline/snapshot_file.h"
+#include "util.h"
+
+struct fixture {
+    struct aegis_log_writer *w;
+    struct aegis_waker waker; /* Ours: the report consumer's. */
+    struct aegis_log_state st;
+    struct aegis_log_report last;
+    uint64_t pushed;
+    aegis_index durable; /* Highest durable index reported. */
+    uint64_t reports;
+    bool error;
+};
+
+static int fx_open(struct fixture *fx, const char *dir, struct aegis_fileio *io,
+                   enum aegis_durability d, uint64_t segment_bytes)
+{
+    struct aegis_log_config c = {.dir = dir, .durability = d, .segment_bytes = segment_bytes,
+                                 .req_slots = 1024, .report_slots = 64,
+                                 .batch_entries_max = 512, .report_waker = &fx->waker,
+                                 .io = io};
+    int rv;
+
+    memset(fx, 0, sizeof(*fx));
+    rv = aegis__waker_init(&fx->waker);
+    if (rv != 0) {
+        return rv;
+    }
+    rv = aegis__log_writer_open(&fx->w, &c, &fx->st);
+    if (rv != 0) {
+        aegis__waker_close(&fx->waker);
+    }
+    return rv;
+}
+
+static void fx_close(struct fixture *fx)
+{
+    aegis__log_writer_close(fx->w);
+    aegis__log_state_release(&fx->st, NULL);
+    aegis__waker_close(&fx->waker);
+}
+
+/* Consume reports until @reqs requests are done. Returns false on a 5 s stall. */
+static bool fx_wait(struct fixture *fx, uint64_t reqs)
+{
+    struct aegis_log_report rep;
+
+    for (;;) {
+        while (aegis__log_writer_pop_sc(fx->w, &rep)) {
+            AEGIS_ASSERT(rep.reqs_done >= fx->last.reqs_done);
+            fx->last = rep;
+            fx->reports++;
+            if (rep.kind == AEGIS_LOG_REPORT_ERROR) {
+                fx->error = true;
+            } else if (rep.index > fx->durable) {
+                fx->durable = rep.index;
+            }
+        }
+        if (fx->last.reqs_done >= reqs) {
+            return true;
+        }
+        aegis__waker_prepare(&fx->waker);
+        if (!aegis__log_writer_reports_empty(fx->w)) {
+            aegis__waker_cancel(&fx->waker);
+            continue;
+        }
+        if (aegis__waker_wait(&fx->waker, 5000) == 0) {
+            return false;
+        }
+    }
+}
+
+static void fx_push(struct fixture *fx, const struct aegis_log_req *req)
+{
+    /* The ring is sized for the tests; a full ring waits for the log thread. */
+    while (!aegis__log_writer_push_sp(fx->w, req)) {
+        fx_wait(fx, fx->last.reqs_done + 1);
+    }
+    fx->pushed++;
+}
+
+static void fx_push_entries(struct fixture *fx, aegis_index from, aegis_index to,
+                            aegis_term term, uint32_t len)
+{
+    for (aegis_index i = from; i <= to; i++) {
+        struct aegis_log_req req = {.op = AEGIS_LOG_OP_ENTRY};
+
+        req.entry = util_entry(i, term, len);
+        fx_push(fx, &req);
+    }
+}
+
+static uint32_t count_segments(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    uint32_t n = 0;
+
+    while (d != NULL && (de = readdir(d)) != NULL) {
+        size_t len = strlen(de->d_name);
+
+        n += len > 4 && strcmp(de->d_name + len - 4, ".seg") == 0;
+    }
+    if (d != NULL) {
+        closedir(d);
+    }
+    return n;
+}
+
+TEST(log_writer, end_to_end_batches)
+{
+    struct fixture fx;
+    aegis_index prev = 0;
+    char dir[64];
+    int rv;
+
+    ASSERT_TRUE(util_tmpdir(dir) != NULL);
+    rv = fx_open(&fx, dir, NULL, AEGIS_DURABILITY_BATCH, 1 << 20);
+    if (rv == AEGIS_ENOSYS || rv == AEGIS_EPERM) {
+        util_rmrf(dir);
+        SKIP("io_uring unavailable");
+    }
+    ASSERT_OK(rv);
+    ASSERT_EQ_U64(fx.st.entries_count, 0);
+    ASSERT_OK(aegis__log_writer_start(fx.w));
+    for (aegis_index i = 1; i <= 20000; i += 500) {
+        struct aegis_log_report rep;
+
+        fx_push_entries(&fx, i, i + 499, 1 + i / 5000, 128);
+        while (aegis__log_writer_pop_sc(fx.w, &rep)) {
+            ASSERT_EQ_U64(rep.kind, AEGIS_LOG_REPORT_DURABLE);
+            ASSERT_TRUE(rep.index >= prev); /* In order. */
+            ASSERT_TRUE(rep.index <= fx.pushed);
+            ASSERT_EQ_U64(rep.index, rep.reqs_done); /* One entry per request here. */
+            prev = rep.index;
+            fx.last = rep;
+        }
+    }
+    ASSERT_TRUE(fx_wait(&fx, fx.pushed));
+    ASSERT_FALSE(fx.error);
+    ASSERT_EQ_U64(fx.last.index, 20000);
+    ASSERT_EQ_U64(fx.last.term, 4);
+    /* Group commit: far fewer batches (and syncs) than entries. */
+    ASSERT_TRUE(aegis__log_writer_batches(fx.w) < 20000);
+    ASSERT_TRUE(aegis__log_writer_syncs(fx.w) < 20000);
+    fx_close(&fx);
+    ASSERT_TRUE(count_segments(dir) >= 4); /* 3.4 MB in 1 MiB segments. */
+    ASSERT_OK(fx_open(&fx, dir, NULL, AEGIS_DURABILITY_BATCH, 1 << 20));
+    ASSERT_EQ_U64(fx.st.entries_count, 20000);
+    for (uint32_t i = 0; i < 20000; i++) {
+        ASSERT_TRUE(util_entry_ok(&fx.st.entries[i], i + 1, 1 + (i + 1 - (i % 500)) / 5000,
+                                  128));
+    }
+    fx_close(&fx);
+    util_rmrf(dir);
+    return TEST_PASS;
+}
+
+static enum test_result hard_state_and_truncation(struct aegis_fileio *io)
+{
+    struct aegis_log_req req = {.op = AEGIS_LOG_OP_HARD_STATE};
+    struct fixture fx;
+    char dir[64];
+
+    ASSERT_TRUE(util_tmpdir(dir) != NULL);
+    ASSERT_OK(fx_open(&fx, dir, io, AEGIS_DURABILITY_BATCH, 1 << 20));
+    ASSERT_OK(aegis__log_writer_start(fx.w));
+    fx_push_entries(&fx, 1, 10, 1, 50);
+    req.hs = (struct aegis_hard_state){.term = 2, .vote = 3, .commit = 5};
+    fx_push(&fx, &req);
+    ASSERT_TRUE(fx_wait(&fx, fx.pushed));
+    ASSERT_EQ_U64(fx.last.index, 10);
+    /* A new leader's entries from 6 on: the old suffix goes first. */
+    fx_push_entries(&fx, 6, 8, 2, 70);
+    ASSERT_TRUE(fx_wait(&fx, fx.pushed));
+    ASSERT_EQ_U64(fx.last.index, 8);
+    ASSERT_EQ_U64(fx.last.term, 2);
+    /* An explicit truncation with nothing after it. */
+    req.op = AEGIS_LOG_OP_TRUNCATE;
+    req.truncate_from = 8;
+    fx_push(&fx, &req);
+    ASSERT_TRUE(fx_wait(&fx, fx.pushed));
+    ASSERT_EQ_U64(fx.last.index, 7);
+    ASSERT_EQ_U64(fx.last.term, 2);
+    ASSERT_FALSE(fx.error);
+    fx_close(&fx);
+    ASSERT_OK(fx_open(&fx, dir, NULL, AEGIS_DURABILITY_BATCH, 1 << 20));
+    ASSERT_EQ_U64(fx.st.hs.term, 2);
+    ASSERT_EQ_U64(fx.st.hs.vote, 3);
+    ASSERT_EQ_U64(fx.st.hs.commit, 5);
+    ASSERT_EQ_U64(fx.st.entries_count, 7);
+    ASSERT_TRUE(util_entry_ok(&fx.st.entries[4], 5, 1, 50));
+    ASSERT_TRUE(util_entry_ok(&fx.st.entries[5], 6, 2, 70));
+    ASSERT_TRUE(util_entry_ok(&fx.st.entries[6], 7, 2, 70));
+    fx_close(&fx);
+    util_rmrf(dir);
+    return TEST_PASS;
+}
+
+TEST(log_writer, hard_state_and_truncation_uring)
+{
+    return hard_state_and_truncation(NULL);
+}
+
+TEST(log_writer, hard_state_and_truncation_sync_path)
+{
+    struct aegis_fileio_fault f;
+    enum test_result r;
+
+    aegis__fileio_fault_init(&f); /* No faults: only the synchronous path. */
+    r = hard_state_and_truncation(&f.base);
+    aegis__fileio_fault_close(&f);
+    return r;
+}
+
+/* Entries through the thread until the machine dies at op @k past open; nothing
+ * reported durable may be missing after the power cut. */
+static enum test_result powerloss_once(uint64_t k, enum aegis_fault_powerloss mode,
+                                       uint64_t seed)
+{
+    struct aegis_fileio_fault f;
+    struct fixture fx;
+    aegis_index next = 1;
+    char dir[64];
+    int rv;
+
+    ASSERT_TRUE(util_tmpdir(dir) != NULL);
+    aegis__fileio_fault_init(&f);
+    ASSERT_OK(fx_open(&fx, dir, &f.base, AEGIS_DURABILITY_BATCH, 8192));
+    f.crash_after = f.ops + k;
+    ASSERT_OK(aegis__log_writer_start(fx.w));
+    for (int round = 0; round < 30 && !fx.error; round++) {
+        uint32_t n = (uint32_t)(round % 5) * 3 + 1;
+
+        fx_push_entries(&fx, next, next + n - 1, 1, 200);
+        if (round % 4 == 3) {
+            struct aegis_log_req req = {.op = AEGIS_LOG_OP_HARD_STATE};
+
+            req.hs = (struct aegis_hard_state){.term = 1, .vote = 1, .commit = next};
+            fx_push(&fx, &req);
+        }
+        next += n;
+        if (round % 2 == 1 && !fx_wait(&fx, fx.pushed)) {
+            FAIL("no report");
+        }
+    }
+    ASSERT_TRUE(fx_wait(&fx, fx.pushed));
+    aegis__log_writer_close(fx.w);
+    fx.w = NULL;
+    aegis__log_state_release(&fx.st, NULL);
+    aegis__waker_close(&fx.waker);
+    ASSERT_OK(aegis__fileio_fault_powerloss(&f, mode, seed));
+    aegis__fileio_fault_close(&f);
+    rv = fx_open(&fx, dir, NULL, AEGIS_DURABILITY_BATCH, 8192);
+    if (rv != 0) {
+        FAIL("crash at op %llu: reopen: %s", (unsigned long long)k, test_err_name(rv));
+    }
+    if (fx.st.last_index < fx.durable) {
+        FAIL("crash at op %llu: %llu recovered, %llu reported durable", (unsigned long long)k,
+             (unsigned long long)fx.st.last_index, (unsigned long long)fx.durable);
+    }
+    for (uint32_t i = 0; i < fx.st.entries_count; i++) {
+        ASSERT_TRUE(util_entry_ok(&fx.st.entries[i], i + 1, 1, 200));
+    }
+    fx_close(&fx);
+    util_rmrf(dir);
+    return TEST_PASS;
+}
+
+TEST(log_writer, power_loss_never_loses_reported)
+{
+    for (uint64_t k = 1; k < 90; k += 2) {
+        if (powerloss_once(k, AEGIS_FAULT_DROP, k) != TEST_PASS ||
+            powerloss_once(k, AEGIS_FAULT_TEAR, test_seed() + k) != TEST_PASS) {
+            return TEST_FAIL;
+        }
+    }
+    return TEST_PASS;
+}
+
+TEST(log_writer, enospc_reported_log_intact)
+{
+    struct aegis_fileio_fault f;
+    struct fixture fx;
+    aegis_index durable;
+    char dir[64];
+
+    ASSERT_TRUE(util_tmpdir(dir) != NULL);
+    aegis__fileio_fault_init(&f);
+    ASSERT_OK(fx_open(&fx, dir, &f.base, AEGIS_DURABILITY_BATCH, 1 << 20));
+    ASSERT_OK(aegis__log_writer_start(fx.w));
+    fx_push_entries(&fx, 1, 50, 1, 100);
+    ASSERT_TRUE(fx_wait(&fx, fx.pushed));
+    durable = fx.durable;
+    ASSERT_EQ_U64(durable, 50);
+    /* Hand the layer over only while the thread is idle (it waits on its eventfd). */
+    f.fail_mask = AEGIS_FAULT_OP_WRITE;
+    f.fail_err = AEGIS_ENOSPC;
+    f.fail_sticky = true;
+    f.fail_at = f.matched + 1;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    fx_push_entries(&fx, 51, 60, 1, 100);
+    ASSERT_TRUE(fx_wait(&fx, fx.pushed));
+    ASSERT_TRUE(fx.error);
+    ASSERT_EQ_U64(fx.last.kind, AEGIS_LOG_REPORT_ERROR);
+    ASSERT_ERR(fx.last.err, AEGIS_ENOSPC);
+    ASSERT_TRUE(strstr(fx.last.file, "00000000000000000001.seg") != NULL);
+    ASSERT_EQ_U64(fx.last.offset, 32 + 50 * 140);
+    ASSERT_EQ_U64(fx.durable, 50); /* Nothing of the failed batch. */
+    /* Failed for good: later requests are dropped and reported with the same error. */
+    fx_push_entries(&fx, 61, 61, 1, 100);
+    ASSERT_TRUE(fx_wait(&fx, fx.pushed));
+    ASSERT_ERR(fx.last.err, AEGIS_ENOSPC);
+    fx_close(&fx);
+    aegis__fileio_fault_close(&f);
+    ASSERT_OK(fx_open(&fx, dir, NULL, AEGIS_DURABILITY_BATCH, 1 << 20));
+    ASSERT_EQ_U64(fx.st.entries_count, 50);
+    ASSERT_TRUE(util_entry_ok(&fx.st.entries[49], 50, 1, 100));
+    fx_close(&fx);
+    util_rmrf(dir);
+    return TEST_PASS;
+}
+
+TEST(log_writer, durability_none)
+{
+    struct aegis_log_req req = {.op = AEGIS_LOG_OP_HARD_STATE};
+    struct fixture fx;
+    char dir[64], sub[128];
+
+    ASSERT_TRUE(util_tmpdir(dir) != NULL);
+    snprintf(sub, sizeof(sub), "%s/none", dir);
+    ASSERT_OK(fx_open(&fx, sub, NULL, AEGIS_DURABILITY_NONE, 0));
+    ASSERT_OK(aegis__log_writer_start(fx.w));
+    fx_push_entries(&fx, 1, 1000, 3, 64);
+    fx_push(&fx, &req);
+    ASSERT_TRUE(fx_wait(&fx, fx.pushed));
+    ASSERT_EQ_U64(fx.last.index, 1000);
+    ASSERT_EQ_U64(fx.last.term, 3);
+    fx_close(&fx);
+    ASSERT_TRUE(access(sub, F_OK) != 0); /* No disk at all. */
+    util_rmrf(dir);
+    return TEST_PASS;
+}
+
+TEST(log_writer, snapshot_compact_and_jump)
+{
+    struct aegis_snapshot_meta m = {.index = 250, .term = 1};
+    struct aegis_log_req req = {.op = AEGIS_LOG_OP_COMPACT};
+    struct fixture fx;
+    uint32_t before;
+    char dir[64];
+
+    m.conf.count = 1;
+    m.conf.members[0] = (struct aegis_member){.id = 1, .role = AEGIS_MEMBER_VOTER};
+    ASSERT_TRUE(util_tmpdir(dir) != NULL);
+    ASSERT_OK(fx_open(&fx, dir, NULL, AEGIS_DURABILITY_BATCH, 16384));
+    ASSERT_OK(aegis__log_writer_start(fx.w));
+    fx_push_entries(&fx, 1, 300, 1, 100);
+    ASSERT_TRUE(fx_wait(&fx, fx.pushed));
+    before = count_segments(dir);
+    ASSERT_OK(aegis__snapshot_file_write(dir, NULL, &m, "state", 5));
+    req.compact_index = 250;
+    fx_push(&fx, &req);
+    ASSERT_TRUE(fx_wait(&fx, fx.pushed));
+    ASSERT_TRUE(count_segments(dir) < before);
+    fx_close(&fx);
+    ASSERT_OK(fx_open(&fx, dir, NULL, AEGIS_DURABILITY_BATCH, 16384));
+    ASSERT_TRUE(fx.st.has_snapshot);
+    ASSERT_EQ_U64(fx.st.snapshot_meta.index, 250);
+    ASSERT_MEM_EQ(fx.st.snapshot_data->data, "state", 5);
+    ASSERT_EQ_U64(fx.st.entries_count, 50);
+    ASSERT_TRUE(util_entry_ok(&fx.st.entries[0], 251, 1, 100));
+    /* A follower installs a snapshot far past its log, then continues after it. */
+    ASSERT_OK(aegis__log_writer_start(fx.w));
+    m.index = 1000;
+    m.term = 2;
+    ASSERT_OK(aegis__snapshot_file_write(dir, NULL, &m, "later", 5));
+    req.compact_index = 1000;
+    fx_push(&fx, &req);
+    fx_push_entries(&fx, 1001, 1010, 2, 30);
+    ASSERT_TRUE(fx_wait(&fx, fx.pushed));
+    ASSERT_EQ_U64(fx.last.index, 1010);
+    fx_close(&fx);
+    ASSERT_OK(fx_open(&fx, dir, NULL, AEGIS_DURABILITY_BATCH, 16384));
+    ASSERT_EQ_U64(fx.st.snapshot_meta.index, 1000);
+    ASSERT_EQ_U64(fx.st.entries_count, 10);
+    ASSERT_TRUE(util_entry_ok(&fx.st.entries[9], 1010, 2, 30));
+    ASSERT_EQ_U64(fx.st.last_index, 1010);
+    fx_close(&fx);
+    util_rmrf(dir);
+    return TEST_PASS;
+}

@@ -1,0 +1,202 @@
+/* Tests of snapshot files: round trip of metadata and data, newest valid one loaded,
+ * a crash at every step of write-rename-fsync leaves the old or the new snapshot. */
+#include <aegis/error.h>
+#include <stdio.h>
+
+#include "lib/test.h"
+#include "pipeline/snapshot_file.h"
+#include "util.h"
+
+static struct aegis_snapshot_meta meta_at(aegis_index index)
+{
+    struct aegis_snapshot_meta m;
+
+    memset(&m, 0, sizeof(m));
+    m.index = index;
+    m.term = index / 10 + 1;
+    m.conf.count = 3;
+    for (uint32_t i = 0; i < 3; i++) {
+        m.conf.members[i].id = i + 1;
+        m.conf.members[i].role = i == 2 ? AEGIS_MEMBER_LEARNER : AEGIS_MEMBER_VOTER;
+    }
+    return m;
+}
+
+static void fill(uint8_t *data, size_t len, aegis_index index)
+{
+    for (size_t i = 0; i < len; i++) {
+        data[i] = util_byte(index, 1, (uint32_t)i);
+    }
+}
+
+/* True when the loaded snapshot is the one written at @index with @len bytes. */
+static bool snap_ok(const struct aegis_snapshot_meta *m, const struct aegis_buf *b,
+                    aegis_index index, size_t len)
+{
+    struct aegis_snapshot_meta want = meta_at(index);
+
+    if (m->index != want.index || m->term != want.term || m->conf.count != 3 ||
+        m->conf.members[2].role != AEGIS_MEMBER_LEARNER || m->conf.members[1].id != 2) {
+        return false;
+    }
+    if ((b == NULL ? 0 : b->len) != len) {
+        return false;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (b->data[i] != util_byte(index, 1, (uint32_t)i)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+TEST(snapshot_file, roundtrip_newest_valid)
+{
+    static uint8_t data[100000];
+    struct aegis_snapshot_meta m, got;
+    struct aegis_buf *b;
+    bool found;
+    char dir[64], path[4096];
+    uint8_t *raw;
+    size_t len;
+
+    ASSERT_TRUE(util_tmpdir(dir) != NULL);
+    ASSERT_OK(aegis__snapshot_file_load(dir, NULL, NULL, &got, &b, &found));
+    ASSERT_FALSE(found);
+    m = meta_at(10);
+    fill(data, sizeof(data), 10);
+    ASSERT_OK(aegis__snapshot_file_write(dir, NULL, &m, data, sizeof(data)));
+    ASSERT_OK(aegis__snapshot_file_load(dir, NULL, NULL, &got, &b, &found));
+    ASSERT_TRUE(found);
+    ASSERT_TRUE(snap_ok(&got, b, 10, sizeof(data)));
+    aegis__buf_unref(b);
+    /* A newer one replaces it (and the older file is removed). */
+    m = meta_at(20);
+    fill(data, 500, 20);
+    ASSERT_OK(aegis__snapshot_file_write(dir, NULL, &m, data, 500));
+    snprintf(path, sizeof(path), "%s/%020llu.snap", dir, 10ull);
+    ASSERT_TRUE(access(path, F_OK) != 0);
+    ASSERT_OK(aegis__snapshot_file_load(dir, NULL, NULL, &got, &b, &found));
+    ASSERT_TRUE(snap_ok(&got, b, 20, 500));
+    aegis__buf_unref(b);
+    /* Empty data is fine. */
+    m = meta_at(30);
+    ASSERT_OK(aegis__snapshot_file_write(dir, NULL, &m, NULL, 0));
+    ASSERT_OK(aegis__snapshot_file_load(dir, NULL, NULL, &got, &b, &found));
+    ASSERT_TRUE(snap_ok(&got, b, 30, 0));
+    /* A damaged newest file is skipped for an older valid one. */
+    snprintf(path, sizeof(path), "%s/%020llu.snap", dir, 30ull);
+    ASSERT_OK(util_read(path, &raw, &len));
+    snprintf(path, sizeof(path), "%s/%020llu.snap", dir, 40ull);
+    raw[17] = 40; /* Index 40 in the header, name 40: but the CRC no longer matches. */
+    ASSERT_OK(util_write(path, raw, len));
+    free(raw);
+    ASSERT_OK(aegis__snapshot_file_load(dir, NULL, NULL, &got, &b, &found));
+    ASSERT_TRUE(found);
+    ASSERT_EQ_U64(got.index, 30);
+    util_rmrf(dir);
+    return TEST_PASS;
+}
+
+TEST(snapshot_file, header_decode_rejects_garbage)
+{
+    uint8_t h[AEGIS_SNAPSHOT_HEADER_BYTES];
+    struct aegis_snapshot_meta m = meta_at(5), got;
+    uint64_t len;
+    uint32_t crc;
+
+    aegis__snapshot_header_encode(&m, 9, 1234, h);
+    ASSERT_OK(aegis__snapshot_header_decode(h, sizeof(h), &got, &len, &crc));
+    ASSERT_EQ_U64(len, 9);
+    ASSERT_EQ_U64(crc, 1234);
+    for (size_t i = 0; i < sizeof(h); i += 7) {
+        h[i] ^= 0x10;
+        ASSERT_ERR(aegis__snapshot_header_decode(h, sizeof(h), &got, &len, &crc), AEGIS_ECORRUPT);
+        h[i] ^= 0x10;
+    }
+    ASSERT_ERR(aegis__snapshot_header_decode(h, 100, &got, &len, &crc), AEGIS_ECORRUPT);
+    return TEST_PASS;
+}
+
+/* With snapshot 10 in place, write snapshot 20 with the machine dying after op @k. */
+static enum test_result crash_once(uint64_t k, enum aegis_fault_powerloss mode, uint64_t seed,
+                                   bool *completed_out)
+{
+    static uint8_t data[3000];
+    struct aegis_fileio_fault f;
+    struct aegis_snapshot_meta m = meta_at(10), got;
+    struct aegis_buf *b;
+    bool found;
+    char dir[64];
+    int rv;
+
+    ASSERT_TRUE(util_tmpdir(dir) != NULL);
+    fill(data, 2000, 10);
+    ASSERT_OK(aegis__snapshot_file_write(dir, NULL, &m, data, 2000));
+    aegis__fileio_fault_init(&f);
+    f.crash_after = k;
+    f.dead = k == 0; /* crash_after 0 means off: dead from the start instead. */
+    m = meta_at(20);
+    fill(data, 3000, 20);
+    rv = aegis__snapshot_file_write(dir, &f.base, &m, data, 3000);
+    *completed_out = rv == 0 && !f.dead;
+    ASSERT_OK(aegis__fileio_fault_powerloss(&f, mode, seed));
+    aegis__fileio_fault_close(&f);
+    ASSERT_OK(aegis__snapshot_file_load(dir, NULL, NULL, &got, &b, &found));
+    ASSERT_TRUE(found);
+    if (rv == 0) {
+        /* Reported durable: it must be the new one. */
+        ASSERT_TRUE(snap_ok(&got, b, 20, 3000));
+    } else if (!snap_ok(&got, b, 10, 2000) && !snap_ok(&got, b, 20, 3000)) {
+        FAIL("crash after op %llu: snapshot %llu is neither old nor new",
+             (unsigned long long)k, (unsigned long long)got.index);
+    }
+    aegis__buf_unref(b);
+    util_rmrf(dir);
+    return TEST_PASS;
+}
+
+TEST(snapshot_file, crash_at_every_step)
+{
+    bool completed = false;
+    uint64_t k;
+
+    for (k = 0; !completed && k < 50; k++) {
+        for (uint64_t s = 0; s < 8; s++) {
+            enum aegis_fault_powerloss mode = s == 0 ? AEGIS_FAULT_DROP : AEGIS_FAULT_TEAR;
+
+            if (crash_once(k, mode, test_seed() + k * 11 + s, &completed) != TEST_PASS) {
+                return TEST_FAIL;
+            }
+        }
+    }
+    ASSERT_TRUE(completed);
+    ASSERT_TRUE(k > 5); /* create, write, sync, rename, dir sync, unlink old, dir sync. */
+    return TEST_PASS;
+}
+
+TEST(snapshot_file, enospc_keeps_previous)
+{
+    static uint8_t data[4096];
+    struct aegis_fileio_fault f;
+    struct aegis_snapshot_meta m = meta_at(10), got;
+    struct aegis_buf *b;
+    bool found;
+    char dir[64];
+
+    ASSERT_TRUE(util_tmpdir(dir) != NULL);
+    fill(data, sizeof(data), 10);
+    ASSERT_OK(aegis__snapshot_file_write(dir, NULL, &m, data, sizeof(data)));
+    aegis__fileio_fault_init(&f);
+    f.fail_mask = AEGIS_FAULT_OP_WRITE;
+    f.fail_err = AEGIS_ENOSPC;
+    f.fail_at = 1;
+    m = meta_at(20);
+    ASSERT_ERR(aegis__snapshot_file_write(dir, &f.base, &m, data, sizeof(data)), AEGIS_ENOSPC);
+    aegis__fileio_fault_close(&f);
+    ASSERT_OK(aegis__snapshot_file_load(dir, NULL, NULL, &got, &b, &found));
+    ASSERT_TRUE(snap_ok(&got, b, 10, sizeof(data)));
+    aegis__buf_unref(b);
+    util_rmrf(dir);
+    return TEST_PASS;
+}
