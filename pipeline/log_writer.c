@@ -489,6 +489,8 @@ static void report(struct aegis_log_writer *w)
     push_report(w, &rep);
 }
 
+static void req_release(struct aegis_log_writer *w, struct aegis_log_req *req);
+
 static void process_none(struct aegis_log_writer *w, struct aegis_log_req *req)
 {
     switch (req->op) {
@@ -503,9 +505,50 @@ static void process_none(struct aegis_log_writer *w, struct aegis_log_req *req)
             w->none_term = 0; /* Unknown without the entries. */
         }
         break;
+    case AEGIS_LOG_OP_INSTALL:
+        w->none_index = req->install.meta->index;
+        w->none_term = req->install.meta->term;
+        req_release(w, req);
+        break;
     default:
         break;
     }
+}
+
+/* Drop what an unprocessed request holds (failed writer, none mode, close). */
+static void req_release(struct aegis_log_writer *w, struct aegis_log_req *req)
+{
+    if (req->op == AEGIS_LOG_OP_ENTRY) {
+        aegis__entry_unref(&req->entry);
+    } else if (req->op == AEGIS_LOG_OP_INSTALL) {
+        aegis__buf_unref(req->install.data);
+        aegis__free(w->alloc, req->install.meta);
+        req->install.data = NULL;
+        req->install.meta = NULL;
+    }
+}
+
+/* A snapshot from the leader replaces the log: it is made durable first, and only then
+ * is the old log dropped, so a crash in between leaves the old log or the snapshot. */
+static void install_snapshot(struct aegis_log_writer *w, struct aegis_log_req *req)
+{
+    const struct aegis_snapshot_meta *meta = req->install.meta;
+    const struct aegis_buf *data = req->install.data;
+    int rv;
+
+    if (flush(w, NULL) == 0) {
+        rv = aegis__snapshot_file_write(w->log.dir, w->io, meta, data != NULL ? data->data : NULL,
+                                        data != NULL ? data->len : 0);
+        if (rv != 0) {
+            set_failed(w, rv, w->log.dir, 0);
+        } else {
+            rv = aegis__seglog_reset(&w->log, meta->index + 1);
+            if (rv != 0) {
+                set_failed_log(w, rv, 0);
+            }
+        }
+    }
+    req_release(w, req);
 }
 
 static void process_batch(struct aegis_log_writer *w, uint32_t count)
@@ -519,8 +562,8 @@ static void process_batch(struct aegis_log_writer *w, uint32_t count)
         if (w->failed != 0 || w->durability == AEGIS_DURABILITY_NONE) {
             if (w->durability == AEGIS_DURABILITY_NONE && w->failed == 0) {
                 process_none(w, req);
-            } else if (req->op == AEGIS_LOG_OP_ENTRY) {
-                aegis__entry_unref(&req->entry);
+            } else {
+                req_release(w, req);
             }
             continue;
         }
@@ -535,6 +578,9 @@ static void process_batch(struct aegis_log_writer *w, uint32_t count)
         case AEGIS_LOG_OP_HARD_STATE:
             hs = req->hs;
             hs_pending = true;
+            break;
+        case AEGIS_LOG_OP_INSTALL:
+            install_snapshot(w, req);
             break;
         case AEGIS_LOG_OP_COMPACT:
             if (flush(w, NULL) == 0) {
@@ -845,9 +891,7 @@ void aegis__log_writer_close(struct aegis_log_writer *w)
     aegis__log_writer_stop(w);
     if (w->reqs.slots != NULL) {
         while (aegis__ring_log_req_pop_sc(&w->reqs, &req)) {
-            if (req.op == AEGIS_LOG_OP_ENTRY) {
-                aegis__entry_unref(&req.entry);
-            }
+            req_release(w, &req);
         }
         aegis__ring_log_req_close(&w->reqs);
     }

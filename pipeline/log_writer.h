@@ -50,6 +50,10 @@ enum aegis_log_op {
     AEGIS_LOG_OP_HARD_STATE = 3, /* Persist .hs with this batch. */
     AEGIS_LOG_OP_COMPACT = 4,    /* A snapshot at .compact_index is durable: remove the
                                     segments wholly at or below it. */
+    AEGIS_LOG_OP_INSTALL = 5,    /* A snapshot received from the leader: write it durably
+                                    (snapshot_file.h), then drop the whole log; the next
+                                    entry is .install.meta->index + 1. The meta (heap) and
+                                    the data reference move with the request. */
 };
 
 /* One request; copied into the ring by value (48 bytes). */
@@ -61,6 +65,10 @@ struct aegis_log_req {
         aegis_index truncate_from;
         struct aegis_hard_state hs;
         aegis_index compact_index;
+        struct {
+            struct aegis_snapshot_meta *meta;
+            struct aegis_buf *data;
+        } install;
     };
 };
 

@@ -12,6 +12,7 @@
  * message (holding those references) lives until the loop's completion callback.
  * Messages whose iovec count exceeds what one send may carry are flattened (copied) —
  * only AppendEntries with hundreds of entries reach that. */
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 

@@ -240,12 +240,16 @@ int aegis_node_create(struct aegis_node **out, const struct aegis_node_config *c
     }
     n->forwards = aegis__calloc(n->alloc, cap, sizeof(*n->forwards));
     n->forwards_mask = cap - 1;
-    for (uint32_t b = 0; b < 8; b++) {
-        n->read_batches[b].cap = 4096;
-        n->read_batches[b].reads = aegis__calloc(n->alloc, 4096, sizeof(struct aegis_req));
+    for (uint32_t b = 0; b < AEGIS_READ_BATCHES; b++) {
+        n->read_batches[b].reads = aegis__calloc(n->alloc, AEGIS_READ_BATCH_MAX,
+                                                 sizeof(struct aegis_read_req));
         if (n->read_batches[b].reads == NULL) {
             rv = AEGIS_ENOMEM;
         }
+    }
+    n->read_wait = aegis__calloc(n->alloc, AEGIS_READ_BATCH_MAX, sizeof(*n->read_wait));
+    if (n->read_wait == NULL) {
+        rv = AEGIS_ENOMEM;
     }
     if (n->forwards == NULL || rv != 0) {
         rv = AEGIS_ENOMEM;
@@ -557,12 +561,16 @@ static void drain_leftovers(struct aegis_node *n)
         aegis__free(n->alloc, n->apply_backlog[i].meta);
     }
     n->apply_backlog_count = 0;
-    for (uint32_t b = 0; b < 8; b++) {
+    for (uint32_t b = 0; b < AEGIS_READ_BATCHES; b++) {
         for (uint32_t k = 0; k < n->read_batches[b].count; k++) {
-            aegis__buf_unref(n->read_batches[b].reads[k].buf);
+            aegis__buf_unref(n->read_batches[b].reads[k].query);
         }
         n->read_batches[b].count = 0;
     }
+    for (uint32_t k = 0; k < n->read_wait_count; k++) {
+        aegis__buf_unref(n->read_wait[k].query);
+    }
+    n->read_wait_count = 0;
 }
 
 void aegis_node_destroy(struct aegis_node *n)
@@ -592,8 +600,9 @@ void aegis_node_destroy(struct aegis_node *n)
     aegis__free(n->alloc, n->held);
     aegis__free(n->alloc, n->held_seq);
     aegis__free(n->alloc, n->apply_backlog);
-    for (uint32_t b = 0; b < 8; b++) {
+    for (uint32_t b = 0; b < AEGIS_READ_BATCHES; b++) {
         aegis__free(n->alloc, n->read_batches[b].reads);
     }
+    aegis__free(n->alloc, n->read_wait);
     free(n);
 }

@@ -122,13 +122,24 @@ struct aegis_forward {
     uint64_t deadline_tick;
 };
 
-/* Reads gathered during one drain, confirmed by one ReadIndex round (raft thread). */
+/* A read waiting for its ReadIndex round. */
+struct aegis_read_req {
+    struct aegis_buf *query;      /* Owned. */
+    aegis_done_cb cb;
+    void *data;
+};
+
+/* Reads confirmed by one ReadIndex round (raft thread). Reads that arrive while every
+ * batch has a round in flight wait in read_wait and form the next batch: a burst of
+ * reads costs one heartbeat round, not one per read. */
+#define AEGIS_READ_BATCHES 16
+#define AEGIS_READ_BATCH_MAX 8192u
+
 struct aegis_read_batch {
     uint64_t ctx;                 /* 0: free. */
     uint64_t deadline_tick;
     uint32_t count;
-    uint32_t cap;
-    struct aegis_req *reads;
+    struct aegis_read_req *reads; /* AEGIS_READ_BATCH_MAX slots. */
 };
 
 /* A member being added: a learner until it catches up, then promoted (raft thread). */
@@ -181,7 +192,9 @@ struct aegis_node {
     uint64_t next_request_id;
     uint64_t forward_oldest;            /* Forwards with ids <= this are settled. */
     struct aegis_pending_add adding;
-    struct aegis_read_batch read_batches[8];
+    struct aegis_read_batch read_batches[AEGIS_READ_BATCHES];
+    struct aegis_read_req *read_wait;   /* AEGIS_READ_BATCH_MAX slots. */
+    uint32_t read_wait_count;
     uint64_t next_read_ctx;
     uint64_t tick_count;
     uint64_t durable_seq;               /* Log requests reported durable (reqs_done). */

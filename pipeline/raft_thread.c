@@ -319,17 +319,17 @@ static void drain_log(struct aegis_node *n)
 static void route_reads(struct aegis_node *n, const struct aegis_ready *rd)
 {
     for (uint32_t i = 0; i < rd->reads_count; i++) {
-        for (uint32_t b = 0; b < 8; b++) {
+        for (uint32_t b = 0; b < AEGIS_READ_BATCHES; b++) {
             struct aegis_read_batch *batch = &n->read_batches[b];
 
             if (batch->ctx != rd->reads[i].ctx || batch->ctx == 0) {
                 continue;
             }
             for (uint32_t k = 0; k < batch->count; k++) {
-                struct aegis_req *q = &batch->reads[k];
+                struct aegis_read_req *q = &batch->reads[k];
                 struct aegis_apply_item it = {.kind = AEGIS_APPLY_READ,
                                               .index = rd->reads[i].index,
-                                              .buf = q->buf, .cb = q->cb, .data = q->data};
+                                              .buf = q->query, .cb = q->cb, .data = q->data};
 
                 apply_push(n, &it);
             }
@@ -412,14 +412,50 @@ static void drain_reports(struct aegis_node *n)
     }
 }
 
-static struct aegis_read_batch *read_batch_open(struct aegis_node *n)
+/* Fail every read of @reads[0..count) with @status (a definite failure: reads change
+ * nothing). */
+static void fail_reads(struct aegis_node *n, struct aegis_read_req *reads, uint32_t count,
+                       int status)
 {
-    for (uint32_t b = 0; b < 8; b++) {
-        if (n->read_batches[b].ctx == 0 && n->read_batches[b].count == 0) {
-            return &n->read_batches[b];
+    for (uint32_t k = 0; k < count; k++) {
+        complete_now(n, reads[k].cb, reads[k].data, status, aegis__raft_leader(n->raft));
+        aegis__buf_unref(reads[k].query);
+    }
+}
+
+/* Turn the waiting reads into a batch with one ReadIndex round, if a batch is free. */
+static void start_read_round(struct aegis_node *n)
+{
+    struct aegis_read_batch *batch = NULL;
+    struct aegis_read_req *swap;
+    uint64_t ctx;
+    int rv;
+
+    if (n->read_wait_count == 0) {
+        return;
+    }
+    for (uint32_t b = 0; b < AEGIS_READ_BATCHES && batch == NULL; b++) {
+        if (n->read_batches[b].ctx == 0) {
+            batch = &n->read_batches[b];
         }
     }
-    return NULL;
+    if (batch == NULL) {
+        return; /* Every batch has a round in flight: these wait for the next one. */
+    }
+    ctx = ++n->next_read_ctx;
+    rv = aegis__raft_read_index(n->raft, ctx);
+    if (rv != 0) {
+        fail_reads(n, n->read_wait, n->read_wait_count, rv);
+        n->read_wait_count = 0;
+        return;
+    }
+    swap = batch->reads;
+    batch->reads = n->read_wait;
+    batch->count = n->read_wait_count;
+    batch->ctx = ctx;
+    batch->deadline_tick = n->tick_count + READ_TIMEOUT_TICKS(n);
+    n->read_wait = swap;
+    n->read_wait_count = 0;
 }
 
 static void forward(struct aegis_node *n, struct aegis_req *q, aegis_node_id leader)
@@ -530,8 +566,7 @@ static void promote_when_caught_up(struct aegis_node *n)
     n->adding.id = 0;
 }
 
-static void handle_req(struct aegis_node *n, struct aegis_req *q,
-                       struct aegis_read_batch **batch)
+static void handle_req(struct aegis_node *n, struct aegis_req *q)
 {
     aegis_index index;
     int rv;
@@ -546,15 +581,13 @@ static void handle_req(struct aegis_node *n, struct aegis_req *q,
             complete_now(n, q->cb, q->data, AEGIS_ENOTLEADER, AEGIS_NODE_NONE);
             break;
         }
-        if (*batch == NULL) {
-            *batch = read_batch_open(n);
-        }
-        if (*batch == NULL || (*batch)->count == (*batch)->cap) {
+        if (n->read_wait_count == AEGIS_READ_BATCH_MAX) {
             complete_now(n, q->cb, q->data, AEGIS_EFULL, aegis__raft_leader(n->raft));
             break;
         }
-        (*batch)->reads[(*batch)->count++] = *q;
-        return; /* The batch owns the query now. */
+        n->read_wait[n->read_wait_count++] =
+            (struct aegis_read_req){.query = q->buf, .cb = q->cb, .data = q->data};
+        return; /* The waiting list owns the query now. */
     case AEGIS_REQ_ADD:
         handle_add(n, q);
         break;
@@ -590,7 +623,6 @@ static void handle_req(struct aegis_node *n, struct aegis_req *q,
 static void drain_inbox(struct aegis_node *n)
 {
     struct aegis_inbox *in = &n->inbox;
-    struct aegis_read_batch *batch = NULL;
     struct aegis_req *items;
     uint32_t count;
 
@@ -602,24 +634,9 @@ static void drain_inbox(struct aegis_node *n)
     pthread_mutex_unlock(&in->lock);
     in->spare = items;
     for (uint32_t i = 0; i < count; i++) {
-        handle_req(n, &items[i], &batch);
+        handle_req(n, &items[i]);
     }
-    if (batch != NULL && batch->count > 0) {
-        uint64_t ctx = ++n->next_read_ctx;
-        int rv = aegis__raft_read_index(n->raft, ctx);
-
-        if (rv != 0) {
-            for (uint32_t k = 0; k < batch->count; k++) {
-                complete_now(n, batch->reads[k].cb, batch->reads[k].data, rv,
-                             aegis__raft_leader(n->raft));
-                aegis__buf_unref(batch->reads[k].buf);
-            }
-            batch->count = 0;
-        } else {
-            batch->ctx = ctx;
-            batch->deadline_tick = n->tick_count + READ_TIMEOUT_TICKS(n);
-        }
-    }
+    start_read_round(n);
 }
 
 /* Once per tick: forwarded commands and reads that got no answer. */
@@ -638,17 +655,14 @@ static void expire(struct aegis_node *n)
         }
         n->forward_oldest++;
     }
-    for (uint32_t b = 0; b < 8; b++) {
+    for (uint32_t b = 0; b < AEGIS_READ_BATCHES; b++) {
         struct aegis_read_batch *batch = &n->read_batches[b];
 
         if (batch->ctx == 0 || batch->deadline_tick > n->tick_count) {
             continue;
         }
-        for (uint32_t k = 0; k < batch->count; k++) {
-            complete_now(n, batch->reads[k].cb, batch->reads[k].data, AEGIS_ETIMEDOUT,
-                         aegis__raft_leader(n->raft));
-            aegis__buf_unref(batch->reads[k].buf);
-        }
+        /* The core drops a round silently when leadership changes: time it out. */
+        fail_reads(n, batch->reads, batch->count, AEGIS_ETIMEDOUT);
         batch->count = 0;
         batch->ctx = 0;
     }
@@ -730,6 +744,10 @@ void *aegis__raft_thread_main(void *arg)
         drain_log(n);
         drain_reports(n);
         drain_inbox(n);
+        while (aegis__raft_has_ready(n->raft)) {
+            process_ready(n);
+        }
+        start_read_round(n); /* A round that finished above frees a batch. */
         while (aegis__raft_has_ready(n->raft)) {
             process_ready(n);
         }

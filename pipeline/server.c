@@ -189,7 +189,7 @@ static void conn_flush(struct srv_conn *c)
     }
     aegis__resp_wbuf_close(&w);
     if (c->close_after_flush && c->flushed_seq == c->next_seq) {
-        aegis__uring_loop_client_close(s->node->loop, c->id);
+        aegis__uring_loop_client_close(s->node->loop, c->id, true);
     }
 }
 
@@ -208,13 +208,13 @@ static void reply_now(struct srv_conn *c, char *bytes, uint32_t len)
     slot_fill(c, c->next_seq++, bytes, len);
 }
 
-static void reply_fmt(struct srv_conn *c, const char *fmt, const char *arg)
-{
-    uint32_t len;
-    char *p = fmt_alloc(&len, fmt, arg);
-
-    reply_now(c, p, len);
-}
+/* A macro so that the format stays a literal the compiler checks. */
+#define reply_fmt(c, fmt, arg)                                                             \
+    do {                                                                                   \
+        uint32_t rf_len_;                                                                  \
+        char *rf_p_ = fmt_alloc(&rf_len_, (fmt), (arg));                                   \
+        reply_now((c), rf_p_, rf_len_);                                                    \
+    } while (0)
 
 #define REPLY_LIT(c, lit) reply_now((c), strdup(lit), (uint32_t)(sizeof(lit) - 1))
 
@@ -316,7 +316,7 @@ static void op_done(void *data, const struct aegis_result *res)
     struct aegis_node *n = op->conn->srv->node;
     struct aegis_net_post p;
 
-    if (res->status != 0 && !(op->kind == OP_GET && res->status == AEGIS_ENOTFOUND)) {
+    if (res->status != 0 && !(!op->is_write && res->status == AEGIS_ENOTFOUND)) {
         op->reply = error_reply(res->status, op->is_write, &op->reply_len);
     } else {
         switch (op->kind) {
@@ -482,7 +482,10 @@ static void reply_encode_error(struct srv_conn *c, int rv)
 {
     uint32_t len;
 
-    reply_now(c, error_reply(rv, false, &len), len);
+    char *reply_ = error_reply(rv, false, &len);
+
+
+    reply_now(c, reply_, len);
 }
 
 /* Commands that change the store: encode, propose, reply on apply. */
@@ -695,7 +698,10 @@ static void reply_wbuf_bulk(struct srv_conn *c, struct aegis_resp_wbuf *w)
 {
     uint32_t len;
 
-    reply_now(c, bulk_alloc(w->data, w->len, &len), len);
+    char *reply_ = bulk_alloc(w->data, w->len, &len);
+
+
+    reply_now(c, reply_, len);
 }
 
 static void cmd_info(struct srv_conn *c, const struct aegis_resp_cmd *cmd)
@@ -720,7 +726,9 @@ static void admin_submit(struct srv_conn *c, int rv, struct srv_op *op)
 
     if (rv != 0) {
         free(op);
-        reply_now(c, error_reply(rv, false, &len), len);
+        char *reply_ = error_reply(rv, false, &len);
+
+        reply_now(c, reply_, len);
         return;
     }
     c->next_seq++;
@@ -784,7 +792,9 @@ static void cmd_admin(struct srv_conn *c, const struct aegis_resp_cmd *cmd)
         if (rv == 0) {
             REPLY_LIT(c, "+OK\r\n");
         } else {
-            reply_now(c, error_reply(rv, false, &len), len);
+            char *reply_ = error_reply(rv, false, &len);
+
+            reply_now(c, reply_, len);
         }
     } else if (arg_is(&a[0], "aegis.snapshot") && cmd->argc == 1) {
         aegis_node_status(n, &st);
@@ -838,14 +848,20 @@ static bool dispatch(struct srv_conn *c, const struct aegis_resp_cmd *cmd)
         if (argc == 2) {
             uint32_t len;
 
-            reply_now(c, bulk_alloc(a[1].ptr, a[1].len, &len), len);
+            char *reply_ = bulk_alloc(a[1].ptr, a[1].len, &len);
+
+
+            reply_now(c, reply_, len);
         } else {
             REPLY_LIT(c, "+PONG\r\n");
         }
     } else if (arg_is(&a[0], "echo") && argc == 2) {
         uint32_t len;
 
-        reply_now(c, bulk_alloc(a[1].ptr, a[1].len, &len), len);
+        char *reply_ = bulk_alloc(a[1].ptr, a[1].len, &len);
+
+
+        reply_now(c, reply_, len);
     } else if (arg_is(&a[0], "info")) {
         cmd_info(c, cmd);
     } else if (arg_is(&a[0], "command") || arg_is(&a[0], "config")) {
@@ -906,7 +922,7 @@ static void on_open(struct aegis_node *n, aegis_uring_client_id id, void *data)
             free(c->slots);
         }
         free(c);
-        aegis__uring_loop_client_close(n->loop, id);
+        aegis__uring_loop_client_close(n->loop, id, false);
         return;
     }
     c->id = id;
