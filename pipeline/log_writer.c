@@ -31,6 +31,9 @@
 #include "pipeline/segment.h"
 #include "pipeline/snapshot_file.h"
 
+AEGIS_RING_DEFINE(log_req, aegis_log_req)
+AEGIS_RING_DEFINE(log_report, aegis_log_report)
+
 #define IOV_PER_SQE 1024 /* UIO_MAXIOV: the kernel's limit per writev. */
 #define SQES_MAX 64
 
@@ -78,7 +81,13 @@ static void set_failed(struct aegis_log_writer *w, int err, const char *file, ui
     }
     w->failed = err;
     w->failed_offset = off;
-    snprintf(w->failed_file, sizeof(w->failed_file), "%s", file);
+    {
+        /* Keep the end of a long path: the file name is what matters. */
+        size_t n = strlen(file), max = sizeof(w->failed_file) - 1;
+        const char *from = n > max ? file + (n - max) : file;
+
+        memcpy(w->failed_file, from, strlen(from) + 1);
+    }
 }
 
 static void set_failed_log(struct aegis_log_writer *w, int err, uint64_t off)
