@@ -562,6 +562,12 @@ static void process_batch(struct aegis_log_writer *w, uint32_t count)
         flush(w, hs_pending ? &hs : NULL);
     }
     drop_run(w, 0);
+    if (w->failed == 0 && w->have_files && w->log.spare_fd < 0) {
+        /* Ahead of need (once per segment): the next roll only renames. Done before the
+         * report so that the report is the thread's last act of a batch; a failure here
+         * is retried by the roll itself. */
+        aegis__seglog_prepare_spare(&w->log);
+    }
     w->reqs_done += count;
     __atomic_fetch_add(&w->batches, 1, __ATOMIC_RELAXED);
     report(w);
@@ -596,12 +602,6 @@ static void *log_thread(void *arg)
 
         if (count > 0) {
             process_batch(w, count);
-            if (w->failed == 0 && w->have_files && w->log.spare_fd < 0 &&
-                aegis__ring_log_req_empty(&w->reqs)) {
-                /* Ahead of need, while idle: the next roll only renames. A failure
-                 * here is retried by the roll itself. */
-                aegis__seglog_prepare_spare(&w->log);
-            }
             continue;
         }
         /* Acquire pairs with the release in aegis__log_writer_stop(): every request

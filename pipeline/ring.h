@@ -66,6 +66,9 @@ struct aegis_waker {
                    * touched by both threads on every push. */
     char pad1[60];
     uint64_t wakes; /* eventfd writes done by producers (relaxed; statistics). */
+    int fence_word; /* Under TSan only: the target of the RMW that stands in for the
+                     * fences (TSan does not model fences; two acq_rel RMWs on one
+                     * location order the two sides the same way). */
 };
 
 /* Create the eventfd. Returns 0 or a negative errno (AEGIS_EMFILE, ...). */
