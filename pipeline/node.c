@@ -179,6 +179,13 @@ static int recover(struct aegis_node *n)
     }
     memset(&restore, 0, sizeof(restore));
     restore.hs = rec.hs;
+    /* The log thread syncs hard state and entries in parallel: after a crash the entries
+     * may carry a newer term than the hard state. Nothing that depended on either left
+     * the node, so the newer term is safe to adopt (with no vote in it). */
+    if (rec.last_term > restore.hs.term) {
+        restore.hs.term = rec.last_term;
+        restore.hs.vote = AEGIS_NODE_NONE;
+    }
     if (rec.has_snapshot) {
         rv = restore_snapshot(n, &rec.snapshot_meta, rec.snapshot_data);
         if (rv != 0) {
