@@ -222,6 +222,9 @@ struct aegis_node {
     struct aegis_ring_net_post apply_post;  /* apply -> net. */
     struct aegis_apply_state *apply_state;  /* Private to apply.c. */
     aegis_index applied_index;          /* Written by apply (relaxed), read for status. */
+    uint32_t inflight;                  /* Proposals registered and not yet resolved:
+                                           incremented by raft, decremented by apply
+                                           (atomic). Bounded by config.max_pending. */
 
     /* Net thread. */
     struct aegis_uring_loop *loop;
