@@ -535,7 +535,9 @@ int aegis__raft_propose(struct aegis_raft *r, uint8_t type, struct aegis_buf *bu
     if (rv != 0) {
         return rv;
     }
-    aegis__raft_broadcast_appends(r);
+    /* The AppendEntries go out at the next ready, so that every proposal made between two
+     * readies shares one message per follower instead of one message each. */
+    r->appends_pending = true;
     return 0;
 }
 
@@ -565,7 +567,7 @@ bool aegis__raft_has_ready(const struct aegis_raft *r)
     return !hs_equal(&hs, &r->hs_handed) ||
            r->unstable_from <= aegis__log_last_index(&r->log) || b->msgs_count > 0 ||
            b->after_count > 0 || b->reads_count > 0 || r->handed_commit < applicable_index(r) ||
-           r->snap_out || snapshot_wanted(r);
+           r->snap_out || snapshot_wanted(r) || r->appends_pending;
 }
 
 static void ready_entries(struct aegis_raft *r, struct aegis_ready *rd)
@@ -601,6 +603,12 @@ void aegis__raft_ready(struct aegis_raft *r, struct aegis_ready *rd)
     struct aegis_raft_box *b = &r->boxes[r->cur];
 
     AEGIS_ASSERT(!r->ready_out);
+    if (r->appends_pending) {
+        r->appends_pending = false;
+        if (r->role == AEGIS_ROLE_LEADER) {
+            aegis__raft_broadcast_appends(r);
+        }
+    }
     memset(rd, 0, sizeof(*rd));
     rd->hs = aegis__raft_hard_state(r);
     rd->hs_changed = !hs_equal(&rd->hs, &r->hs_handed);

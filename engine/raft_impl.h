@@ -89,6 +89,7 @@ struct aegis_raft {
     struct aegis_progress prs[AEGIS_MEMBERS_MAX]; /* One slot per other member. */
     aegis_node_id transfer_target;
     uint32_t transfer_elapsed;
+    bool appends_pending; /* Proposals appended since the last ready: broadcast at ready. */
 
     /* ReadIndex (leader): a FIFO ring of pending reads. */
     struct aegis_read_pending *reads;

@@ -303,22 +303,23 @@ TEST(raft, pipelining_respects_window_and_message_size)
     cl_tick_all(c, 1);
     ASSERT_TRUE(aegis__raft_progress(cl_r(c, 1), 2, &match, &next));
     ASSERT_EQ_U64(match, 1);
-    /* Ten 4-byte proposals: each goes out at once, without waiting for the previous
-     * answer, until three are in flight; the rest wait for the window. */
+    /* Ten 4-byte proposals before one ready: they go out at that ready, two entries (8
+     * bytes) per message, without waiting for the previous answer, until three messages
+     * are in flight; the rest wait for the window. */
     for (int i = 0; i < 10; i++) {
         ASSERT_OK(cl_propose(c, 1, "abcd", NULL));
     }
     aegis__raft_ready(cl_r(c, 1), &rd);
     ASSERT_EQ_U64(count_msgs(rd.msgs, rd.msgs_count, AEGIS_MSG_APPEND_REQ, 2), 3);
     for (uint32_t i = 0; i < rd.msgs_count; i++) {
-        ASSERT_EQ_U64(rd.msgs[i].append_req.entries_count, 1);
-        ASSERT_EQ_U64(rd.msgs[i].append_req.prev_index, 1 + i);
+        ASSERT_EQ_U64(rd.msgs[i].append_req.entries_count, 2);
+        ASSERT_EQ_U64(rd.msgs[i].append_req.prev_index, 1 + 2 * i);
         cl_enqueue(c, &rd.msgs[i]);
     }
     aegis__raft_advance(cl_r(c, 1), &rd);
     aegis__raft_persisted(cl_r(c, 1), 11, 1);
     ASSERT_TRUE(aegis__raft_progress(cl_r(c, 1), 2, &match, &next));
-    ASSERT_EQ_U64(next, 5); /* Optimistically past what is in flight. */
+    ASSERT_EQ_U64(next, 8); /* Optimistically past what is in flight. */
     ASSERT_EQ_U64(match, 1);
     /* As answers free the window, the backlog goes out two entries (8 bytes) at a time. */
     appends_seen = appends_max_entries = 0;
@@ -327,6 +328,38 @@ TEST(raft, pipelining_respects_window_and_message_size)
     ASSERT_EQ_U64(aegis__raft_commit_index(cl_r(c, 1)), 11);
     ASSERT_EQ_U64(appends_max_entries, 2);
     ASSERT_TRUE(appends_seen <= 5);
+    cl_free(c);
+    return TEST_PASS;
+}
+
+/* Proposals made between two readies leave as one AppendEntries per follower, not one
+ * each: the leader broadcasts at the ready. */
+TEST(raft, proposals_between_readies_share_one_append)
+{
+    struct cluster *c = cl_new(3, NULL);
+    struct aegis_ready rd;
+
+    ASSERT_TRUE(cl_elect(c, 1));
+    cl_settle(c);
+    for (int i = 0; i < 5; i++) {
+        ASSERT_OK(cl_propose(c, 1, "abcd", NULL));
+    }
+    ASSERT_TRUE(aegis__raft_has_ready(cl_r(c, 1)));
+    aegis__raft_ready(cl_r(c, 1), &rd);
+    for (aegis_node_id to = 2; to <= 3; to++) {
+        ASSERT_EQ_U64(count_msgs(rd.msgs, rd.msgs_count, AEGIS_MSG_APPEND_REQ, to), 1);
+    }
+    for (uint32_t i = 0; i < rd.msgs_count; i++) {
+        if (rd.msgs[i].type == AEGIS_MSG_APPEND_REQ) {
+            ASSERT_EQ_U64(rd.msgs[i].append_req.entries_count, 5);
+        }
+        cl_enqueue(c, &rd.msgs[i]);
+    }
+    aegis__raft_advance(cl_r(c, 1), &rd);
+    aegis__raft_persisted(cl_r(c, 1), aegis__raft_last_index(cl_r(c, 1)),
+                          aegis__raft_term(cl_r(c, 1)));
+    cl_settle(c);
+    ASSERT_EQ_U64(aegis__raft_commit_index(cl_r(c, 1)), aegis__raft_last_index(cl_r(c, 1)));
     cl_free(c);
     return TEST_PASS;
 }
