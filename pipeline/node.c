@@ -71,13 +71,12 @@ void aegis__node_fail(struct aegis_node *n, int rv, const char *what)
     }
 }
 
-/* Raft events go to the log at INFO, except "commit": the leader advances its commit
- * index once per acknowledged round, many thousand times a second under load, and one
- * formatted line with a write(2) each cost the raft thread a tenth of its time. */
 static void raft_trace(void *data, aegis_node_id node, const char *what, uint64_t a,
                        uint64_t b)
 {
     (void)data;
+    /* A commit advance happens once per replication round: a line each would flood the
+     * log under load (and cost a write(2) each), so it is a debug event. */
     AEGIS_LOG(strcmp(what, "commit") == 0 ? AEGIS_LOG_DEBUG : AEGIS_LOG_INFO,
               "raft n%llu: %s %llu %llu", (unsigned long long)node, what,
               (unsigned long long)a, (unsigned long long)b);
