@@ -213,6 +213,8 @@ struct aegis_node {
     /* Log thread (pipeline/log_writer.h). */
     struct aegis_log_writer *log;
     uint64_t log_reqs_pushed;           /* Raft thread: requests handed over, cumulative. */
+    aegis_term hs_logged_term;          /* Raft thread: term and vote of the last hard */
+    aegis_node_id hs_logged_vote;       /* state handed to the log thread (0: none yet). */
     struct aegis_log_req *log_backlog;  /* Requests the ring had no room for, in order. */
     uint32_t log_backlog_count, log_backlog_cap;
 

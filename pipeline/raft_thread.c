@@ -303,11 +303,22 @@ static uint64_t log_submit(struct aegis_node *n, const struct aegis_ready *rd)
         aegis__entry_ref(&req.entry);
         log_push(n, &req);
     }
-    if (rd->hs_changed) {
+    /* Only a new term or vote must be durable before messages leave (Raft's persistent
+     * state is term, vote and log); the commit index is volatile, and after a restart the
+     * core takes the larger of the snapshot's index and the stored commit and learns the
+     * rest from the leader. A hard state whose only change is the commit is therefore not
+     * written: it would cost each replication round a second fdatasync, and on a leader
+     * a round of its own that the next proposal's entries then wait behind (at 1 client x
+     * pipeline 1, 3 nodes, batch: p50 0.294 -> 0.224 ms). The commit still rides along
+     * whenever a term or vote change is written. */
+    if (rd->hs_changed &&
+        (rd->hs.term != n->hs_logged_term || rd->hs.vote != n->hs_logged_vote)) {
         memset(&req, 0, sizeof(req));
         req.op = AEGIS_LOG_OP_HARD_STATE;
         req.hs = rd->hs;
         log_push(n, &req);
+        n->hs_logged_term = rd->hs.term;
+        n->hs_logged_vote = rd->hs.vote;
     }
     n->stats.log_batches++;
     return n->log_reqs_pushed;
