@@ -171,6 +171,7 @@ static int recover(struct aegis_node *n)
                                                         : AEGIS_DURABILITY_BATCH;
     lc.alloc = n->alloc;
     lc.report_waker = &n->raft_waker;
+    lc.metrics = &n->metrics;
     rv = aegis__log_writer_open(&n->log, &lc, &rec);
     if (rv != 0) {
         AEGIS_LOG(AEGIS_LOG_ERROR, "cannot open the log in %s: %s", n->data_dir,
@@ -226,6 +227,7 @@ int aegis_node_create(struct aegis_node **out, const struct aegis_node_config *c
     if (n == NULL) {
         return AEGIS_ENOMEM;
     }
+    aegis__metrics_init(&n->metrics);
     n->config = *c;
     snprintf(n->data_dir, sizeof(n->data_dir), "%s", c->data_dir);
     n->config.data_dir = n->data_dir;
@@ -362,7 +364,8 @@ static int inbox_push(struct aegis_node *n, const struct aegis_req *q)
 static int submit_buf(struct aegis_node *n, uint8_t kind, struct aegis_buf *buf,
                       aegis_done_cb cb, void *data)
 {
-    struct aegis_req q = {.kind = kind, .buf = buf, .cb = cb, .data = data};
+    struct aegis_req q = {.kind = kind, .buf = buf, .cb = cb, .data = data,
+                          .stamp_ns = aegis__now_ns()};
     int rv;
 
     if (buf == NULL) {
@@ -604,5 +607,6 @@ void aegis_node_destroy(struct aegis_node *n)
         aegis__free(n->alloc, n->read_batches[b].reads);
     }
     aegis__free(n->alloc, n->read_wait);
+    aegis__metrics_close(&n->metrics);
     free(n);
 }

@@ -25,6 +25,7 @@
 #include "engine/raft.h"
 #include "net/uring_loop.h"
 #include "pipeline/log_writer.h"
+#include "pipeline/metrics.h"
 #include "pipeline/ring.h"
 
 struct aegis_node;
@@ -40,6 +41,7 @@ AEGIS_RING_DEFINE(net_post, aegis_net_post)
 /* A decoded peer message, net -> raft. The message is owned (aegis__msg_release). */
 struct aegis_peer_msg {
     struct aegis_msg *msg;
+    uint64_t recv_ns;             /* Decoded at (aegis__now_ns; metrics). */
 };
 AEGIS_RING_DEFINE(peer_msg, aegis_peer_msg)
 
@@ -68,6 +70,7 @@ struct aegis_apply_item {
     int64_t integer;              /* RESULT. */
     aegis_node_id leader_hint;    /* COMPLETE. */
     struct aegis_snapshot_meta *meta; /* INSTALL (owned, heap). */
+    uint64_t stamp_ns;            /* ENTRY: committed at (metrics); 0: unknown. */
 };
 AEGIS_RING_DEFINE(apply, aegis_apply_item)
 
@@ -104,6 +107,7 @@ struct aegis_req {
     void *data;
     struct aegis_peer_addr peer;  /* ADD. */
     aegis_node_id target;         /* REMOVE, TRANSFER. */
+    uint64_t stamp_ns;            /* Entered the inbox at (metrics). */
 };
 
 struct aegis_inbox {
@@ -240,6 +244,7 @@ struct aegis_node {
     pthread_mutex_t status_lock;
     struct aegis_status status;         /* Guarded by status_lock; raft thread writes. */
     struct aegis_node_stats stats;
+    struct aegis_metrics metrics;       /* pipeline/metrics.h: each part names its writer. */
 };
 
 /* node.c */
