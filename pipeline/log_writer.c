@@ -570,8 +570,12 @@ static void flush_timed(struct aegis_log_writer *w, const struct aegis_hard_stat
     aegis_index first = w->run_count > 0 ? w->run[0].index : 0;
     aegis_index last = w->run_count > 0 ? w->run[w->run_count - 1].index : 0;
     uint32_t entries = w->run_count;
-    uint64_t bytes = 0, t0 = aegis__now_ns(), t1;
+    uint64_t bytes = 0, t0, t1;
 
+    if (w->run_count == 0 && hs == NULL) {
+        return; /* Nothing to write (a batch of compactions, say): not a group commit. */
+    }
+    t0 = aegis__now_ns();
     for (uint32_t i = 0; i < w->run_count; i++) {
         bytes += aegis__record_bytes(&w->run[i]);
     }

@@ -330,7 +330,8 @@ static void info_stats(struct aegis_node *n, struct aegis_text *t)
     const struct aegis_node_stats *st = &n->stats;
     uint64_t opened = ctr(n, AEGIS_MC_CLIENT_OPENED), closed = ctr(n, AEGIS_MC_CLIENT_CLOSED);
 
-    aegis__text_printf(t, "# Stats\r\nconnected_clients:%llu\r\ntotal_connections_received:%llu\r\n",
+    aegis__text_printf(t, "# Stats\r\nconnected_clients:%llu\r\n"
+                          "total_connections_received:%llu\r\n",
                        (unsigned long long)(opened - closed), (unsigned long long)opened);
     aegis__text_printf(t, "proposals:%llu\r\nforwarded:%llu\r\nreads:%llu\r\n"
                           "applied_entries:%llu\r\napply_batches:%llu\r\n",
@@ -496,7 +497,8 @@ struct prom_counter {
 };
 
 #define MC(fam, lab, help, c) {(fam), (lab), (help), (c), 0}
-#define NS(fam, lab, help, field) {(fam), (lab), (help), -1, offsetof(struct aegis_node_stats, field)}
+#define NS(fam, lab, help, field)                                                          \
+    {(fam), (lab), (help), -1, offsetof(struct aegis_node_stats, field)}
 
 static const struct prom_counter prom_counters[] = {
     MC("aegis_log_batches_total", NULL, "Batches written by the log thread.",
