@@ -136,6 +136,11 @@ struct aegis_metrics {
     aegis_node_id last_leader;
     aegis_term last_term;
 
+    /* Clock reads shared within a thread's batch, so that one read serves many samples. */
+    uint64_t net_wake_ns;      /* Net thread: read at each wake-up (on_wake drains). */
+    aegis_index apply_index;   /* Apply thread: the entry being applied ... */
+    uint64_t apply_ns;         /* ... and the clock read when it was applied. */
+
     /* Readers: the baseline INFO latency is reported against (CONFIG RESETSTAT). */
     pthread_mutex_t baseline_lock;
     struct aegis_hist *baseline[AEGIS_MH_COUNT];     /* NULL until the first reset. */

@@ -160,6 +160,7 @@ static void on_wake(struct aegis_uring_loop *loop, void *data)
 {
     struct aegis_node *n = data;
 
+    n->metrics.net_wake_ns = aegis__now_ns(); /* One clock read for this drain (metrics). */
     drain_posts(n, &n->raft_post);
     drain_posts(n, &n->apply_post);
     if (n->client.on_flush != NULL) {

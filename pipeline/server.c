@@ -298,9 +298,12 @@ static void deliver(struct aegis_node *n, void *arg, uint64_t u)
     struct srv_op *op = arg;
     struct srv_conn *c = op->conn;
     struct aegis_server *s = c->srv;
-    uint64_t now = aegis__now_ns();
+    uint64_t now = n->metrics.net_wake_ns; /* Read once per wake-up (net_thread.c). */
 
     (void)u;
+    if (op->is_write && now < op->applied_ns) {
+        now = aegis__now_ns(); /* Posted after this wake-up read the clock. */
+    }
     if (op->is_write) {
         aegis__metrics_since(&n->metrics, AEGIS_MH_APPLY_REPLY, op->applied_ns, now);
         aegis__metrics_since(&n->metrics, AEGIS_MH_REQUEST, op->received_ns, now);
@@ -367,7 +370,10 @@ static void op_done(void *data, const struct aegis_result *res)
     struct aegis_net_post p;
 
     if (op->is_write) {
-        op->applied_ns = aegis__now_ns();
+        /* The apply thread's clock read for this entry, if that is where we are. */
+        op->applied_ns = res->index != 0 && res->index == n->metrics.apply_index
+                             ? n->metrics.apply_ns
+                             : aegis__now_ns();
     }
     if (res->status != 0 && !(!op->is_write && res->status == AEGIS_ENOTFOUND)) {
         op->reply = error_reply(res->status, op->is_write, &op->reply_len);
