@@ -339,16 +339,13 @@ static void handle_entry(struct aegis_node *n, struct aegis_apply_item *it)
     while ((r = reg_head(s)) != NULL && r->index <= it->entry.index) {
         if (r->index == it->entry.index && r->term == it->entry.term) {
             req = r->remote != AEGIS_NODE_NONE ? (void *)(uintptr_t)r->request_id : r->data;
-            AEGIS_PROBE2(applied, it->entry.index, req);
             complete_reg(n, r, &res, value);
         } else {
             fail_reg(n, r, AEGIS_ENOTLEADER);
         }
         reg_pop(s);
     }
-    if (req == NULL) {
-        AEGIS_PROBE2(applied, it->entry.index, 0);
-    }
+    AEGIS_PROBE2(applied, it->entry.index, req); /* One site: perf probe adds it once. */
     aegis__buf_unref(value);
     aegis__entry_unref(&it->entry);
     n->stats.applied_entries++;
