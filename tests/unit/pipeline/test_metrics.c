@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cmd/bench_breakdown.h"
 #include "lib/test.h"
 #include "pipeline/logging.h"
 #include "pipeline/metrics.h"
@@ -806,6 +807,14 @@ TEST(metrics, cluster_counts_writes)
     ASSERT_EQ_U64(info_u64(text, "stage_request_usec"), WRITES + 1);
     ASSERT_TRUE(info_u64(text, "stage_commit_apply_usec") >= WRITES + 1);
     ASSERT_EQ_U64(info_u64(text, "stage_follower_receive_durable_usec"), 0);
+    {
+        /* aegis-bench --breakdown reads the same lines. */
+        struct breakdown_stat st = breakdown_stat(text, "stage_request_usec");
+
+        ASSERT_TRUE(st.found);
+        ASSERT_TRUE(st.count == WRITES + 1);
+        ASSERT_TRUE(st.p50 > 0 && st.p50 <= st.p99 && st.p99 <= st.max);
+    }
     ASSERT_TRUE(info(c.client_ports[leader], "all", text, sizeof(text)));
     ASSERT_TRUE(check_info(&c, leader, text, body, sizeof(body)));
 
