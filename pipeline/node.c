@@ -210,6 +210,8 @@ static int recover(struct aegis_node *n)
         }
         restore.bootstrap.count = n->config.peers_count;
     }
+    n->hs_term = restore.hs.term;
+    n->hs_vote = restore.hs.vote;
     raft_config_from(n, &rc);
     aegis__rng_seed(&n->rng, n->rng_seed);
     rv = aegis__raft_create(&n->raft, &rc, &restore, &n->rng, &tracer, n->alloc);

@@ -205,6 +205,8 @@ struct aegis_node {
     uint64_t next_read_ctx;
     uint64_t tick_count;
     uint64_t durable_seq;               /* Log requests reported durable (reqs_done). */
+    aegis_term hs_term;                 /* Term and vote last handed to the log thread. */
+    aegis_node_id hs_vote;
     struct aegis_msg *held;             /* msgs_after_persist waiting for durable_seq. */
     uint64_t *held_seq;
     uint32_t held_count, held_cap;

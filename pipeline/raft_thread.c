@@ -319,6 +319,17 @@ static void log_flush_backlog(struct aegis_node *n)
     aegis__log_writer_flush(n->log);
 }
 
+/* Whether a ready's hard state must reach disk. Term and vote must be durable before any
+ * message that depends on them (§5.1, the core puts those in msgs_after_persist). The
+ * commit index alone need not be: a restarted node learns it again from the leader (the
+ * paper keeps it volatile), and writing it whenever it moves cost a second fdatasync per
+ * write at low load (a hard-state-only batch right behind every entry batch). It still
+ * reaches disk with every term or vote change. */
+static bool hs_needs_write(const struct aegis_node *n, const struct aegis_ready *rd)
+{
+    return rd->hs_changed && (rd->hs.term != n->hs_term || rd->hs.vote != n->hs_vote);
+}
+
 /* Hand a ready's hard state, entries and received snapshot to the log thread. Returns the
  * cumulative request count that must be durable before this ready's
  * msgs_after_persist may leave. */
@@ -342,11 +353,13 @@ static uint64_t log_submit(struct aegis_node *n, const struct aegis_ready *rd)
         aegis__entry_ref(&req.entry);
         log_push(n, &req);
     }
-    if (rd->hs_changed) {
+    if (hs_needs_write(n, rd)) {
         memset(&req, 0, sizeof(req));
         req.op = AEGIS_LOG_OP_HARD_STATE;
         req.hs = rd->hs;
         log_push(n, &req);
+        n->hs_term = rd->hs.term;
+        n->hs_vote = rd->hs.vote;
     }
     n->stats.log_batches++;
     return n->log_reqs_pushed;
@@ -403,7 +416,7 @@ static void process_ready(struct aegis_node *n)
     uint64_t now = 0;
 
     aegis__raft_ready(n->raft, &rd);
-    if (rd.hs_changed || rd.entries_count > 0 || rd.snapshot_meta != NULL) {
+    if (hs_needs_write(n, &rd) || rd.entries_count > 0 || rd.snapshot_meta != NULL) {
         seq = log_submit(n, &rd);
     }
     for (uint32_t i = 0; i < rd.msgs_count; i++) {
