@@ -20,6 +20,8 @@
 #include "pipeline/logging.h"
 #include "pipeline/node_int.h"
 
+_Thread_local struct aegis_node *aegis__net_thread_node;
+
 struct send_ctx {
     struct aegis_node *n;
     struct aegis_msg *msg;   /* Owned: released when the kernel is done. */
@@ -279,10 +281,24 @@ void *aegis__net_thread_main(void *arg)
     int rv;
 
     pthread_setname_np(pthread_self(), "aegis-net");
-    rv = aegis__uring_loop_run(n->loop);
-    if (rv != 0) {
-        aegis__node_fail(n, rv, "network loop");
+    aegis__net_thread_node = n;
+    /* Not bounded by design: the net thread ends only when the node stops (on_wake sees
+     * stopping >= 3). */
+    for (;;) {
+        rv = aegis__uring_loop_run_once(n->loop, -1);
+        if (n->raft_wake_deferred) {
+            n->raft_wake_deferred = false;
+            aegis__waker_wake(&n->raft_waker);
+        }
+        if (rv < 0) {
+            aegis__node_fail(n, rv, "network loop");
+            break;
+        }
+        if (__atomic_load_n(&n->stopping, __ATOMIC_ACQUIRE) >= 3) {
+            break;
+        }
     }
+    aegis__net_thread_node = NULL;
     /* Whatever was posted after the loop stopped is dropped here. */
     drain_posts(n, &n->raft_post);
     drain_posts(n, &n->apply_post);

@@ -374,7 +374,14 @@ static int inbox_push(struct aegis_node *n, const struct aegis_req *q)
     /* Release: the item is written before the count the raft thread checks. */
     __atomic_store_n(&in->count, count + 1, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&in->lock);
-    aegis__waker_wake(&n->raft_waker);
+    if (aegis__net_thread_node == n) {
+        /* From the net thread (the RESP server): wake the raft thread once per loop
+         * iteration, after every command parsed in it, so that it takes them as one
+         * batch (one AppendEntries, one log write) rather than one by one. */
+        n->raft_wake_deferred = true;
+    } else {
+        aegis__waker_wake(&n->raft_waker);
+    }
     return 0;
 }
 

@@ -240,6 +240,8 @@ struct aegis_node {
     struct aegis_ring_peer_msg peer_ring;   /* net -> raft. */
     struct aegis_ring_net_post raft_post;   /* raft -> net. */
     struct aegis_client_hooks client;
+    bool raft_wake_deferred;            /* Net thread: requests pushed since its last
+                                           wake of the raft thread. */
     char client_host[AEGIS_HOST_MAX];   /* Client listener; empty: none. */
     uint16_t client_port;
     uint32_t clients_max;
@@ -264,6 +266,8 @@ int aegis__raft_thread_init(struct aegis_node *n);
 void aegis__raft_thread_close(struct aegis_node *n);
 
 /* net_thread.c */
+/* The node whose net thread is the calling thread, or NULL. */
+extern _Thread_local struct aegis_node *aegis__net_thread_node;
 int aegis__net_init(struct aegis_node *n, char *errmsg, size_t errmsg_len);
 void *aegis__net_thread_main(void *arg);
 /* Send @m (owned: released once sent or dropped) to m->to. Net thread only. */
