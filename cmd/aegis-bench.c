@@ -47,6 +47,7 @@
 #include <unistd.h>
 
 #include "cmd/bench_baseline.h"
+#include "cmd/bench_breakdown.h"
 #include "cmd/bench_config.h"
 #include "cmd/bench_resp.h"
 #include "cmd/bench_spawn.h"
@@ -898,6 +899,28 @@ static void teardown_workers(struct bench *b)
     free(b->workers);
 }
 
+/* --breakdown: the nodes whose stage histograms are read (every target, or every spawned
+ * node). */
+static struct breakdown_node breakdown_nodes[BREAKDOWN_NODES_MAX];
+static unsigned breakdown_count;
+
+static void breakdown_setup(const struct bench *b, const struct bench_cluster *cluster)
+{
+    unsigned count = cluster != NULL ? cluster->nodes : b->cfg.targets_count;
+
+    for (unsigned i = 0; i < count && breakdown_count < BREAKDOWN_NODES_MAX; i++) {
+        struct breakdown_node *n = &breakdown_nodes[breakdown_count++];
+
+        if (cluster != NULL) {
+            snprintf(n->host, sizeof(n->host), "127.0.0.1");
+            snprintf(n->port, sizeof(n->port), "%u", cluster->client_ports[i]);
+        } else {
+            snprintf(n->host, sizeof(n->host), "%s", b->cfg.targets[i].host);
+            snprintf(n->port, sizeof(n->port), "%s", b->cfg.targets[i].port);
+        }
+    }
+}
+
 /* Run warmup and measurement. Returns false if interrupted or nothing could connect. */
 static bool run(struct bench *b)
 {
@@ -915,6 +938,9 @@ static bool run(struct bench *b)
     }
     if (b->cfg.warmup_s > 0) {
         ok = run_phase(b, PHASE_WARMUP, (uint64_t)(b->cfg.warmup_s * 1e9), start);
+    }
+    if (ok && b->cfg.breakdown) {
+        breakdown_reset(breakdown_nodes, breakdown_count); /* INFO latency counts from here. */
     }
     b->measure_start_ns = now_ns();
     if (ok) {
@@ -1292,6 +1318,8 @@ static void usage(FILE *f)
         "                      else $TMPDIR or /tmp)\n"
         "  --progress          print the once-a-second line even when not on a terminal\n"
         "  --quiet             never print the once-a-second line\n"
+        "  --breakdown         after the run, print where the time went on each node, stage\n"
+        "                      by stage (aegisd's INFO latency; reset when measuring starts)\n"
         "  --help              this text\n\n"
         "Exit status: 0 after a run, 1 on bad usage or I/O errors, 2 if no connection\n"
         "could be made, 3 if --spawn could not start the cluster.\n");
@@ -1301,8 +1329,8 @@ enum {
     OPT_HOST = 256, OPT_PORT, OPT_TARGET, OPT_CLIENTS, OPT_PIPELINE, OPT_THREADS,
     OPT_VALUE_SIZE, OPT_KEYS, OPT_RATIO, OPT_DURATION, OPT_WARMUP, OPT_REQUESTS, OPT_SEED,
     OPT_JSON, OPT_HISTOGRAM, OPT_SPAWN, OPT_FSYNC, OPT_SPAWN_ALL, OPT_SPAWN_ARG,
-    OPT_SPAWN_KEEP, OPT_PROGRESS, OPT_QUIET, OPT_HELP, OPT_BASELINE, OPT_NO_BASELINE,
-    OPT_BASELINE_DIR
+    OPT_SPAWN_KEEP, OPT_PROGRESS, OPT_QUIET, OPT_HELP, OPT_BREAKDOWN, OPT_BASELINE,
+    OPT_NO_BASELINE, OPT_BASELINE_DIR
 };
 
 static const struct option long_options[] = {
@@ -1329,6 +1357,7 @@ static const struct option long_options[] = {
     {"progress", no_argument, NULL, OPT_PROGRESS},
     {"quiet", no_argument, NULL, OPT_QUIET},
     {"help", no_argument, NULL, OPT_HELP},
+    {"breakdown", no_argument, NULL, OPT_BREAKDOWN},
     {"baseline", no_argument, NULL, OPT_BASELINE},
     {"no-baseline", no_argument, NULL, OPT_NO_BASELINE},
     {"baseline-dir", required_argument, NULL, OPT_BASELINE_DIR},
@@ -1403,6 +1432,7 @@ static bool apply_option(struct bench_config *c, struct arg_lists *l, int opt, c
                (c->spawn_args[c->spawn_args_count++] = arg);
     case OPT_PROGRESS: c->progress = 1; return true;
     case OPT_QUIET: c->progress = 0; return true;
+    case OPT_BREAKDOWN: c->breakdown = true; return true;
     case OPT_BASELINE: c->baseline = 1; return true;
     case OPT_NO_BASELINE: c->baseline = 0; return true;
     case OPT_BASELINE_DIR: c->baseline_dir = arg; return true;
@@ -1525,6 +1555,9 @@ static int bench_and_report(struct bench *b, const struct bench_cluster *cluster
         return 2;
     }
     setup_workers(b);
+    if (b->cfg.breakdown) {
+        breakdown_setup(b, cluster);
+    }
     ok = run(b);
     r.t.hist = aegis__hist_create(NULL);
     if (r.t.hist == NULL) {
@@ -1557,6 +1590,9 @@ static int bench_and_report(struct bench *b, const struct bench_cluster *cluster
         status = 2;
     } else {
         print_report(b, &r);
+        if (b->cfg.breakdown) {
+            breakdown_print(breakdown_nodes, breakdown_count);
+        }
         if (b->cfg.json_path != NULL && write_json(b, &r, b->cfg.json_path) != 0) {
             status = 1;
         }

@@ -51,6 +51,7 @@ struct bench_config {
     const char *spawn_args[BENCH_SPAWN_ARGS_MAX];
     unsigned spawn_args_count;
     int progress;             /* -1: when stdout is a terminal; 0 never; 1 always. */
+    bool breakdown;           /* Print the nodes' per-stage latencies after the run. */
     int baseline;             /* -1: with --spawn only; 0 never; 1 always (bench_baseline.h). */
     const char *baseline_dir; /* NULL: the spawned cluster's directory, else $TMPDIR or /tmp. */
 };
