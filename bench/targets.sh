@@ -181,6 +181,7 @@ def bmed(field):
     return statistics.median(v) if v else 0.0
 
 fs, rtt = bmed("fdatasync_us"), bmed("loopback_rtt_us")
+fs99 = bmed("fdatasync_p99_us")
 bw64, bw1m = bmed("append_64k_mb_per_sec"), bmed("append_1m_mb_per_sec")
 disk = max(bw64, bw1m)
 o = []
@@ -193,7 +194,7 @@ if loads:
     o.append(f"- 1-minute load average at the start of the runs: median {statistics.median(loads):.2f}, "
              f"min {min(loads):.2f}, max {max(loads):.2f}")
 o.append(f"- baseline (medians over {len(baselines)} runs): fdatasync of a 128 B append "
-         f"{fs / 1000:.3f} ms, loopback round trip {rtt / 1000:.3f} ms, append+fdatasync "
+         f"{fs / 1000:.3f} ms (p99 {fs99 / 1000:.3f} ms), loopback round trip {rtt / 1000:.3f} ms, append+fdatasync "
          f"64 KiB {bw64:.0f} MB/s, 1 MiB {bw1m:.0f} MB/s\n")
 o.append("| system | value | clients x pipeline | ops/s | p50 ms | p99 ms | value MB/s | errors |")
 o.append("|---|---:|---:|---:|---:|---:|---:|---:|")

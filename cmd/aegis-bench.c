@@ -1007,9 +1007,10 @@ static void print_baseline(const struct report *r)
     const struct bench_baseline *bl = r->baseline;
     const struct bench_targets *t = &r->targets;
 
-    printf("  baseline    fdatasync %.3f ms (128 B append), loopback RTT %.3f ms "
+    printf("  baseline    fdatasync %.3f ms (p99 %.3f, 128 B append), loopback RTT %.3f ms "
            "(medians of %u, %u)\n",
-           bl->fsync_us / 1e3, bl->rtt_us / 1e3, bl->fsync_samples, bl->rtt_samples);
+           bl->fsync_us / 1e3, bl->fsync_p99_us / 1e3, bl->rtt_us / 1e3, bl->fsync_samples,
+           bl->rtt_samples);
     printf("              append+fdatasync 64 KiB %.1f MB/s, 1 MiB %.1f MB/s, in %s\n",
            bl->bw_small_mb_s, bl->bw_large_mb_s, bl->dir);
     printf("  target p50  %.3f ms vs 1.2 x (fdatasync + RTT) = %.3f ms (%.2fx): %s\n",
@@ -1167,8 +1168,9 @@ static void json_baseline(FILE *f, const struct report *r)
 
     fprintf(f, "  \"baseline\": {\n    \"dir\": ");
     json_string(f, bl->dir);
-    fprintf(f, ",\n    \"fdatasync_us\": %.3f,\n    \"fdatasync_samples\": %u,\n",
-            bl->fsync_us, bl->fsync_samples);
+    fprintf(f, ",\n    \"fdatasync_us\": %.3f,\n    \"fdatasync_p99_us\": %.3f,\n",
+            bl->fsync_us, bl->fsync_p99_us);
+    fprintf(f, "    \"fdatasync_samples\": %u,\n", bl->fsync_samples);
     fprintf(f, "    \"loopback_rtt_us\": %.3f,\n    \"loopback_rtt_samples\": %u,\n",
             bl->rtt_us, bl->rtt_samples);
     fprintf(f, "    \"append_64k_mb_per_sec\": %.3f,\n    \"append_1m_mb_per_sec\": %.3f,\n",

@@ -6,8 +6,8 @@
  *  (a) fdatasync: in the directory the nodes write to, a fresh file grows by one 128-byte
  *      write() followed by fdatasync(), BASELINE_FSYNC_SAMPLES times (fewer if that takes
  *      more than BASELINE_BUDGET_S); each sample times the write and the fdatasync
- *      together; the median is reported. The file grows, as a log does, so every sync
- *      also commits the new file size.
+ *      together; the median and the 99th percentile are reported. The file grows, as a
+ *      log does, so every sync also commits the new file size.
  *  (b) loopback round trip: a TCP connection over 127.0.0.1 (TCP_NODELAY at both ends)
  *      to a thread that echoes; one sample is a blocking send of 128 bytes until the echo
  *      is read back in full; BASELINE_RTT_SAMPLES samples after BASELINE_RTT_WARMUP; the
@@ -62,7 +62,8 @@
 struct bench_baseline {
     char dir[PATH_MAX];
     unsigned fsync_samples;
-    double fsync_us; /* Median of write(128 B) + fdatasync. */
+    double fsync_us;     /* Median of write(128 B) + fdatasync. */
+    double fsync_p99_us; /* Its 99th percentile: the disk's own tail. */
     unsigned rtt_samples;
     double rtt_us; /* Median loopback TCP round trip of 128 bytes. */
     uint64_t bw_small_bytes;
@@ -139,9 +140,10 @@ static inline int baseline_open(const char *dir, char *path, size_t cap)
     return open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 }
 
-/* (a): the median of write(@bytes) + fdatasync on a growing file, in microseconds. */
+/* (a): the median and 99th percentile of write(@bytes) + fdatasync on a growing file, in
+ * microseconds. */
 static inline int baseline_fsync(const char *dir, unsigned samples, double *median_us,
-                                 unsigned *taken)
+                                 double *p99_us, unsigned *taken)
 {
     char path[PATH_MAX + 64], buf[BASELINE_FSYNC_BYTES];
     double *v = calloc(samples, sizeof(*v)), start;
@@ -168,7 +170,8 @@ static inline int baseline_fsync(const char *dir, unsigned samples, double *medi
         v[i] = (baseline_now_s() - t) * 1e6;
     }
     *taken = i;
-    *median_us = bench_median(v, i);
+    *median_us = bench_median(v, i); /* Sorts v[0, i). */
+    *p99_us = i > 0 ? v[(size_t)i * 99 / 100] : 0.0;
     close(fd);
     unlink(path);
     free(v);
@@ -317,7 +320,8 @@ static inline int bench_baseline_measure(struct bench_baseline *bl, const char *
 {
     memset(bl, 0, sizeof(*bl));
     snprintf(bl->dir, sizeof(bl->dir), "%s", dir);
-    if (baseline_fsync(dir, BASELINE_FSYNC_SAMPLES, &bl->fsync_us, &bl->fsync_samples) != 0) {
+    if (baseline_fsync(dir, BASELINE_FSYNC_SAMPLES, &bl->fsync_us, &bl->fsync_p99_us,
+                       &bl->fsync_samples) != 0) {
         fprintf(stderr, "aegis-bench: baseline fdatasync in %s: %s\n", dir, strerror(errno));
         return -1;
     }

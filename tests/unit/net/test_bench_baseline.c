@@ -47,14 +47,15 @@ TEST(bench_baseline, median_of_unsorted_samples)
 TEST(bench_baseline, small_measurements_leave_nothing_behind)
 {
     char dir[] = "/tmp/aegis-baseline-test.XXXXXX";
-    double us = 0.0, mb_s = 0.0;
+    double us = 0.0, p99 = 0.0, mb_s = 0.0;
     unsigned taken = 0;
     uint64_t written = 0;
 
     ASSERT_TRUE(mkdtemp(dir) != NULL);
-    ASSERT_EQ_I64(baseline_fsync(dir, 20, &us, &taken), 0);
+    ASSERT_EQ_I64(baseline_fsync(dir, 20, &us, &p99, &taken), 0);
     ASSERT_EQ_U64(taken, 20);
     ASSERT_TRUE(us > 0.0);
+    ASSERT_TRUE(p99 >= us);
     ASSERT_EQ_I64(baseline_rtt(50, &us, &taken), 0);
     ASSERT_EQ_U64(taken, 50);
     ASSERT_TRUE(us > 0.0);
@@ -74,7 +75,7 @@ TEST(bench_baseline, full_measurement_fills_every_field)
     ASSERT_TRUE(mkdtemp(dir) != NULL);
     ASSERT_EQ_I64(bench_baseline_measure(&bl, dir), 0);
     ASSERT_TRUE(strcmp(bl.dir, dir) == 0);
-    ASSERT_TRUE(bl.fsync_samples > 0 && bl.fsync_us > 0.0);
+    ASSERT_TRUE(bl.fsync_samples > 0 && bl.fsync_us > 0.0 && bl.fsync_p99_us >= bl.fsync_us);
     ASSERT_TRUE(bl.rtt_samples > 0 && bl.rtt_us > 0.0);
     ASSERT_TRUE(bl.bw_small_bytes > 0 && bl.bw_small_mb_s > 0.0);
     ASSERT_TRUE(bl.bw_large_bytes > 0 && bl.bw_large_mb_s > 0.0);
@@ -88,10 +89,10 @@ TEST(bench_baseline, full_measurement_fills_every_field)
 TEST(bench_baseline, missing_directory_fails)
 {
     struct bench_baseline bl;
-    double us = 0.0;
+    double us = 0.0, p99 = 0.0;
     unsigned taken = 7;
 
-    ASSERT_EQ_I64(baseline_fsync("/nonexistent/aegis-baseline", 5, &us, &taken), -1);
+    ASSERT_EQ_I64(baseline_fsync("/nonexistent/aegis-baseline", 5, &us, &p99, &taken), -1);
     ASSERT_EQ_I64(bench_baseline_measure(&bl, "/nonexistent/aegis-baseline"), -1);
     return TEST_PASS;
 }
