@@ -26,8 +26,8 @@ trap 'rm -f "$log"' EXIT
     --duration "$((RECORD + 4))" "$@" >"$log" 2>&1 &
 bench=$!
 sleep 4 # Cluster start (about 1 s), warmup (2 s), then well into the measurement.
-pids=$(ps -eo pid,ppid,comm | awk -v b="$bench" '$1 == b || ($2 == b && $3 == "aegisd") {print $1}' |
-       paste -sd,)
+pids=$(ps -eo pid,ppid,comm |
+       awk -v b="$bench" '$1 == b || ($2 == b && $3 == "aegisd") {print $1}' | paste -sd,)
 echo "profile.sh: $(uptime)" >&2
 perf record -g -p "$pids" -o "$OUT" -- sleep "$RECORD" >/dev/null 2>&1
 wait "$bench" || true

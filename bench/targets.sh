@@ -191,11 +191,11 @@ o.append(f"Measured {start} by bench/targets.sh on {ncpu} cores shared with othe
 o.append(f"- load average at start: `{up0.strip()}`")
 o.append(f"- load average at end: `{up1.strip()}`")
 if loads:
-    o.append(f"- 1-minute load average at the start of the runs: median {statistics.median(loads):.2f}, "
-             f"min {min(loads):.2f}, max {max(loads):.2f}")
+    o.append(f"- 1-minute load average at the start of the runs: median "
+             f"{statistics.median(loads):.2f}, min {min(loads):.2f}, max {max(loads):.2f}")
 o.append(f"- baseline (medians over {len(baselines)} runs): fdatasync of a 128 B append "
-         f"{fs / 1000:.3f} ms (p99 {fs99 / 1000:.3f} ms), loopback round trip {rtt / 1000:.3f} ms, append+fdatasync "
-         f"64 KiB {bw64:.0f} MB/s, 1 MiB {bw1m:.0f} MB/s\n")
+         f"{fs / 1000:.3f} ms (p99 {fs99 / 1000:.3f} ms), loopback round trip "
+         f"{rtt / 1000:.3f} ms, append+fdatasync 64 KiB {bw64:.0f} MB/s, 1 MiB {bw1m:.0f} MB/s\n")
 o.append("| system | value | clients x pipeline | ops/s | p50 ms | p99 ms | value MB/s | errors |")
 o.append("|---|---:|---:|---:|---:|---:|---:|---:|")
 order = {"aegis-batch": 0, "redis-always": 1, "aegis-none": 2, "redis-off": 3}
