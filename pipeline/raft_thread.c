@@ -394,6 +394,10 @@ static void drain_reports(struct aegis_node *n)
             aegis__raft_applied(n->raft, rep.applied);
             break;
         case AEGIS_REPORT_SNAPSHOT:
+            /* The apply thread took it at its applied index and reports that index only
+             * after its batch, behind this report: say it first, or the core refuses the
+             * snapshot (index > applied) and, having asked once, never asks again. */
+            aegis__raft_applied(n->raft, rep.meta->index);
             if (aegis__raft_snapshot_taken(n->raft, rep.meta, rep.data) == 0) {
                 n->snapshot_index = rep.meta->index;
                 struct aegis_log_req req = {.op = AEGIS_LOG_OP_COMPACT};
