@@ -48,6 +48,10 @@ static void send_done(struct aegis_uring_loop *loop, int status, void *data)
     aegis__free(n->alloc, ctx);
 }
 
+/* A link with this many frames not yet handed to the kernel is stalled (a healthy one
+ * drains at every loop pass): snapshot chunks to it are dropped, see below. */
+#define SNAPSHOT_QUEUED_MAX 16
+
 void aegis__net_send_msg(struct aegis_node *n, struct aegis_msg *m)
 {
     struct aegis_codec_size size;
@@ -55,6 +59,16 @@ void aegis__net_send_msg(struct aegis_node *n, struct aegis_msg *m)
     size_t iov_count = 0, frame_bytes = 0;
     int rv;
 
+    /* The core copies each snapshot chunk (up to 1 MiB) and resends it after an election
+     * timeout without an answer. To a peer that stopped reading (SIGSTOP, a hung host)
+     * every resend would queue another copy, up to the link's peer_queue_max frames:
+     * gigabytes. Dropping chunks on a stalled link bounds them to SNAPSHOT_QUEUED_MAX
+     * per peer; the core resends once the peer answers again. */
+    if (m->type == AEGIS_MSG_SNAPSHOT_REQ &&
+        aegis__uring_loop_peer_queued(n->loop, m->to) >= SNAPSHOT_QUEUED_MAX) {
+        n->stats.peer_send_failed++;
+        goto err_drop;
+    }
     rv = aegis__codec_encode_size(m, &size);
     if (rv != 0) {
         goto err_drop;
