@@ -276,6 +276,12 @@ int aegis_node_create(struct aegis_node **out, const struct aegis_node_config *c
     }
     n->status.id = c->id;
     n->status.role = AEGIS_NODE_FOLLOWER;
+    /* What was recovered, so that status is true before the raft thread's first pass. */
+    n->status.term = aegis__raft_term(n->raft);
+    n->status.commit_index = aegis__raft_commit_index(n->raft);
+    n->status.last_index = aegis__raft_last_index(n->raft);
+    n->status.snapshot_index = n->snapshot_index;
+    n->status.applied_index = n->applied_index;
     *out = n;
     return 0;
 
