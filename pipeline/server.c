@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/uio.h>
 
 #include "net/resp.h"
 #include "pipeline/logging.h"
@@ -39,6 +40,9 @@ struct srv_conn {
     bool paused;
     bool close_after_flush;
     bool closed;
+    bool dirty;                  /* On the server's dirty list: replies to write. */
+    bool writing;                /* A write is queued in the loop: the next one waits. */
+    struct srv_conn *dirty_next;
 };
 
 struct aegis_server {
@@ -50,6 +54,7 @@ struct aegis_server {
     uint32_t map_mask;
     uint32_t conns;
     bool overloaded;             /* Some connection is paused on AEGIS_EFULL. */
+    struct srv_conn *dirty;      /* Connections with replies filled since the last flush. */
 };
 
 /* One asynchronous command in flight. */
@@ -135,6 +140,36 @@ static char *fmt_alloc(uint32_t *len_out, const char *fmt, ...)
     return p;
 }
 
+/* The hot replies, without printf: writes answer +OK or an integer. */
+static char *dup_bytes(const char *bytes, uint32_t len, uint32_t *len_out)
+{
+    char *p = malloc(len);
+
+    if (p != NULL) {
+        memcpy(p, bytes, len);
+    }
+    *len_out = p != NULL ? len : 0;
+    return p;
+}
+
+static char *int_reply(int64_t v, uint32_t *len_out)
+{
+    char buf[32], *end = buf + sizeof(buf), *p = end;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+
+    *--p = '\n';
+    *--p = '\r';
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (v < 0) {
+        *--p = '-';
+    }
+    *--p = ':';
+    return dup_bytes(p, (uint32_t)(end - p), len_out);
+}
+
 static char *bulk_alloc(const void *data, size_t len, uint32_t *len_out)
 {
     char head[32];
@@ -166,12 +201,59 @@ static void conn_free(struct srv_conn *c)
     free(c);
 }
 
+/* One write in the loop's queue; freed when the kernel is done with it. */
+struct srv_write {
+    struct srv_conn *conn;
+    char bytes[];
+};
+
+static void conn_flush(struct srv_conn *c);
+
+static void flush_and_resume(struct srv_conn *c)
+{
+    struct aegis_server *s = c->srv;
+
+    conn_flush(c);
+    if (c->paused && c->next_seq - c->flushed_seq <= s->slots_mask / 2) {
+        c->paused = false;
+        aegis__uring_loop_client_resume(s->node->loop, c->id);
+    }
+}
+
+/* The loop finished (or dropped) a connection's write: the replies that completed in the
+ * meantime go out now. */
+static void write_done(struct aegis_uring_loop *loop, int status, void *data)
+{
+    struct srv_write *wr = data;
+    struct srv_conn *c = wr->conn;
+
+    (void)loop;
+    free(wr);
+    c->writing = false;
+    c->refs--;
+    if (c->closed) {
+        if (c->refs == 0 && !c->dirty) {
+            conn_free(c);
+        }
+    } else if (status == 0) {
+        flush_and_resume(c);
+    }
+}
+
+/* Write the replies that are done, in order. At most one write per connection is in the
+ * loop's queue: the loop's per-client queue is bounded (a write it refuses would be a
+ * reply lost and every later reply misattributed by the client), and a client that does
+ * not read its replies then fills its reply slots, which stops reading it: memory per
+ * connection stays bounded by the slots and one write. */
 static void conn_flush(struct srv_conn *c)
 {
     struct aegis_server *s = c->srv;
     struct aegis_resp_wbuf w;
     uint64_t q = c->flushed_seq;
 
+    if (c->writing) {
+        return; /* write_done flushes again. */
+    }
     aegis__resp_wbuf_init(&w, NULL, 0);
     while (q < c->next_seq && c->slots[q & s->slots_mask].done) {
         struct srv_slot *slot = &c->slots[q & s->slots_mask];
@@ -185,10 +267,27 @@ static void conn_flush(struct srv_conn *c)
     }
     c->flushed_seq = q;
     if (w.len > 0) {
-        aegis__node_client_write(s->node, c->id, w.data, w.len);
+        struct srv_write *wr = malloc(sizeof(*wr) + w.len);
+        struct iovec iov;
+        int rv = AEGIS_ENOMEM;
+
+        if (wr != NULL) {
+            wr->conn = c;
+            memcpy(wr->bytes, w.data, w.len);
+            iov = (struct iovec){.iov_base = wr->bytes, .iov_len = w.len};
+            rv = aegis__uring_loop_client_write(s->node->loop, c->id, &iov, 1, write_done, wr);
+        }
+        if (rv == 0) {
+            c->writing = true;
+            c->refs++;
+        } else {
+            free(wr);
+            /* Replies lost: the connection must not go on out of step. */
+            aegis__uring_loop_client_close(s->node->loop, c->id, false);
+        }
     }
     aegis__resp_wbuf_close(&w);
-    if (c->close_after_flush && c->flushed_seq == c->next_seq) {
+    if (c->close_after_flush && c->flushed_seq == c->next_seq && !c->writing) {
         aegis__uring_loop_client_close(s->node->loop, c->id, true);
     }
 }
@@ -260,15 +359,16 @@ static void deliver(struct aegis_node *n, void *arg, uint64_t u)
     c->refs--;
     if (c->closed) {
         free(op->reply);
-        if (c->refs == 0) {
+        if (c->refs == 0 && !c->dirty) {
             conn_free(c);
         }
     } else {
         slot_fill(c, op->seq, op->reply, op->reply_len);
-        conn_flush(c);
-        if (c->paused && c->next_seq - c->flushed_seq <= s->slots_mask / 2) {
-            c->paused = false;
-            aegis__uring_loop_client_resume(n->loop, c->id);
+        /* Written in on_flush, together with every other reply of this batch. */
+        if (!c->dirty) {
+            c->dirty = true;
+            c->dirty_next = s->dirty;
+            s->dirty = c;
         }
     }
     if (s->overloaded) {
@@ -321,11 +421,11 @@ static void op_done(void *data, const struct aegis_result *res)
     } else {
         switch (op->kind) {
         case OP_OK:
-            op->reply = fmt_alloc(&op->reply_len, "+OK\r\n");
+            op->reply = dup_bytes("+OK\r\n", 5, &op->reply_len);
             break;
         case OP_INT:
         case OP_CAS:
-            op->reply = fmt_alloc(&op->reply_len, ":%lld\r\n", (long long)res->integer);
+            op->reply = int_reply(res->integer, &op->reply_len);
             break;
         case OP_GET:
             if (res->value == NULL) {
@@ -978,6 +1078,29 @@ static size_t on_data(struct aegis_node *n, aegis_uring_client_id id, const uint
     return used;
 }
 
+/* End of a batch of completions on the net thread: one write per connection. */
+static void on_flush(struct aegis_node *n, void *data)
+{
+    struct aegis_server *s = data;
+    struct srv_conn *c = s->dirty;
+
+    (void)n;
+    s->dirty = NULL;
+    while (c != NULL) {
+        struct srv_conn *next = c->dirty_next;
+
+        c->dirty = false;
+        if (c->closed) {
+            if (c->refs == 0) {
+                conn_free(c);
+            }
+        } else {
+            flush_and_resume(c);
+        }
+        c = next;
+    }
+}
+
 static void on_close(struct aegis_node *n, aegis_uring_client_id id, int status, void *data)
 {
     struct aegis_server *s = data;
@@ -991,7 +1114,7 @@ static void on_close(struct aegis_node *n, aegis_uring_client_id id, int status,
     map_remove(s, id);
     s->conns--;
     c->closed = true;
-    if (c->refs == 0) {
+    if (c->refs == 0 && !c->dirty) {
         conn_free(c);
     }
 }
@@ -1001,7 +1124,7 @@ int aegis__server_create(struct aegis_server **out, struct aegis_node *n,
 {
     struct aegis_server *s = calloc(1, sizeof(*s));
     struct aegis_client_hooks hooks = {.on_open = on_open, .on_data = on_data,
-                                       .on_close = on_close};
+                                       .on_close = on_close, .on_flush = on_flush};
     uint32_t slots = 1, map = 1;
 
     if (s == NULL) {
@@ -1040,9 +1163,15 @@ void aegis__server_destroy(struct aegis_server *s)
         return;
     }
     for (uint32_t i = 0; i <= s->map_mask; i++) {
-        if (s->map[i] != NULL) {
+        if (s->map[i] != NULL && !s->map[i]->dirty) {
             conn_free(s->map[i]);
         }
+    }
+    while (s->dirty != NULL) {
+        struct srv_conn *next = s->dirty->dirty_next;
+
+        conn_free(s->dirty);
+        s->dirty = next;
     }
     free(s->map);
     free(s);
