@@ -14,6 +14,9 @@
  * linearizable aegis_node_read on every node; and stopping the nodes, after which each
  * node's state may be read directly because no node thread touches it any more. It exits
  * 0 when all three state machines agree with what was proposed. */
+#ifndef _XOPEN_SOURCE
+#define _XOPEN_SOURCE 700 /* nftw, mkdtemp, nanosleep under -std=c11. */
+#endif
 #include <arpa/inet.h>
 #include <ftw.h>
 #include <netinet/in.h>
@@ -57,8 +60,8 @@ static void app_apply(void *data, aegis_index index, const void *cmd, size_t len
     if (strncmp(text, "add ", 4) == 0) {
         a->counter += strtoll(text + 4, NULL, 10);
         res->integer = a->counter;
-    } else if (strncmp(text, "append ", 7) == 0 && a->count < LIST_MAX) {
-        snprintf(a->items[a->count], WORD_MAX, "%s", text + 7);
+    } else if (strncmp(text, "append ", 7) == 0 && len - 7 < WORD_MAX && a->count < LIST_MAX) {
+        memcpy(a->items[a->count], text + 7, len - 7 + 1); /* With the NUL. */
         a->count++;
         res->integer = a->count;
     } else {
