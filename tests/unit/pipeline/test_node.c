@@ -1,7 +1,8 @@
 /* The node runtime end to end: three nodes in one process over real loopback TCP, driven
  * only through the embedding API (include/aegis/aegis.h) with the built-in KV.
  *
- *   node.replicate_failover_restart  elect; replicate AEGIS_NODE_COMMANDS (default 100000)
+ *   node.replicate_failover_restart  elect; replicate AEGIS_NODE_COMMANDS (default 100000,
+ *                                    20000 under TSan)
  *                                    SETs with async proposals, at most WINDOW in flight;
  *                                    every node applies the same index and reads back the
  *                                    same values; stop the leader; another is elected and
@@ -18,8 +19,8 @@
  *
  * Ports are picked at run time (bind port 0, read it back, close). Data directories live
  * under /tmp and are removed. AEGIS_NODE_COMMANDS overrides the command count of the first
- * test; AEGIS_NODE_LONG=1 makes the memory tests write ten times as much. Each test takes
- * a few seconds in a debug build. Internal headers are used only to encode KV commands
+ * test; AEGIS_NODE_LONG=1 makes the memory tests write five times as much and idle 30 s
+ * (about 40 s each). Each test takes a few seconds in a debug build. Internal headers are used only to encode KV commands
  * and, after a node is stopped, to read its counters. */
 #include <arpa/inet.h>
 #include <malloc.h>
@@ -43,6 +44,16 @@
 #define KEYS 1000u         /* SET k<i % KEYS>: the KV stays small, the log grows. */
 #define VALUE_MAX 1100u
 #define WAIT_MS 20000u     /* Upper bound on any single wait; tests normally take far less. */
+
+/* ThreadSanitizer runs these threads ~15x slower: the same paths with fewer writes keep
+ * the executable near 30 s there (CI material). */
+#if defined(__SANITIZE_THREAD__)
+#define COMMANDS_DEFAULT 20000u
+#define PHASE_DEFAULT 10000u
+#else
+#define COMMANDS_DEFAULT 100000u
+#define PHASE_DEFAULT 20000u
+#endif
 
 /* ---- Small utilities. ---- */
 
@@ -417,7 +428,7 @@ static int check_reads(struct aegis_node *n, uint64_t total, uint32_t value_len)
 TEST(node, replicate_failover_restart)
 {
     struct tcluster c;
-    uint64_t commands = env_u64("AEGIS_NODE_COMMANDS", 100000), more = 5000, t0;
+    uint64_t commands = env_u64("AEGIS_NODE_COMMANDS", COMMANDS_DEFAULT), more = 5000, t0;
     struct aegis_status s;
     int leader, leader2, rv;
 
@@ -611,7 +622,7 @@ static enum test_result bounded_run(bool paused)
 {
     const uint64_t threshold = 5000;
     const uint32_t value_len = 1024;
-    uint64_t phase = long_mode() ? 100000 : 20000, phases = 3, warm = 2 * threshold;
+    uint64_t phase = long_mode() ? 100000 : PHASE_DEFAULT, phases = 3, warm = 2 * threshold;
     uint64_t bound_entries = 2 * threshold + threshold / 10 + 16 + WINDOW;
     uint64_t heap_bound = 2 * bound_entries * (value_len + 512) + 2 * (16u << 20);
     uint64_t heap0, heap_max = 0, done = warm;
