@@ -708,3 +708,68 @@ TEST(node, follower_paused_bounded)
 {
     return bounded_run(true);
 }
+
+/* ---- Stopping a node runs every callback it accepted, exactly once. ---- */
+
+struct counted {
+    pthread_mutex_t lock;
+    uint32_t calls;
+    uint32_t by_status[4]; /* 0, ELEADERLOST, ESHUTDOWN, other. */
+};
+
+static void counted_done(void *data, const struct aegis_result *res)
+{
+    struct counted *k = data;
+
+    pthread_mutex_lock(&k->lock);
+    k->calls++;
+    k->by_status[res->status == 0                      ? 0
+                 : res->status == AEGIS_ELEADERLOST ? 1
+                 : res->status == AEGIS_ESHUTDOWN   ? 2
+                                                    : 3]++;
+    pthread_mutex_unlock(&k->lock);
+}
+
+TEST(node, stop_completes_everything)
+{
+    struct counted k = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    uint32_t accepted = 0;
+    struct tcluster c;
+    int leader, follower;
+
+    ASSERT_OK(tc_init(&c, 100000));
+    for (int i = 0; i < NODES; i++) {
+        ASSERT_OK(tc_start(&c, i));
+    }
+    leader = tc_wait_leader(&c);
+    ASSERT_TRUE(leader >= 0);
+    follower = (leader + 1) % NODES;
+    /* Proposals (forwarded to the leader) and reads (a ReadIndex round through it) on a
+     * follower, then stop it at once: some are answered, the rest must fail. */
+    for (uint32_t i = 0; i < 2000; i++) {
+        struct aegis_buf *cmd;
+        char key[16];
+        size_t klen = key_of(i, key);
+        int rv;
+
+        if (i % 2 == 0) {
+            ASSERT_OK(aegis__kv_encode_set(NULL, key, klen, "v", 1, &cmd));
+            rv = aegis_node_propose(c.n[follower], cmd->data, cmd->len, counted_done, &k);
+        } else {
+            ASSERT_OK(aegis__kv_encode_get(NULL, key, klen, &cmd));
+            rv = aegis_node_read(c.n[follower], cmd->data, cmd->len, counted_done, &k);
+        }
+        aegis__buf_unref(cmd);
+        accepted += rv == 0;
+    }
+    ASSERT_OK(aegis_node_stop(c.n[follower]));
+    pthread_mutex_lock(&k.lock);
+    fprintf(stderr, "  %u accepted: %u ok, %u leader lost, %u shutdown, %u other\n", accepted,
+            k.by_status[0], k.by_status[1], k.by_status[2], k.by_status[3]);
+    ASSERT_EQ_U64(k.calls, accepted);
+    pthread_mutex_unlock(&k.lock);
+    ASSERT_EQ_U64(k.by_status[3], 0);
+    tc_close(&c);
+    ASSERT_EQ_U64(k.calls, accepted); /* Nothing more at destroy. */
+    return TEST_PASS;
+}
