@@ -714,7 +714,8 @@ TEST(node, follower_paused_bounded)
 struct counted {
     pthread_mutex_t lock;
     uint32_t calls;
-    uint32_t by_status[4]; /* 0, ELEADERLOST, ESHUTDOWN, other. */
+    uint32_t by_status[4]; /* Answered (a GET may find nothing), ELEADERLOST, ESHUTDOWN,
+                              other. */
 };
 
 static void counted_done(void *data, const struct aegis_result *res)
@@ -723,7 +724,7 @@ static void counted_done(void *data, const struct aegis_result *res)
 
     pthread_mutex_lock(&k->lock);
     k->calls++;
-    k->by_status[res->status == 0                      ? 0
+    k->by_status[res->status == 0 || res->status == AEGIS_ENOTFOUND ? 0
                  : res->status == AEGIS_ELEADERLOST ? 1
                  : res->status == AEGIS_ESHUTDOWN   ? 2
                                                     : 3]++;
