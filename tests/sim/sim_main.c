@@ -1,0 +1,257 @@
+/* The `sim` command: runs the simulation for one seed or a range of seeds.
+ *
+ *   sim --seed S [--steps N] [--nodes 3|5] [--bugs NAME[,NAME]] [--verbose]
+ *   sim --seeds A..B | --seed S --count M   many seeds, stopping at the first failure
+ *   sim ... --expect-violation              succeed iff some seed shows a violation
+ *
+ * Environment: AEGIS_SEED=<n> replays that one seed (whatever range was asked);
+ * AEGIS_SIM_SEEDS=<m> runs m seeds from the first one (long mode).
+ *
+ * On a violation it prints the seed, the step, the property and the message, the command
+ * line that replays it, and the last SIM_TRACE_KEEP trace events. A failed assertion
+ * (in the core or in the simulation) is reported the same way: the assertion hook jumps
+ * back here. Exit status: 0 pass, 1 violation (or, with --expect-violation, none found),
+ * 2 usage. */
+#include <setjmp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "engine/assert.h"
+#include "sim.h"
+
+static jmp_buf assert_jump;
+static struct sim_world *running;
+
+static void on_assert(const char *expr, const char *file, int line)
+{
+    if (running != NULL) {
+        sim_fail(running, "Assertion", "%s:%d: %s", file, line, expr);
+        longjmp(assert_jump, 1);
+    }
+    fprintf(stderr, "%s:%d: assertion failed: %s\n", file, line, expr);
+    abort();
+}
+
+static const struct {
+    const char *name;
+    uint32_t bit;
+} bug_table[] = {
+    {"commit_old_term", AEGIS_RAFT_BUG_COMMIT_OLD_TERM},
+    {"vote_any_log", AEGIS_RAFT_BUG_VOTE_ANY_LOG},
+    {"ack_before_durable", AEGIS_RAFT_BUG_ACK_BEFORE_DURABLE},
+    {"read_without_index", AEGIS_RAFT_BUG_READ_WITHOUT_INDEX},
+};
+
+static bool parse_bugs(const char *s, uint32_t *bits)
+{
+    char buf[256], *save = NULL;
+
+    if (strlen(s) >= sizeof(buf)) {
+        return false;
+    }
+    strcpy(buf, s);
+    for (char *t = strtok_r(buf, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save)) {
+        bool found = false;
+
+        for (size_t i = 0; i < sizeof(bug_table) / sizeof(bug_table[0]); i++) {
+            if (strcasecmp(t, bug_table[i].name) == 0) {
+                *bits |= bug_table[i].bit;
+                found = true;
+            }
+        }
+        if (!found) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: sim [--seed S] [--seeds A..B | --count M] [--steps N] [--nodes 3|5]\n"
+            "           [--bugs commit_old_term,vote_any_log,ack_before_durable,"
+            "read_without_index]\n"
+            "           [--expect-violation] [--verbose]\n"
+            "env: AEGIS_SEED=<n> replays one seed; AEGIS_SIM_SEEDS=<m> runs m seeds\n");
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void replay_line(const struct sim_options *o, FILE *f)
+{
+    fprintf(f, "replay: sim --seed %" PRIu64 " --steps %" PRIu64 " --nodes %u", o->seed,
+            o->steps, o->nodes);
+    if (o->bug_names != NULL) {
+        fprintf(f, " --bugs %s", o->bug_names);
+    }
+    fprintf(f, " --verbose\n");
+}
+
+static void report_failure(const struct sim_world *w, bool with_trace)
+{
+    fprintf(stderr, "FAIL seed=%" PRIu64 " step=%" PRIu64 " %s\n", w->opt.seed, w->fail_step,
+            w->failure);
+    replay_line(&w->opt, stderr);
+    if (with_trace) {
+        sim_dump_trace(w, stderr);
+        fprintf(stderr, "FAIL seed=%" PRIu64 " step=%" PRIu64 " %s\n", w->opt.seed,
+                w->fail_step, w->failure);
+    }
+}
+
+static void add_stats(struct sim_stats *t, const struct sim_stats *s)
+{
+    t->msgs_sent += s->msgs_sent;
+    t->msgs_dropped += s->msgs_dropped;
+    t->msgs_duplicated += s->msgs_duplicated;
+    t->crashes += s->crashes;
+    t->torn += s->torn;
+    t->partitions += s->partitions;
+    t->pauses += s->pauses;
+    t->leaders += s->leaders;
+    t->snapshots_taken += s->snapshots_taken;
+    t->snapshots_installed += s->snapshots_installed;
+    t->ops_ok += s->ops_ok;
+    t->ops_indeterminate += s->ops_indeterminate;
+    t->reads_ok += s->reads_ok;
+    t->lin_steps += s->lin_steps;
+}
+
+/* Run one seed; returns true when it passed. The world is freed unless an assertion
+ * jumped out of it (its state is then inconsistent; it stays reachable and leaks). */
+static bool run_seed(const struct sim_options *o, struct sim_stats *total, bool quiet_fail)
+{
+    struct sim_world *w = sim_xcalloc(1, sizeof(*w));
+    bool ok;
+
+    running = w;
+    if (setjmp(assert_jump) == 0) {
+        sim_world_init(w, o);
+        ok = !w->failed && sim_world_run(w);
+        running = NULL;
+        if (!ok) {
+            report_failure(w, !quiet_fail || o->verbose);
+        }
+        add_stats(total, &w->stats);
+        sim_world_close(w);
+        free(w);
+        return ok;
+    }
+    running = NULL;
+    report_failure(w, !quiet_fail || o->verbose);
+    return false; /* w leaks on purpose: see above. */
+}
+
+static bool parse_u64(const char *s, uint64_t *out)
+{
+    char *end;
+
+    if (s == NULL || *s == 0) {
+        return false;
+    }
+    *out = strtoull(s, &end, 0);
+    return *end == 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct sim_options o = {.seed = 1, .steps = 3000, .nodes = 3};
+    uint64_t first = 1, count = 1;
+    bool expect_violation = false;
+    const char *env;
+    struct sim_stats total = {0};
+    uint64_t ran = 0, failed_seed = 0;
+    bool failed = false;
+    double start;
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        uint64_t x;
+
+        if (strcmp(a, "--seed") == 0 && parse_u64(v, &x)) {
+            first = x;
+            i++;
+        } else if (strcmp(a, "--seeds") == 0 && v != NULL && strstr(v, "..") != NULL) {
+            char *end;
+
+            first = strtoull(v, &end, 0);
+            x = strtoull(end + 2, NULL, 0);
+            if (x < first) {
+                usage();
+                return 2;
+            }
+            count = x - first + 1;
+            i++;
+        } else if (strcmp(a, "--count") == 0 && parse_u64(v, &x) && x > 0) {
+            count = x;
+            i++;
+        } else if (strcmp(a, "--steps") == 0 && parse_u64(v, &x)) {
+            o.steps = x;
+            i++;
+        } else if (strcmp(a, "--nodes") == 0 && parse_u64(v, &x) && x >= 1 &&
+                   x <= SIM_NODES_MAX) {
+            o.nodes = (unsigned)x;
+            i++;
+        } else if (strcmp(a, "--bugs") == 0 && v != NULL && parse_bugs(v, &o.bugs)) {
+            o.bug_names = v;
+            i++;
+        } else if (strcmp(a, "--expect-violation") == 0) {
+            expect_violation = true;
+        } else if (strcmp(a, "--verbose") == 0) {
+            o.verbose = true;
+        } else {
+            usage();
+            return 2;
+        }
+    }
+    if ((env = getenv("AEGIS_SIM_SEEDS")) != NULL && parse_u64(env, &count) && count == 0) {
+        count = 1;
+    }
+    if ((env = getenv("AEGIS_SEED")) != NULL && parse_u64(env, &first)) {
+        count = 1;
+    }
+    aegis__assert_set_hook(on_assert);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    start = now_s();
+    for (uint64_t s = first; s < first + count; s++) {
+        o.seed = s;
+        ran++;
+        if (!run_seed(&o, &total, expect_violation)) {
+            failed = true;
+            failed_seed = s;
+            break;
+        }
+    }
+    printf("sim: %" PRIu64 " seed(s) from %" PRIu64 ", %u nodes, %" PRIu64 " steps%s%s: %s"
+           " in %.1f s\n", ran, first, o.nodes, o.steps, o.bug_names ? ", bugs " : "",
+           o.bug_names ? o.bug_names : "", failed ? "VIOLATION" : "all passed",
+           now_s() - start);
+    printf("sim: leaders %" PRIu64 ", crashes %" PRIu64 " (torn %" PRIu64 "), partitions %"
+           PRIu64 ", pauses %" PRIu64 ", msgs %" PRIu64 " (dropped %" PRIu64 ", dup %" PRIu64
+           "), snapshots %" PRIu64 "/%" PRIu64 " taken/installed\n", total.leaders,
+           total.crashes, total.torn, total.partitions, total.pauses, total.msgs_sent,
+           total.msgs_dropped, total.msgs_duplicated, total.snapshots_taken,
+           total.snapshots_installed);
+    printf("sim: client writes ok %" PRIu64 ", indeterminate %" PRIu64 ", reads ok %" PRIu64
+           ", linearizability search steps %" PRIu64 "\n", total.ops_ok,
+           total.ops_indeterminate, total.reads_ok, total.lin_steps);
+    if (expect_violation) {
+        if (failed) {
+            printf("sim: violation caught at seed %" PRIu64 " (seed %" PRIu64 " of %" PRIu64
+                   " allowed)\n", failed_seed, ran, count);
+            return 0;
+        }
+        printf("sim: NO violation in %" PRIu64 " seeds: the checkers missed the bug\n", ran);
+        return 1;
+    }
+    return failed ? 1 : 0;
+}
