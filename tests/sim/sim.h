@@ -26,6 +26,15 @@
 #define SIM_CLIENTS_MAX 8
 #define SIM_TRACE_KEEP 200
 
+/* Fault schedules. MIXED picks one of the others per seed. */
+enum sim_profile {
+    SIM_PROFILE_MIXED = 0,
+    SIM_PROFILE_CHAOS,     /* Everything at random intensities. */
+    SIM_PROFILE_FIGURE8,   /* Leaders crash after proposals and at their first commit. */
+    SIM_PROFILE_CRASH,     /* Frequent crashes, slow disks. */
+    SIM_PROFILE_PARTITION, /* Long leader partitions and pauses. */
+};
+
 struct sim_options {
     uint64_t seed;
     uint64_t steps;      /* Steps with faults; the final quiet phase comes on top. */
@@ -33,6 +42,7 @@ struct sim_options {
     uint32_t bugs;       /* AEGIS_RAFT_BUG_* bits handed to every core. */
     const char *bug_names; /* As given on the command line, for the replay line. */
     bool verbose;        /* Print every trace event as it happens. */
+    enum sim_profile profile;
 };
 
 /* Fault and workload intensities, drawn from the seed at the start of a run. */
@@ -45,6 +55,10 @@ struct sim_params {
     uint32_t crash_ppm;
     uint32_t restart_delay_max;
     uint32_t torn_ppm;           /* On a crash, a prefix of the head write survives. */
+    uint32_t commit_kill_ppm;    /* A leader that just committed crashes before sending. */
+    uint32_t first_commit_kill_ppm; /* The same, at a leader's first commit of its term. */
+    uint32_t propose_kill_ppm;   /* A leader given a proposal crashes a few steps later. */
+    uint32_t propose_kill_delay_max;
     uint32_t pause_ppm;
     uint32_t pause_len_max;
     uint32_t disk_latency_max;   /* Steps per write (writes complete in order). */
@@ -123,6 +137,7 @@ struct sim_node {
     bool up;
     bool paused;
     uint64_t restart_at;
+    uint64_t crash_at;         /* A crash scheduled by propose_kill, 0 when none. */
     uint64_t pause_until;
     uint32_t incarnation;
     struct aegis_raft *raft;
@@ -133,6 +148,8 @@ struct sim_node {
     int64_t kv[SIM_KEYS_MAX];
     aegis_index applied;
     aegis_index applied_reported;
+    aegis_index commit_seen;   /* Leader's commit index when last checked. */
+    aegis_term commit_term;    /* Term of this node's last commit as leader. */
     struct sim_slog log;
 };
 
@@ -197,6 +214,8 @@ struct sim_stats {
     uint64_t msgs_dropped;
     uint64_t msgs_duplicated;
     uint64_t crashes;
+    uint64_t commit_kills;
+    uint64_t old_term_commits; /* A leader's commit index rests on an earlier term. */
     uint64_t torn;
     uint64_t partitions;
     uint64_t pauses;
@@ -211,6 +230,7 @@ struct sim_stats {
 
 struct sim_world {
     struct sim_options opt;
+    enum sim_profile profile; /* This seed's (never MIXED). */
     struct sim_params p;
     struct aegis_rng rng;
     struct aegis_raft_config config;
@@ -251,6 +271,7 @@ struct sim_world {
     /* Failure and trace. */
     bool failed;
     uint64_t fail_step;
+    const char *fail_property; /* Static string: "Election Safety", "Assertion", ... */
     char failure[1024];
     struct sim_trace_ev trace[SIM_TRACE_KEEP];
     uint64_t trace_count;
@@ -267,6 +288,8 @@ void sim_trace(struct sim_world *w, aegis_node_id node, const char *what, uint64
 void sim_fail(struct sim_world *w, const char *property, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void sim_drive(struct sim_world *w, struct sim_node *nd);
+void sim_propose_kill(struct sim_world *w, struct sim_node *nd);
+const char *sim_profile_name(enum sim_profile profile);
 struct sim_node *sim_node(struct sim_world *w, aegis_node_id id);
 void sim_dump_trace(const struct sim_world *w, FILE *f);
 void *sim_xcalloc(size_t count, size_t size);

@@ -327,6 +327,17 @@ void sim_check_node(struct sim_world *w, struct sim_node *nd)
         return;
     }
     term = aegis__raft_term(nd->raft);
+    {
+        aegis_index commit = aegis__raft_commit_index(nd->raft);
+        struct sim_slog *l = &nd->log;
+
+        if (commit > l->base && commit <= slog_last(l) && slog_at(l, commit).term != term &&
+            commit != nd->commit_seen) {
+            w->stats.old_term_commits++;
+            sim_trace(w, nd->id, "sim.old_term_commit", commit, slog_at(l, commit).term);
+        }
+        nd->commit_seen = commit;
+    }
     if (term >= w->leader_of_cap) {
         size_t cap = w->leader_of_cap == 0 ? 256 : w->leader_of_cap;
 

@@ -297,6 +297,7 @@ static int attempt(struct sim_world *w, struct sim_client *c, struct sim_node *n
         if (rv == 0) {
             c->index = index;
             sim_trace(w, nd->id, "client.propose", h->op.id, index);
+            sim_propose_kill(w, nd);
         }
     } else {
         c->ctx = ++w->next_ctx;
@@ -368,6 +369,7 @@ void sim_clients_step(struct sim_world *w)
                 submit(w, c);
             }
         } else if (w->now >= c->deadline) {
+            c->leader_guess = 0; /* Whoever we trusted did not answer: look around. */
             finish(w, c,
                    c->state == SIM_CLIENT_WRITE && c->submitted ? SIM_OP_INDETERMINATE
                                                                 : SIM_OP_NOT_EXECUTED,

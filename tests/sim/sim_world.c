@@ -93,6 +93,7 @@ void sim_fail(struct sim_world *w, const char *property, const char *fmt, ...)
     }
     w->failed = true;
     w->fail_step = w->now;
+    w->fail_property = property;
     len = snprintf(w->failure, sizeof(w->failure), "%s: ", property);
     va_start(ap, fmt);
     vsnprintf(w->failure + len, sizeof(w->failure) - (size_t)len, fmt, ap);
@@ -434,7 +435,36 @@ static void apply_committed(struct sim_world *w, struct sim_node *nd,
     }
 }
 
-static void handle_ready(struct sim_world *w, struct sim_node *nd, struct aegis_ready *rd)
+static void node_crash(struct sim_world *w, struct sim_node *nd);
+
+/* A leader that has just applied newly committed entries may crash before anything else
+ * of the ready happens (its messages never leave, its entries never reach the disk). The
+ * first commit of a new leader is the riskiest moment, so it has its own, higher chance:
+ * it is where a leader that commits an earlier term's entries by counting replicas
+ * (Figure 8) leaves a committed entry that a later leader can overwrite. */
+static bool commit_kill(struct sim_world *w, struct sim_node *nd, const struct aegis_ready *rd)
+{
+    aegis_term term;
+    uint32_t ppm;
+
+    if (w->final_phase || rd->committed_count == 0 ||
+        aegis__raft_role(nd->raft) != AEGIS_ROLE_LEADER) {
+        return false;
+    }
+    term = aegis__raft_term(nd->raft);
+    ppm = nd->commit_term != term ? w->p.first_commit_kill_ppm : w->p.commit_kill_ppm;
+    nd->commit_term = term;
+    if (!aegis__rng_chance(&w->rng, ppm)) {
+        return false;
+    }
+    w->stats.commit_kills++;
+    sim_trace(w, nd->id, "sim.commit_kill", rd->committed[rd->committed_count - 1].index, 0);
+    node_crash(w, nd);
+    return true;
+}
+
+/* Handle one ready; returns false when the node crashed in the middle of it. */
+static bool handle_ready(struct sim_world *w, struct sim_node *nd, struct aegis_ready *rd)
 {
     if (rd->snapshot_meta != NULL) {
         const struct aegis_snapshot_meta *meta = rd->snapshot_meta;
@@ -444,7 +474,7 @@ static void handle_ready(struct sim_world *w, struct sim_node *nd, struct aegis_
         if (!sim_kv_restore(nd, rd->snapshot_data)) {
             sim_fail(w, "Snapshot", "node %" PRIu64 " got undecodable snapshot data",
                      nd->id);
-            return;
+            return true;
         }
         nd->applied = meta->index;
         sim_check_snapshot(w, nd, meta);
@@ -453,14 +483,18 @@ static void handle_ready(struct sim_world *w, struct sim_node *nd, struct aegis_
     if (rd->entries_count > 0) {
         sim_check_append(w, nd, rd->entries, rd->entries_count);
     }
+    apply_committed(w, nd, rd);
+    if (commit_kill(w, nd, rd)) {
+        return false;
+    }
     disk_submit(w, nd, rd);
     for (uint32_t i = 0; i < rd->msgs_count; i++) {
         net_send(w, &rd->msgs[i]);
     }
-    apply_committed(w, nd, rd);
     for (uint32_t i = 0; i < rd->reads_count; i++) {
         sim_clients_read_state(w, nd, rd->reads[i].ctx, rd->reads[i].index);
     }
+    return true;
 }
 
 void sim_drive(struct sim_world *w, struct sim_node *nd)
@@ -477,7 +511,9 @@ void sim_drive(struct sim_world *w, struct sim_node *nd)
         memset(&rd, 0, sizeof(rd));
         aegis__raft_ready(nd->raft, &rd);
         want = rd.snapshot_wanted;
-        handle_ready(w, nd, &rd);
+        if (!handle_ready(w, nd, &rd)) {
+            return; /* Crashed: the core is gone, with its ready. */
+        }
         aegis__raft_advance(nd->raft, &rd);
         if (nd->applied != nd->applied_reported) {
             nd->applied_reported = nd->applied;
@@ -643,6 +679,18 @@ static void heal(struct sim_world *w)
     sim_trace(w, 0, "sim.heal", 0, 0);
 }
 
+/* A leader that accepted a proposal may crash a few steps later, before it has
+ * replicated it everywhere (the nemesis of the MIT 6.824 Figure 8 tests): logs diverge
+ * in their uncommitted tails, and leaders change often. */
+void sim_propose_kill(struct sim_world *w, struct sim_node *nd)
+{
+    if (w->final_phase || nd->crash_at != 0 || !chance(w, w->p.propose_kill_ppm)) {
+        return;
+    }
+    nd->crash_at = w->now + rnd(w, 0, w->p.propose_kill_delay_max);
+    sim_trace(w, nd->id, "sim.crash_scheduled", nd->crash_at, 0);
+}
+
 static unsigned nodes_up(const struct sim_world *w)
 {
     unsigned up = 0;
@@ -663,6 +711,12 @@ static void faults_step(struct sim_world *w)
 
         if (!nd->up && w->now >= nd->restart_at) {
             node_start(w, nd);
+        }
+        if (nd->up && nd->crash_at != 0 && w->now >= nd->crash_at) {
+            if (!w->final_phase && nodes_up(w) > 1) {
+                node_crash(w, nd);
+            }
+            nd->crash_at = 0;
         }
         if (nd->up && nd->paused && w->now >= nd->pause_until) {
             nd->paused = false;
@@ -741,10 +795,17 @@ static void net_step(struct sim_world *w)
     }
 }
 
-static void draw_params(struct sim_world *w)
+const char *sim_profile_name(enum sim_profile profile)
+{
+    static const char *names[] = {"mixed", "chaos", "figure8", "crash", "partition"};
+
+    return profile <= SIM_PROFILE_PARTITION ? names[profile] : "?";
+}
+
+/* Generic intensities: each seed picks its own mix, some calm, some brutal. */
+static void draw_chaos(struct sim_world *w)
 {
     struct sim_params *p = &w->p;
-    /* Each seed picks its own mix: some calm, some brutal. */
     uint32_t storm = (uint32_t)rnd(w, 0, 3);
 
     p->drop_ppm = (uint32_t)rnd(w, 0, 1 + 20000 * storm);
@@ -755,6 +816,8 @@ static void draw_params(struct sim_world *w)
     p->crash_ppm = (uint32_t)rnd(w, 0, 400 + 700 * storm);
     p->restart_delay_max = (uint32_t)rnd(w, 5, 600);
     p->torn_ppm = (uint32_t)rnd(w, 0, 500000);
+    p->commit_kill_ppm = rnd(w, 0, 1) == 0 ? 0 : (uint32_t)rnd(w, 0, 20000);
+    p->first_commit_kill_ppm = rnd(w, 0, 1) == 0 ? 0 : (uint32_t)rnd(w, 0, 300000);
     p->pause_ppm = (uint32_t)rnd(w, 0, 600);
     p->pause_len_max = (uint32_t)rnd(w, 20, 400);
     p->disk_latency_max = (uint32_t)rnd(w, 0, 25);
@@ -763,8 +826,48 @@ static void draw_params(struct sim_world *w)
     p->clients = (uint32_t)rnd(w, 2, SIM_CLIENTS_MAX);
     p->keys = (uint32_t)rnd(w, 1, SIM_KEYS_MAX);
     p->think_max = (uint32_t)rnd(w, 0, 30);
-    p->client_timeout = (uint32_t)rnd(w, 300, 1500);
+    p->client_timeout = (uint32_t)rnd(w, 100, 800);
     p->random_target_pct = (uint32_t)rnd(w, 10, 60);
+}
+
+static void draw_params(struct sim_world *w)
+{
+    struct sim_params *p = &w->p;
+
+    draw_chaos(w);
+    switch (w->profile) {
+    case SIM_PROFILE_FIGURE8:
+        /* The nemesis of the MIT 6.824 Figure 8 tests: leaders die soon after taking
+         * proposals (so uncommitted tails diverge) and at their first commit, and come
+         * back quickly; a majority stays up. */
+        p->propose_kill_ppm = (uint32_t)rnd(w, 100000, 500000);
+        p->propose_kill_delay_max = (uint32_t)rnd(w, 0, 10);
+        p->first_commit_kill_ppm = (uint32_t)rnd(w, 300000, 800000);
+        p->restart_delay_max = (uint32_t)rnd(w, 5, 100);
+        p->partition_ppm /= 4;
+        p->drop_ppm /= 4;
+        break;
+    case SIM_PROFILE_CRASH:
+        /* Frequent crashes against slow disks: whatever was acknowledged but not durable
+         * is lost. */
+        p->crash_ppm = (uint32_t)rnd(w, 2000, 6000);
+        p->restart_delay_max = (uint32_t)rnd(w, 5, 200);
+        p->disk_latency_max = (uint32_t)rnd(w, 10, 60);
+        p->partition_ppm /= 4;
+        break;
+    case SIM_PROFILE_PARTITION:
+        /* Long partitions, most isolating the leader, and paused leaders: an old leader
+         * keeps running beside a new one, and clients keep talking to it. */
+        p->partition_ppm = (uint32_t)rnd(w, 2000, 5000);
+        p->partition_len_max = (uint32_t)rnd(w, 200, 1500);
+        p->pause_ppm = (uint32_t)rnd(w, 500, 2000);
+        p->pause_len_max = (uint32_t)rnd(w, 100, 600);
+        p->crash_ppm /= 4;
+        p->random_target_pct = (uint32_t)rnd(w, 30, 70);
+        break;
+    default:
+        break;
+    }
 }
 
 static void draw_config(struct sim_world *w)
@@ -778,12 +881,21 @@ static void draw_config(struct sim_world *w)
     c->heartbeat_interval_ticks = (uint32_t)rnd(w, 1, 3);
     c->snapshot_threshold = rnd(w, 8, 200);
     c->snapshot_trailing = rnd(w, 0, 20);
-    c->inflight_msgs_max = (uint32_t)rnd(w, 1, 16);
+    /* Small windows and one entry per AppendEntries (append_bytes_max 1) in a third of
+     * the seeds (always under the Figure 8 nemesis): followers then acknowledge entry by
+     * entry. */
+    c->inflight_msgs_max = rnd(w, 0, 2) == 0 ? 1 : (uint32_t)rnd(w, 1, 16);
     c->inflight_bytes_max = rnd(w, 256, 65536);
-    c->append_bytes_max = rnd(w, 40, 4096);
+    c->append_bytes_max = rnd(w, 0, 2) == 0 ? 1 : rnd(w, 40, 4096);
     c->snapshot_chunk_bytes = (uint32_t)rnd(w, 8, 256);
     c->pre_vote = rnd(w, 0, 3) != 0;
     c->check_quorum = rnd(w, 0, 3) != 0;
+    if (w->profile == SIM_PROFILE_FIGURE8) {
+        c->append_bytes_max = 1;
+    }
+    if (w->profile == SIM_PROFILE_PARTITION && rnd(w, 0, 1) == 0) {
+        c->check_quorum = false; /* An isolated leader then never steps down by itself. */
+    }
 }
 
 void sim_world_init(struct sim_world *w, const struct sim_options *opt)
@@ -793,6 +905,15 @@ void sim_world_init(struct sim_world *w, const struct sim_options *opt)
     w->n = opt->nodes;
     AEGIS_ASSERT(w->n >= 1 && w->n <= SIM_NODES_MAX);
     aegis__rng_seed(&w->rng, opt->seed);
+    w->profile = opt->profile;
+    if (w->profile == SIM_PROFILE_MIXED) {
+        static const enum sim_profile mix[] = {
+            SIM_PROFILE_CHAOS, SIM_PROFILE_CHAOS, SIM_PROFILE_FIGURE8, SIM_PROFILE_CRASH,
+            SIM_PROFILE_PARTITION,
+        };
+
+        w->profile = mix[rnd(w, 0, sizeof(mix) / sizeof(mix[0]) - 1)];
+    }
     w->tracer = (struct aegis_raft_tracer){.event = trace_from_core, .data = w};
     draw_params(w);
     draw_config(w);
@@ -806,6 +927,7 @@ void sim_world_init(struct sim_world *w, const struct sim_options *opt)
         nd->disk.first = 1;
     }
     sim_clients_init(w);
+    sim_trace(w, 0, "sim.params.profile", w->profile, 0);
     sim_trace(w, 0, "sim.params.drop_dup", w->p.drop_ppm, w->p.dup_ppm);
     sim_trace(w, 0, "sim.params.part_crash", w->p.partition_ppm, w->p.crash_ppm);
     sim_trace(w, 0, "sim.params.prevote_cq", w->config.pre_vote, w->config.check_quorum);
