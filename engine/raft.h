@@ -182,6 +182,11 @@ aegis_node_id aegis__raft_leader(const struct aegis_raft *r);
 aegis_index aegis__raft_commit_index(const struct aegis_raft *r);
 aegis_index aegis__raft_last_index(const struct aegis_raft *r);
 const struct aegis_conf *aegis__raft_conf(const struct aegis_raft *r);
+
+/* The membership in force at @index (the latest ConfigChange at or below it, else the
+ * snapshot's or bootstrap's), for the runtime to store in a snapshot's metadata. Returns
+ * 0, AEGIS_ERANGE (past the last index) or AEGIS_ECOMPACTED. */
+int aegis__raft_conf_at(const struct aegis_raft *r, aegis_index index, struct aegis_conf *out);
 struct aegis_hard_state aegis__raft_hard_state(const struct aegis_raft *r);
 
 /* Per-follower replication progress, for status output (leader only; false otherwise). */
