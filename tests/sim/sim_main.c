@@ -2,10 +2,14 @@
  *
  *   sim --seed S [--steps N] [--nodes 3|5] [--bugs NAME[,NAME]] [--verbose]
  *   sim --seeds A..B | --seed S --count M   many seeds, stopping at the first failure
- *   sim ... --expect-violation              succeed iff some seed shows a violation
+ *   sim ... --profile mixed|chaos|figure8|crash|partition   fault schedule (sim_world.c)
+ *   sim ... --expect-violation              succeed iff some seed shows a violation found
+ *                                           by a checker (a failed assertion does not
+ *                                           count: the search goes on)
  *
- * Environment: AEGIS_SEED=<n> replays that one seed (whatever range was asked);
- * AEGIS_SIM_SEEDS=<m> runs m seeds from the first one (long mode).
+ * Environment (ignored with --expect-violation): AEGIS_SEED=<n> replays that one seed
+ * (whatever range was asked); AEGIS_SIM_SEEDS=<m> runs m seeds from the first (long
+ * mode).
  *
  * On a violation it prints the seed, the step, the property and the message, the command
  * line that replays it, and the last SIM_TRACE_KEEP trace events. A failed assertion
@@ -238,10 +242,13 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if ((env = getenv("AEGIS_SIM_SEEDS")) != NULL && parse_u64(env, &count) && count == 0) {
+    /* The environment steers the default run; a bug hunt (--expect-violation) keeps the
+     * range it was given. */
+    if (!expect_violation && (env = getenv("AEGIS_SIM_SEEDS")) != NULL &&
+        parse_u64(env, &count) && count == 0) {
         count = 1;
     }
-    if ((env = getenv("AEGIS_SEED")) != NULL && parse_u64(env, &first)) {
+    if (!expect_violation && (env = getenv("AEGIS_SEED")) != NULL && parse_u64(env, &first)) {
         count = 1;
     }
     aegis__assert_set_hook(on_assert);

@@ -404,7 +404,11 @@ static void take_snapshot(struct sim_world *w, struct sim_node *nd)
         return;
     }
     meta.term = nd->applied == l->base ? l->base_term : l->e[nd->applied - l->base - 1].term;
-    meta.conf = *aegis__raft_conf(nd->raft);
+    if (aegis__raft_conf_at(nd->raft, meta.index, &meta.conf) != 0) {
+        sim_fail(w, "Snapshot", "node %" PRIu64 " has no configuration at applied index %"
+                 PRIu64, nd->id, meta.index);
+        return;
+    }
     data = sim_kv_snapshot(nd);
     disk_install_snapshot(&nd->disk, &meta, data);
     w->stats.snapshots_taken++;
@@ -768,6 +772,18 @@ static void ticks_step(struct sim_world *w)
     }
 }
 
+static const char *msg_name(uint8_t type)
+{
+    static const char *names[] = {
+        "?", "recv.vote_req", "recv.vote_resp", "recv.append_req", "recv.append_resp",
+        "recv.snapshot_req", "recv.snapshot_resp", "recv.heartbeat", "recv.heartbeat_resp",
+        "recv.timeout_now", "recv.read_index_req", "recv.read_index_resp", "recv.client_req",
+        "recv.client_resp",
+    };
+
+    return type < sizeof(names) / sizeof(names[0]) ? names[type] : "recv.?";
+}
+
 static void net_step(struct sim_world *w)
 {
     while (w->heap_len > 0 && w->heap[0]->time <= w->now && !w->failed) {
@@ -785,6 +801,12 @@ static void net_step(struct sim_world *w)
             p->seq = w->packet_seq++;
             heap_push(w, p);
             continue;
+        }
+        if (w->opt.verbose) {
+            /* Only when verbose: deliveries would crowd everything else out of the
+             * failure dump. Tracing does not touch the generator, so this does not change
+             * the run. */
+            sim_trace(w, to->id, msg_name(p->msg.type), p->msg.from, p->msg.term);
         }
         rv = aegis__raft_step(to->raft, &p->msg);
         if (rv != 0) {
@@ -810,7 +832,7 @@ static void draw_chaos(struct sim_world *w)
 
     p->drop_ppm = (uint32_t)rnd(w, 0, 1 + 20000 * storm);
     p->dup_ppm = (uint32_t)rnd(w, 0, 20000);
-    p->delay_max = (uint32_t)rnd(w, 1, 12);
+    p->delay_max = (uint32_t)rnd(w, 1, 10);
     p->partition_ppm = (uint32_t)rnd(w, 0, 1000 + 1500 * storm);
     p->partition_len_max = (uint32_t)rnd(w, 50, 800);
     p->crash_ppm = (uint32_t)rnd(w, 0, 400 + 700 * storm);
@@ -820,7 +842,7 @@ static void draw_chaos(struct sim_world *w)
     p->first_commit_kill_ppm = rnd(w, 0, 1) == 0 ? 0 : (uint32_t)rnd(w, 0, 300000);
     p->pause_ppm = (uint32_t)rnd(w, 0, 600);
     p->pause_len_max = (uint32_t)rnd(w, 20, 400);
-    p->disk_latency_max = (uint32_t)rnd(w, 0, 25);
+    p->disk_latency_max = (uint32_t)rnd(w, 0, 20);
     p->disk_stall_ppm = (uint32_t)rnd(w, 0, 500);
     p->disk_stall_len_max = (uint32_t)rnd(w, 10, 200);
     p->clients = (uint32_t)rnd(w, 2, SIM_CLIENTS_MAX);
@@ -852,7 +874,7 @@ static void draw_params(struct sim_world *w)
          * is lost. */
         p->crash_ppm = (uint32_t)rnd(w, 2000, 6000);
         p->restart_delay_max = (uint32_t)rnd(w, 5, 200);
-        p->disk_latency_max = (uint32_t)rnd(w, 10, 60);
+        p->disk_latency_max = (uint32_t)rnd(w, 10, 30);
         p->partition_ppm /= 4;
         break;
     case SIM_PROFILE_PARTITION:
@@ -923,7 +945,7 @@ void sim_world_init(struct sim_world *w, const struct sim_options *opt)
 
         w->conf.members[i] = (struct aegis_member){.id = i + 1, .role = AEGIS_MEMBER_VOTER};
         nd->id = i + 1;
-        nd->tick_period = (uint32_t)rnd(w, 4, 6);
+        nd->tick_period = (uint32_t)rnd(w, 8, 12);
         nd->disk.first = 1;
     }
     sim_clients_init(w);
@@ -957,6 +979,10 @@ static void enter_final_phase(struct sim_world *w)
     heal(w);
     w->p.drop_ppm = 0;
     w->p.dup_ppm = 0;
+    /* Raft's timing requirement (broadcast time well below the election timeout) must
+     * hold for liveness: quick messages and disks from now on. */
+    w->p.delay_max = w->p.delay_max < 5 ? w->p.delay_max : 5;
+    w->p.disk_latency_max = w->p.disk_latency_max < 5 ? w->p.disk_latency_max : 5;
     for (unsigned i = 0; i < w->n; i++) {
         struct sim_node *nd = &w->nodes[i];
 
