@@ -687,6 +687,11 @@ aegis_index aegis__raft_last_index(const struct aegis_raft *r)
     return aegis__log_last_index(&r->log);
 }
 
+aegis_term aegis__raft_term_at(const struct aegis_raft *r, aegis_index index)
+{
+    return aegis__log_term_at(&r->log, index);
+}
+
 const struct aegis_conf *aegis__raft_conf(const struct aegis_raft *r)
 {
     return &r->conf;

@@ -25,7 +25,10 @@
  *     state machine before any later committed entry is applied.
  *   - rd.reads are ReadIndex results: serve read ctx once applied >= index.
  *   Everything a ready points to stays valid until aegis__raft_advance(); the runtime
- *   takes its own references (aegis__entry_ref) on what it keeps longer.
+ *   takes its own references (aegis__entry_ref) on what it keeps longer. The core may be
+ *   stepped and ticked between ready() and advance(), but ready() is not called again
+ *   before advance(). rd.committed stops at the index this node has itself persisted.
+ *   A rejected AppendEntries echoes the rejected prev_index in append_resp.match_index.
  *
  * After writing a ready's entries the runtime calls aegis__raft_persisted() with the
  * last (index, term) written; the leader counts itself toward a quorum only up to there. */
@@ -153,7 +156,9 @@ int aegis__raft_remove(struct aegis_raft *r, aegis_node_id id, aegis_index *inde
 
 /* Start a linearizable read with context @ctx (non-zero, chosen by the caller). Its result
  * comes out in a later ready's reads. On a follower it is forwarded to the leader.
- * Returns AEGIS_ENOTLEADER when no leader is known. */
+ * Returns AEGIS_ENOTLEADER when no leader is known, AEGIS_EINVAL for ctx 0, AEGIS_EFULL
+ * when too many reads wait. A read may be dropped silently (leader change): the runtime
+ * times it out. */
 int aegis__raft_read_index(struct aegis_raft *r, uint64_t ctx);
 
 /* Leadership transfer to @target (thesis §3.10). AEGIS_ENOTLEADER, AEGIS_EUNKNOWNNODE. */
@@ -171,7 +176,9 @@ void aegis__raft_applied(struct aegis_raft *r, aegis_index index);
 
 /* The runtime has written a snapshot of the state machine at @meta->index (which it has
  * applied). The core takes a reference on @data (to send to followers) and compacts its
- * log, keeping snapshot_trailing entries behind it. */
+ * log, keeping snapshot_trailing entries behind it. @meta->conf is recomputed by the core
+ * (store aegis__raft_conf_at(meta->index) with the snapshot). Returns 0, AEGIS_ESTALE (not
+ * newer than the last one) or AEGIS_EINVAL (index not applied/committed, or wrong term). */
 int aegis__raft_snapshot_taken(struct aegis_raft *r, const struct aegis_snapshot_meta *meta,
                                struct aegis_buf *data);
 
@@ -181,6 +188,9 @@ aegis_term aegis__raft_term(const struct aegis_raft *r);
 aegis_node_id aegis__raft_leader(const struct aegis_raft *r);
 aegis_index aegis__raft_commit_index(const struct aegis_raft *r);
 aegis_index aegis__raft_last_index(const struct aegis_raft *r);
+/* Term of the entry at @index in the log (0 when compacted below the snapshot's trailing
+ * entries or past the end; the compaction point itself still answers). */
+aegis_term aegis__raft_term_at(const struct aegis_raft *r, aegis_index index);
 const struct aegis_conf *aegis__raft_conf(const struct aegis_raft *r);
 
 /* The membership in force at @index (the latest ConfigChange at or below it, else the
