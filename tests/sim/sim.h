@@ -59,6 +59,7 @@ struct sim_params {
     uint32_t first_commit_kill_ppm; /* The same, at a leader's first commit of its term. */
     uint32_t propose_kill_ppm;   /* A leader given a proposal crashes a few steps later. */
     uint32_t propose_kill_delay_max;
+    uint32_t transfer_ppm;       /* The leader is asked to hand leadership over. */
     uint32_t pause_ppm;
     uint32_t pause_len_max;
     uint32_t disk_latency_max;   /* Steps per write (writes complete in order). */
@@ -219,6 +220,7 @@ struct sim_stats {
     uint64_t torn;
     uint64_t partitions;
     uint64_t pauses;
+    uint64_t transfers;
     uint64_t leaders;
     uint64_t snapshots_taken;
     uint64_t snapshots_installed;

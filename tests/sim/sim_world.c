@@ -258,6 +258,11 @@ static void disk_install_snapshot(struct sim_disk *d, const struct aegis_snapsho
     bool keep = d->count > 0 && si >= d->first && si <= disk_last(d) &&
                 d->entries[si - d->first].term == meta->term;
 
+    if (d->has_snapshot && si <= d->snap_meta.index) {
+        /* A received snapshot whose write completes after the node already took a newer
+         * one of its own: the newer one stays. */
+        return;
+    }
     if (keep) {
         disk_compact(d, si);
     } else {
@@ -750,6 +755,18 @@ static void faults_step(struct sim_world *w)
             sim_trace(w, nd->id, "sim.pause", nd->pause_until, 0);
         }
     }
+    if (chance(w, w->p.transfer_ppm)) {
+        struct sim_node *leader = current_leader(w);
+        aegis_node_id target = rnd(w, 1, w->n);
+
+        if (leader != NULL && !leader->paused && target != leader->id) {
+            int rv = aegis__raft_transfer(leader->raft, target);
+
+            w->stats.transfers++;
+            sim_trace(w, leader->id, "sim.transfer", target, (uint64_t)-rv);
+            sim_drive(w, leader);
+        }
+    }
     if (chance(w, w->p.disk_stall_ppm)) {
         struct sim_node *nd = &w->nodes[rnd(w, 0, w->n - 1)];
 
@@ -840,6 +857,7 @@ static void draw_chaos(struct sim_world *w)
     p->torn_ppm = (uint32_t)rnd(w, 0, 500000);
     p->commit_kill_ppm = rnd(w, 0, 1) == 0 ? 0 : (uint32_t)rnd(w, 0, 20000);
     p->first_commit_kill_ppm = rnd(w, 0, 1) == 0 ? 0 : (uint32_t)rnd(w, 0, 300000);
+    p->transfer_ppm = (uint32_t)rnd(w, 0, 2000);
     p->pause_ppm = (uint32_t)rnd(w, 0, 600);
     p->pause_len_max = (uint32_t)rnd(w, 20, 400);
     p->disk_latency_max = (uint32_t)rnd(w, 0, 20);
