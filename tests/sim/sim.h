@@ -264,6 +264,9 @@ struct sim_world {
     struct sim_commit *commits; /* By index; commits[0] unused. */
     size_t commits_cap;
     aegis_index commit_max;
+    aegis_term lc_term;         /* Leader Completeness cache (sim_check.c). */
+    aegis_index lc_upto;
+    aegis_index lc_index;
     aegis_node_id *leader_of;   /* By term. */
     size_t leader_of_cap;
     struct sim_lm_slot *lm;     /* (index, term) -> chain, every entry ever appended. */

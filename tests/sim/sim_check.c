@@ -362,15 +362,27 @@ void sim_check_node(struct sim_world *w, struct sim_node *nd)
     }
 }
 
-/* The highest index first applied in a term below @term: every leader of @term holds it. */
-static aegis_index completeness_bound(const struct sim_world *w, aegis_term term)
+/* The highest index first applied in a term below @term: every leader of @term holds it.
+ * Cached per term: while the term stays the same only the indexes committed since the
+ * last query are scanned (a long-lived leader would otherwise rescan its whole term). */
+static aegis_index completeness_bound(struct sim_world *w, aegis_term term)
 {
-    for (aegis_index i = w->commit_max; i > 0; i--) {
+    aegis_index floor = 0, found = 0;
+
+    if (w->lc_term == term && w->lc_upto <= w->commit_max) {
+        floor = w->lc_upto;
+        found = w->lc_index;
+    }
+    for (aegis_index i = w->commit_max; i > floor; i--) {
         if (w->commits[i].term != 0 && w->commits[i].seen_term < term) {
-            return i;
+            found = i;
+            break;
         }
     }
-    return 0;
+    w->lc_term = term;
+    w->lc_upto = w->commit_max;
+    w->lc_index = found;
+    return found;
 }
 
 static void check_completeness(struct sim_world *w, struct sim_node *nd)

@@ -925,7 +925,8 @@ static void draw_config(struct sim_world *w)
      * the seeds (always under the Figure 8 nemesis): followers then acknowledge entry by
      * entry. */
     c->inflight_msgs_max = rnd(w, 0, 2) == 0 ? 1 : (uint32_t)rnd(w, 1, 16);
-    c->inflight_bytes_max = rnd(w, 256, 65536);
+    /* A byte window that binds before the message window in a quarter of the seeds. */
+    c->inflight_bytes_max = rnd(w, 0, 3) == 0 ? rnd(w, 128, 2048) : rnd(w, 256, 65536);
     c->append_bytes_max = rnd(w, 0, 2) == 0 ? 1 : rnd(w, 40, 4096);
     c->snapshot_chunk_bytes = (uint32_t)rnd(w, 8, 256);
     c->pre_vote = rnd(w, 0, 3) != 0;
