@@ -60,6 +60,7 @@ struct sim_params {
     uint32_t propose_kill_ppm;   /* A leader given a proposal crashes a few steps later. */
     uint32_t propose_kill_delay_max;
     uint32_t transfer_ppm;       /* The leader is asked to hand leadership over. */
+    uint32_t membership_ppm;     /* The leader is asked to remove, add or promote a node. */
     uint32_t pause_ppm;
     uint32_t pause_len_max;
     uint32_t disk_latency_max;   /* Steps per write (writes complete in order). */
@@ -221,6 +222,7 @@ struct sim_stats {
     uint64_t partitions;
     uint64_t pauses;
     uint64_t transfers;
+    uint64_t conf_changes;
     uint64_t leaders;
     uint64_t snapshots_taken;
     uint64_t snapshots_installed;
@@ -337,6 +339,7 @@ void sim_check_apply(struct sim_world *w, struct sim_node *nd, const struct aegi
 void sim_check_node(struct sim_world *w, struct sim_node *nd);
 void sim_check_step(struct sim_world *w);
 bool sim_check_converged(struct sim_world *w);
+bool sim_conf_complete(const struct sim_world *w, const struct aegis_conf *c);
 void sim_check_final(struct sim_world *w, bool converged);
 void sim_slog_free(struct sim_slog *l);
 

@@ -447,12 +447,25 @@ static struct sim_node *unique_leader(struct sim_world *w)
     return leader;
 }
 
+/* Every node 1..n is a voter of @c. */
+bool sim_conf_complete(const struct sim_world *w, const struct aegis_conf *c)
+{
+    uint32_t voters = 0;
+
+    for (uint32_t k = 0; k < c->count; k++) {
+        voters += c->members[k].role == AEGIS_MEMBER_VOTER && c->members[k].id >= 1 &&
+                  c->members[k].id <= w->n;
+    }
+    return voters == w->n;
+}
+
 bool sim_check_converged(struct sim_world *w)
 {
     struct sim_node *leader = unique_leader(w);
     aegis_index commit;
 
-    if (leader == NULL || !sim_clients_idle(w)) {
+    if (leader == NULL || !sim_clients_idle(w) ||
+        !sim_conf_complete(w, aegis__raft_conf(leader->raft))) {
         return false;
     }
     commit = aegis__raft_commit_index(leader->raft);
@@ -472,6 +485,7 @@ bool sim_check_converged(struct sim_world *w)
 
 static void describe_nodes(struct sim_world *w, char *buf, size_t len)
 {
+    struct sim_node *leader = unique_leader(w);
     size_t off = 0;
 
     buf[0] = 0;
@@ -488,6 +502,23 @@ static void describe_nodes(struct sim_world *w, char *buf, size_t len)
                                 aegis__raft_term(nd->raft),
                                 aegis__raft_commit_index(nd->raft), nd->applied,
                                 aegis__raft_last_index(nd->raft));
+        if (leader != NULL && leader != nd && off < len) {
+            aegis_index match = 0, next = 0;
+
+            aegis__raft_progress(leader->raft, nd->id, &match, &next);
+            off += (size_t)snprintf(buf + off, len - off, " (leader: match %" PRIu64
+                                    " next %" PRIu64 ")", match, next);
+        }
+    }
+    if (leader != NULL && off < len) {
+        const struct aegis_conf *c = aegis__raft_conf(leader->raft);
+
+        off += (size_t)snprintf(buf + off, len - off, "; leader conf:");
+        for (uint32_t k = 0; k < c->count && off < len; k++) {
+            off += (size_t)snprintf(buf + off, len - off, " %" PRIu64 "%s",
+                                    c->members[k].id,
+                                    c->members[k].role == AEGIS_MEMBER_LEARNER ? "L" : "");
+        }
     }
 }
 
@@ -561,7 +592,7 @@ void sim_check_final(struct sim_world *w, bool converged)
     aegis_index *where = committed_ops(w);
 
     if (!converged) {
-        char nodes[512];
+        char nodes[800];
 
         describe_nodes(w, nodes, sizeof(nodes));
         sim_fail(w, "Liveness", "no single leader with every node applied to its commit"

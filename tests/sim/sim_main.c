@@ -128,6 +128,7 @@ static void add_stats(struct sim_stats *t, const struct sim_stats *s)
     t->partitions += s->partitions;
     t->pauses += s->pauses;
     t->transfers += s->transfers;
+    t->conf_changes += s->conf_changes;
     t->leaders += s->leaders;
     t->snapshots_taken += s->snapshots_taken;
     t->snapshots_installed += s->snapshots_installed;
@@ -278,9 +279,9 @@ int main(int argc, char **argv)
            o.bug_names ? o.bug_names : "", failed ? "VIOLATION" : "all passed",
            now_s() - start);
     printf("sim: leaders %" PRIu64 ", crashes %" PRIu64 " (torn %" PRIu64 "), partitions %"
-           PRIu64 ", pauses %" PRIu64 ", transfers %" PRIu64 ", msgs %" PRIu64 " (dropped %" PRIu64 ", dup %" PRIu64
+           PRIu64 ", pauses %" PRIu64 ", transfers %" PRIu64 ", conf changes %" PRIu64 ", msgs %" PRIu64 " (dropped %" PRIu64 ", dup %" PRIu64
            "), snapshots %" PRIu64 "/%" PRIu64 " taken/installed\n", total.leaders,
-           total.crashes, total.torn, total.partitions, total.pauses, total.transfers, total.msgs_sent,
+           total.crashes, total.torn, total.partitions, total.pauses, total.transfers, total.conf_changes, total.msgs_sent,
            total.msgs_dropped, total.msgs_duplicated, total.snapshots_taken,
            total.snapshots_installed);
     printf("sim: commit kills %" PRIu64 ", leader commits resting on an earlier term %" PRIu64

@@ -710,6 +710,51 @@ static unsigned nodes_up(const struct sim_world *w)
     return up;
 }
 
+/* One membership change through the leader, one server at a time: promote a learner,
+ * else add a missing node back as a learner, else (unless @restore) remove a voter. The
+ * final phase calls it with @restore until every node is a voter again. */
+static void membership_step(struct sim_world *w, bool restore)
+{
+    struct sim_node *leader = current_leader(w);
+    aegis_node_id missing = 0, learner = 0;
+    const struct aegis_conf *c;
+    aegis_index index = 0;
+    const char *what;
+    int rv;
+
+    if (leader == NULL || leader->paused) {
+        return;
+    }
+    c = aegis__raft_conf(leader->raft);
+    for (aegis_node_id id = 1; id <= w->n; id++) {
+        bool found = false;
+
+        for (uint32_t k = 0; k < c->count; k++) {
+            if (c->members[k].id == id) {
+                found = true;
+                learner = c->members[k].role == AEGIS_MEMBER_LEARNER ? id : learner;
+            }
+        }
+        missing = found ? missing : id;
+    }
+    if (learner != 0) {
+        what = "sim.conf_promote";
+        rv = aegis__raft_promote(leader->raft, learner, &index);
+    } else if (missing != 0) {
+        what = "sim.conf_add_learner";
+        rv = aegis__raft_add_learner(leader->raft, missing, &index);
+    } else if (!restore) {
+        what = "sim.conf_remove";
+        missing = rnd(w, 1, w->n);
+        rv = aegis__raft_remove(leader->raft, missing, &index);
+    } else {
+        return;
+    }
+    w->stats.conf_changes += rv == 0;
+    sim_trace(w, leader->id, what, learner != 0 ? learner : missing, (uint64_t)-rv);
+    sim_drive(w, leader);
+}
+
 static void faults_step(struct sim_world *w)
 {
     if (w->heal_at != 0 && w->now >= w->heal_at) {
@@ -733,7 +778,13 @@ static void faults_step(struct sim_world *w)
         }
     }
     if (w->final_phase) {
+        if (w->now % 20 == 0) {
+            membership_step(w, true);
+        }
         return;
+    }
+    if (chance(w, w->p.membership_ppm)) {
+        membership_step(w, false);
     }
     if (w->heal_at == 0 && chance(w, w->p.partition_ppm)) {
         start_partition(w);
@@ -858,6 +909,7 @@ static void draw_chaos(struct sim_world *w)
     p->commit_kill_ppm = rnd(w, 0, 1) == 0 ? 0 : (uint32_t)rnd(w, 0, 20000);
     p->first_commit_kill_ppm = rnd(w, 0, 1) == 0 ? 0 : (uint32_t)rnd(w, 0, 300000);
     p->transfer_ppm = (uint32_t)rnd(w, 0, 2000);
+    p->membership_ppm = rnd(w, 0, 1) == 0 ? 0 : (uint32_t)rnd(w, 0, 2000);
     p->pause_ppm = (uint32_t)rnd(w, 0, 600);
     p->pause_len_max = (uint32_t)rnd(w, 20, 400);
     p->disk_latency_max = (uint32_t)rnd(w, 0, 20);
