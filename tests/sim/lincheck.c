@@ -231,7 +231,10 @@ struct lin_search {
     uint64_t *zobrist;
     struct lin_frame *stack;
     uint32_t depth;
+    uint32_t returns_left;
     uint64_t set_hash;
+    int64_t state;
+    struct lin_cache cache;
 };
 
 static void unlink_event(struct lin_search *s, uint32_t e)
@@ -252,37 +255,96 @@ static void toggle_op(struct lin_search *s, uint32_t op)
     s->set_hash ^= s->zobrist[op];
 }
 
+static void search_init(struct lin_search *s, const struct lin_op *ops, uint32_t n)
+{
+    size_t words = (n + 63) / 64;
+    uint32_t m;
+
+    memset(s, 0, sizeof(*s));
+    s->ops = ops;
+    s->state = SIM_KV_ABSENT;
+    s->ev = xmalloc((2 * (size_t)n + 1) * sizeof(*s->ev));
+    m = build_events(ops, n, s->ev);
+    s->next = xmalloc((m + 1) * sizeof(uint32_t));
+    s->prev = xmalloc((m + 1) * sizeof(uint32_t));
+    for (uint32_t i = 0; i <= m; i++) {
+        s->next[i] = i == m ? 0 : i + 1;
+        s->prev[i] = i == 0 ? m : i - 1;
+        s->returns_left += i > 0 && s->ev[i].is_ret;
+    }
+    s->bits = xmalloc(words * sizeof(uint64_t));
+    s->zobrist = xmalloc(n * sizeof(uint64_t));
+    for (uint32_t i = 0; i < n; i++) {
+        s->zobrist[i] = mix64(i * 0x2545f4914f6cdd1dull + 17);
+    }
+    s->stack = xmalloc((n + 1) * sizeof(*s->stack));
+    cache_init(&s->cache, words);
+}
+
+static void search_close(struct lin_search *s)
+{
+    cache_close(&s->cache);
+    free(s->stack);
+    free(s->zobrist);
+    free(s->bits);
+    free(s->prev);
+    free(s->next);
+    free(s->ev);
+}
+
+/* Linearize the call at event @e if the model allows it and the resulting configuration
+ * is new; returns whether it did. */
+static bool try_linearize(struct lin_search *s, uint32_t e)
+{
+    uint32_t op = s->ev[e].op;
+    int64_t next_state;
+
+    if (!lin_model_step(&s->ops[op], s->state, &next_state)) {
+        return false;
+    }
+    toggle_op(s, op);
+    if (!cache_insert(&s->cache, s->bits, config_hash(s->set_hash, next_state),
+                      next_state)) {
+        toggle_op(s, op);
+        return false;
+    }
+    s->stack[s->depth++] = (struct lin_frame){.call_ev = e, .state = s->state};
+    s->state = next_state;
+    unlink_event(s, e);
+    if (s->ev[e].match != 0) {
+        unlink_event(s, s->ev[e].match);
+        s->returns_left--;
+    }
+    return true;
+}
+
+/* Undo the latest linearization; returns the event to continue from. */
+static uint32_t backtrack(struct lin_search *s)
+{
+    struct lin_frame f = s->stack[--s->depth];
+
+    s->state = f.state;
+    toggle_op(s, s->ev[f.call_ev].op);
+    if (s->ev[f.call_ev].match != 0) {
+        relink_event(s, s->ev[f.call_ev].match);
+        s->returns_left++;
+    }
+    relink_event(s, f.call_ev);
+    return s->next[f.call_ev];
+}
+
 /* Search one key's @n operations. */
 static enum lin_verdict check_key(const struct lin_op *ops, uint32_t n, uint64_t budget,
                                   struct lin_report *rep)
 {
-    struct lin_search s = {.ops = ops};
-    struct lin_cache cache;
-    uint32_t m, e, returns_left = 0;
-    size_t words = (n + 63) / 64;
-    int64_t state = SIM_KV_ABSENT;
+    struct lin_search s;
     enum lin_verdict verdict = LIN_OK;
     uint64_t steps = 0;
+    uint32_t e;
 
-    s.ev = xmalloc((2 * (size_t)n + 1) * sizeof(*s.ev));
-    m = build_events(ops, n, s.ev);
-    s.next = xmalloc((m + 1) * sizeof(uint32_t));
-    s.prev = xmalloc((m + 1) * sizeof(uint32_t));
-    for (uint32_t i = 0; i <= m; i++) {
-        s.next[i] = i == m ? 0 : i + 1;
-        s.prev[i] = i == 0 ? m : i - 1;
-        returns_left += i > 0 && s.ev[i].is_ret;
-    }
-    s.bits = xmalloc(words * sizeof(uint64_t));
-    s.zobrist = xmalloc(n * sizeof(uint64_t));
-    for (uint32_t i = 0; i < n; i++) {
-        s.zobrist[i] = mix64(i * 0x2545f4914f6cdd1dull + 17);
-    }
-    s.stack = xmalloc((n + 1) * sizeof(*s.stack));
-    cache_init(&cache, words);
-
+    search_init(&s, ops, n);
     e = s.next[0];
-    while (returns_left > 0) {
+    while (s.returns_left > 0) {
         if (++steps > budget) {
             verdict = LIN_UNKNOWN;
             break;
@@ -293,29 +355,12 @@ static enum lin_verdict check_key(const struct lin_op *ops, uint32_t n, uint64_t
             abort();
         }
         if (!s.ev[e].is_ret) {
-            uint32_t op = s.ev[e].op;
-            int64_t next_state;
-
-            if (lin_model_step(&ops[op], state, &next_state)) {
-                toggle_op(&s, op);
-                if (cache_insert(&cache, s.bits, config_hash(s.set_hash, next_state),
-                                 next_state)) {
-                    s.stack[s.depth++] = (struct lin_frame){.call_ev = e, .state = state};
-                    state = next_state;
-                    unlink_event(&s, e);
-                    if (s.ev[e].match != 0) {
-                        unlink_event(&s, s.ev[e].match);
-                        returns_left--;
-                    }
-                    if (s.depth > rep->deepest) {
-                        rep->deepest = s.depth;
-                    }
-                    e = s.next[0];
-                    continue;
-                }
-                toggle_op(&s, op);
+            if (try_linearize(&s, e)) {
+                rep->deepest = s.depth > rep->deepest ? s.depth : rep->deepest;
+                e = s.next[0];
+            } else {
+                e = s.next[e];
             }
-            e = s.next[e];
             continue;
         }
         /* A return whose operation is not linearized yet: undo the latest choice. */
@@ -326,27 +371,10 @@ static enum lin_verdict check_key(const struct lin_op *ops, uint32_t n, uint64_t
             verdict = LIN_VIOLATION;
             break;
         }
-        {
-            struct lin_frame f = s.stack[--s.depth];
-
-            state = f.state;
-            toggle_op(&s, s.ev[f.call_ev].op);
-            if (s.ev[f.call_ev].match != 0) {
-                relink_event(&s, s.ev[f.call_ev].match);
-                returns_left++;
-            }
-            relink_event(&s, f.call_ev);
-            e = s.next[f.call_ev];
-        }
+        e = backtrack(&s);
     }
     rep->steps += steps;
-    cache_close(&cache);
-    free(s.stack);
-    free(s.zobrist);
-    free(s.bits);
-    free(s.prev);
-    free(s.next);
-    free(s.ev);
+    search_close(&s);
     return verdict;
 }
 

@@ -178,93 +178,123 @@ static bool parse_u64(const char *s, uint64_t *out)
     return *end == 0;
 }
 
-int main(int argc, char **argv)
-{
-    struct sim_options o = {.seed = 1, .steps = 3000, .nodes = 3};
-    uint64_t first = 1, count = 1;
-    bool expect_violation = false;
-    const char *env;
-    struct sim_stats total = {0};
-    uint64_t ran = 0, failed_seed = 0, assertions = 0;
-    const char *caught_by = NULL;
-    bool failed = false;
-    double start;
+struct sim_cli {
+    struct sim_options o;
+    uint64_t first;
+    uint64_t count;
+    bool expect_violation;
+};
 
+static bool parse_profile(const char *v, enum sim_profile *out)
+{
+    for (int k = SIM_PROFILE_MIXED; k <= SIM_PROFILE_PARTITION; k++) {
+        if (v != NULL && strcmp(v, sim_profile_name((enum sim_profile)k)) == 0) {
+            *out = (enum sim_profile)k;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Parse the command line into @cli; false on a usage error. */
+static bool parse_args(int argc, char **argv, struct sim_cli *cli)
+{
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        bool takes_value = true;
         uint64_t x;
 
         if (strcmp(a, "--seed") == 0 && parse_u64(v, &x)) {
-            first = x;
-            i++;
+            cli->first = x;
         } else if (strcmp(a, "--seeds") == 0 && v != NULL && strstr(v, "..") != NULL) {
             char *end;
 
-            first = strtoull(v, &end, 0);
+            cli->first = strtoull(v, &end, 0);
             x = strtoull(end + 2, NULL, 0);
-            if (x < first) {
-                usage();
-                return 2;
+            if (x < cli->first) {
+                return false;
             }
-            count = x - first + 1;
-            i++;
+            cli->count = x - cli->first + 1;
         } else if (strcmp(a, "--count") == 0 && parse_u64(v, &x) && x > 0) {
-            count = x;
-            i++;
+            cli->count = x;
         } else if (strcmp(a, "--steps") == 0 && parse_u64(v, &x)) {
-            o.steps = x;
-            i++;
+            cli->o.steps = x;
         } else if (strcmp(a, "--nodes") == 0 && parse_u64(v, &x) && x >= 1 &&
                    x <= SIM_NODES_MAX) {
-            o.nodes = (unsigned)x;
-            i++;
-        } else if (strcmp(a, "--bugs") == 0 && v != NULL && parse_bugs(v, &o.bugs)) {
-            o.bug_names = v;
-            i++;
-        } else if (strcmp(a, "--profile") == 0 && v != NULL) {
-            bool found = false;
-
-            for (int k = SIM_PROFILE_MIXED; k <= SIM_PROFILE_PARTITION; k++) {
-                if (strcmp(v, sim_profile_name((enum sim_profile)k)) == 0) {
-                    o.profile = (enum sim_profile)k;
-                    found = true;
-                }
-            }
-            if (!found) {
-                usage();
-                return 2;
-            }
-            i++;
+            cli->o.nodes = (unsigned)x;
+        } else if (strcmp(a, "--bugs") == 0 && v != NULL && parse_bugs(v, &cli->o.bugs)) {
+            cli->o.bug_names = v;
+        } else if (strcmp(a, "--profile") == 0 && parse_profile(v, &cli->o.profile)) {
+            /* Parsed. */
         } else if (strcmp(a, "--expect-violation") == 0) {
-            expect_violation = true;
+            cli->expect_violation = true;
+            takes_value = false;
         } else if (strcmp(a, "--verbose") == 0) {
-            o.verbose = true;
+            cli->o.verbose = true;
+            takes_value = false;
         } else {
-            usage();
-            return 2;
+            return false;
         }
+        i += takes_value;
+    }
+    return true;
+}
+
+static void print_summary(const struct sim_options *o, uint64_t ran, uint64_t first,
+                          bool failed, double secs, const struct sim_stats *t)
+{
+    printf("sim: %" PRIu64 " seed(s) from %" PRIu64 ", %u nodes, %" PRIu64 " steps%s%s: %s"
+           " in %.1f s\n", ran, first, o->nodes, o->steps, o->bug_names ? ", bugs " : "",
+           o->bug_names ? o->bug_names : "", failed ? "VIOLATION" : "all passed", secs);
+    printf("sim: leaders %" PRIu64 ", crashes %" PRIu64 " (torn %" PRIu64 "), partitions %"
+           PRIu64 ", pauses %" PRIu64 ", transfers %" PRIu64 ", conf changes %" PRIu64 "\n",
+           t->leaders, t->crashes, t->torn, t->partitions, t->pauses, t->transfers,
+           t->conf_changes);
+    printf("sim: msgs %" PRIu64 " (dropped %" PRIu64 ", dup %" PRIu64 "), snapshots %" PRIu64
+           "/%" PRIu64 " taken/installed, commit kills %" PRIu64 ", leader commits resting on"
+           " an earlier term %" PRIu64 "\n", t->msgs_sent, t->msgs_dropped,
+           t->msgs_duplicated, t->snapshots_taken, t->snapshots_installed, t->commit_kills,
+           t->old_term_commits);
+    printf("sim: client writes ok %" PRIu64 ", indeterminate %" PRIu64 ", reads ok %" PRIu64
+           ", linearizability search steps %" PRIu64 "\n", t->ops_ok, t->ops_indeterminate,
+           t->reads_ok, t->lin_steps);
+}
+
+int main(int argc, char **argv)
+{
+    struct sim_cli cli = {.o = {.steps = 3000, .nodes = 3}, .first = 1, .count = 1};
+    struct sim_stats total = {0};
+    uint64_t ran = 0, failed_seed = 0, assertions = 0;
+    const char *caught_by = NULL, *env;
+    bool failed = false;
+    double start;
+
+    if (!parse_args(argc, argv, &cli)) {
+        usage();
+        return 2;
     }
     /* The environment steers the default run; a bug hunt (--expect-violation) keeps the
      * range it was given. */
-    if (!expect_violation && (env = getenv("AEGIS_SIM_SEEDS")) != NULL &&
-        parse_u64(env, &count) && count == 0) {
-        count = 1;
+    if (!cli.expect_violation && (env = getenv("AEGIS_SIM_SEEDS")) != NULL &&
+        parse_u64(env, &cli.count) && cli.count == 0) {
+        cli.count = 1;
     }
-    if (!expect_violation && (env = getenv("AEGIS_SEED")) != NULL && parse_u64(env, &first)) {
-        count = 1;
+    if (!cli.expect_violation && (env = getenv("AEGIS_SEED")) != NULL &&
+        parse_u64(env, &cli.first)) {
+        cli.count = 1;
     }
     aegis__assert_set_hook(on_assert);
     setvbuf(stdout, NULL, _IOLBF, 0);
     start = now_s();
-    for (uint64_t s = first; s < first + count; s++) {
+    for (uint64_t s = cli.first; s < cli.first + cli.count; s++) {
         const char *property = NULL;
 
-        o.seed = s;
+        cli.o.seed = s;
         ran++;
-        if (run_seed(&o, &total, expect_violation, &property)) {
+        if (run_seed(&cli.o, &total, cli.expect_violation, &property)) {
             continue;
         }
-        if (expect_violation && strcmp(property, "Assertion") == 0) {
+        if (cli.expect_violation && strcmp(property, "Assertion") == 0) {
             /* A crash of the core is not a checker catching the bug: keep looking. */
             assertions++;
             continue;
@@ -274,31 +304,17 @@ int main(int argc, char **argv)
         caught_by = property;
         break;
     }
-    printf("sim: %" PRIu64 " seed(s) from %" PRIu64 ", %u nodes, %" PRIu64 " steps%s%s: %s"
-           " in %.1f s\n", ran, first, o.nodes, o.steps, o.bug_names ? ", bugs " : "",
-           o.bug_names ? o.bug_names : "", failed ? "VIOLATION" : "all passed",
-           now_s() - start);
-    printf("sim: leaders %" PRIu64 ", crashes %" PRIu64 " (torn %" PRIu64 "), partitions %"
-           PRIu64 ", pauses %" PRIu64 ", transfers %" PRIu64 ", conf changes %" PRIu64 ", msgs %" PRIu64 " (dropped %" PRIu64 ", dup %" PRIu64
-           "), snapshots %" PRIu64 "/%" PRIu64 " taken/installed\n", total.leaders,
-           total.crashes, total.torn, total.partitions, total.pauses, total.transfers, total.conf_changes, total.msgs_sent,
-           total.msgs_dropped, total.msgs_duplicated, total.snapshots_taken,
-           total.snapshots_installed);
-    printf("sim: commit kills %" PRIu64 ", leader commits resting on an earlier term %" PRIu64
-           "\n", total.commit_kills, total.old_term_commits);
-    printf("sim: client writes ok %" PRIu64 ", indeterminate %" PRIu64 ", reads ok %" PRIu64
-           ", linearizability search steps %" PRIu64 "\n", total.ops_ok,
-           total.ops_indeterminate, total.reads_ok, total.lin_steps);
-    if (expect_violation) {
-        if (failed) {
-            printf("sim: %s violation caught at seed %" PRIu64 " (seed %" PRIu64 " of %"
-                   PRIu64 " allowed; %" PRIu64 " seeds ended in an assertion)\n", caught_by,
-                   failed_seed, ran, count, assertions);
-            return 0;
-        }
+    print_summary(&cli.o, ran, cli.first, failed, now_s() - start, &total);
+    if (!cli.expect_violation) {
+        return failed ? 1 : 0;
+    }
+    if (!failed) {
         printf("sim: NO violation in %" PRIu64 " seeds (%" PRIu64 " ended in an assertion):"
                " the checkers missed the bug\n", ran, assertions);
         return 1;
     }
-    return failed ? 1 : 0;
+    printf("sim: %s violation caught at seed %" PRIu64 " (seed %" PRIu64 " of %" PRIu64
+           " allowed; %" PRIu64 " seeds ended in an assertion)\n", caught_by, failed_seed, ran,
+           cli.count, assertions);
+    return 0;
 }
