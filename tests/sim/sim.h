@@ -25,6 +25,7 @@
 #define SIM_KEYS_MAX 4
 #define SIM_CLIENTS_MAX 8
 #define SIM_TRACE_KEEP 200
+#define SIM_ENTRY_BYTES_MAX 128 /* Bound on a command's payload (sim_client.c). */
 
 /* Fault schedules. MIXED picks one of the others per seed. */
 enum sim_profile {
@@ -42,6 +43,7 @@ struct sim_options {
     uint32_t bugs;       /* AEGIS_RAFT_BUG_* bits handed to every core. */
     const char *bug_names; /* As given on the command line, for the replay line. */
     bool verbose;        /* Print every trace event as it happens. */
+    bool no_workarounds; /* Also draw configurations that a known core bug breaks. */
     enum sim_profile profile;
 };
 

@@ -36,6 +36,8 @@
 
 #define CMD_MAGIC 0xA5
 #define CMD_LEN 28u
+#define CMD_PAD_MAX 64u
+AEGIS_STATIC_ASSERT(CMD_LEN + CMD_PAD_MAX <= SIM_ENTRY_BYTES_MAX);
 #define SNAP_MAGIC 0x4b4d4953u /* "SIMK" read as little-endian. */
 
 static void put_u64(uint8_t *p, uint64_t v)
@@ -78,6 +80,7 @@ struct aegis_buf *sim_kv_encode(uint8_t kind, uint32_t key, uint64_t op_id, int6
 
     AEGIS_ASSERT(b != NULL);
     AEGIS_ASSERT(key < SIM_KEYS_MAX);
+    AEGIS_ASSERT(CMD_LEN + pad <= SIM_ENTRY_BYTES_MAX);
     b->data[0] = CMD_MAGIC;
     b->data[1] = kind;
     b->data[2] = (uint8_t)key;
@@ -289,7 +292,7 @@ static int attempt(struct sim_world *w, struct sim_client *c, struct sim_node *n
 
     if (c->state == SIM_CLIENT_WRITE) {
         struct aegis_buf *b = sim_kv_encode(h->op.kind, h->op.key, h->op.id, h->op.arg1,
-                                            h->op.arg2, (uint32_t)rnd(w, 0, 64));
+                                            h->op.arg2, (uint32_t)rnd(w, 0, CMD_PAD_MAX));
         aegis_index index = 0;
 
         rv = aegis__raft_propose(nd->raft, AEGIS_ENTRY_COMMAND, b, &index);
