@@ -932,9 +932,9 @@ static void draw_params(struct sim_world *w)
         /* The nemesis of the MIT 6.824 Figure 8 tests: leaders die soon after taking
          * proposals (so uncommitted tails diverge) and at their first commit, and come
          * back quickly; a majority stays up. */
-        p->propose_kill_ppm = (uint32_t)rnd(w, 100000, 500000);
+        p->propose_kill_ppm = (uint32_t)rnd(w, 300000, 700000);
         p->propose_kill_delay_max = (uint32_t)rnd(w, 0, 10);
-        p->first_commit_kill_ppm = (uint32_t)rnd(w, 300000, 800000);
+        p->first_commit_kill_ppm = (uint32_t)rnd(w, 850000, 1000000);
         p->restart_delay_max = (uint32_t)rnd(w, 5, 100);
         p->partition_ppm /= 4;
         p->drop_ppm /= 4;
