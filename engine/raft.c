@@ -351,6 +351,15 @@ static void answer_lower_term(struct aegis_raft *r, const struct aegis_msg *m)
         if (resp != NULL) {
             resp->vote_resp.pre_vote = true;
         }
+    } else if (m->type == AEGIS_MSG_VOTE_REQ) {
+        /* §5.1: answer a stale RequestVote with a rejection carrying our term, so that a
+         * candidate behind in terms learns the current one. Without it a candidate whose
+         * peers all moved on (crashes, membership change, pre-vote off) could campaign
+         * in a stale term forever (found by the simulation, seed 528, chaos profile). */
+        resp = aegis__raft_push(r, AEGIS_MSG_VOTE_RESP, m->from, true);
+        if (resp != NULL) {
+            resp->vote_resp.granted = false;
+        }
     }
 }
 

@@ -43,7 +43,6 @@ struct sim_options {
     uint32_t bugs;       /* AEGIS_RAFT_BUG_* bits handed to every core. */
     const char *bug_names; /* As given on the command line, for the replay line. */
     bool verbose;        /* Print every trace event as it happens. */
-    bool no_workarounds; /* Also draw configurations that a known core bug breaks. */
     enum sim_profile profile;
 };
 

@@ -3,8 +3,6 @@
  *   sim --seed S [--steps N] [--nodes 3|5] [--bugs NAME[,NAME]] [--verbose]
  *   sim --seeds A..B | --seed S --count M   many seeds, stopping at the first failure
  *   sim ... --profile mixed|chaos|figure8|crash|partition   fault schedule (sim_world.c)
- *   sim ... --no-workarounds                also draw the configurations that known core bugs
- *                                           break (docs/simulation.md, "Known core bugs")
  *   sim ... --expect-violation              succeed iff some seed shows a violation found
  *                                           by a checker (a failed assertion does not
  *                                           count: the search goes on)
@@ -81,7 +79,7 @@ static void usage(void)
             "           [--bugs commit_old_term,vote_any_log,ack_before_durable,"
             "read_without_index]\n"
             "           [--profile mixed|chaos|figure8|crash|partition]\n"
-            "           [--expect-violation] [--no-workarounds] [--verbose]\n"
+            "           [--expect-violation] [--verbose]\n"
             "env: AEGIS_SEED=<n> replays one seed; AEGIS_SIM_SEEDS=<m> runs m seeds\n");
 }
 
@@ -102,9 +100,6 @@ static void replay_line(const struct sim_options *o, FILE *f)
     }
     if (o->profile != SIM_PROFILE_MIXED) {
         fprintf(f, " --profile %s", sim_profile_name(o->profile));
-    }
-    if (o->no_workarounds) {
-        fprintf(f, " --no-workarounds");
     }
     fprintf(f, " --verbose\n");
 }
@@ -236,9 +231,6 @@ static bool parse_args(int argc, char **argv, struct sim_cli *cli)
             takes_value = false;
         } else if (strcmp(a, "--verbose") == 0) {
             cli->o.verbose = true;
-            takes_value = false;
-        } else if (strcmp(a, "--no-workarounds") == 0) {
-            cli->o.no_workarounds = true;
             takes_value = false;
         } else {
             return false;

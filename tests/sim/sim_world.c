@@ -989,21 +989,6 @@ static void draw_config(struct sim_world *w)
     if (w->profile == SIM_PROFILE_PARTITION && rnd(w, 0, 1) == 0) {
         c->check_quorum = false; /* An isolated leader then never steps down by itself. */
     }
-    if (!w->opt.no_workarounds) {
-        /* Known core bug (docs/simulation.md, "Known core bugs"): when the byte limit of
-         * a follower's window binds before its message limit and the AppendEntries in
-         * flight are lost, the leader never sends to that follower again. Until it is
-         * fixed, keep the byte limit above what a full message window can hold, so that
-         * the message limit always binds first (the draws above are unchanged, so a
-         * seed replays the same with --no-workarounds). */
-        uint64_t msg = (c->append_bytes_max > SIM_ENTRY_BYTES_MAX ? c->append_bytes_max
-                                                                  : SIM_ENTRY_BYTES_MAX) +
-                       SIM_ENTRY_BYTES_MAX;
-
-        if (c->inflight_bytes_max < c->inflight_msgs_max * msg) {
-            c->inflight_bytes_max = c->inflight_msgs_max * msg;
-        }
-    }
 }
 
 void sim_world_init(struct sim_world *w, const struct sim_options *opt)
