@@ -353,7 +353,12 @@ static int inbox_push(struct aegis_node *n, const struct aegis_req *q)
     }
     pthread_mutex_lock(&in->lock);
     count = in->count;
-    if (count == in->cap) {
+    /* Backpressure at the door: with max_pending proposals in flight or queued, refuse
+     * new ones here (the caller still holds them and can wait, as the RESP server does
+     * by pausing the connection) rather than accept and then fail them. */
+    if (count == in->cap ||
+        (q->kind == AEGIS_REQ_PROPOSE &&
+         count + __atomic_load_n(&n->inflight, __ATOMIC_ACQUIRE) >= n->config.max_pending)) {
         pthread_mutex_unlock(&in->lock);
         __atomic_fetch_add(&n->stats.backpressure, 1, __ATOMIC_RELAXED);
         return AEGIS_EFULL;
