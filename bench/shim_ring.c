@@ -29,10 +29,12 @@ struct bm_ring_pair {
     uint64_t sent;
     uint64_t echoed;
     uint64_t producer_sleeps;
+    uint64_t producer_timeouts;
     uint64_t producer_errors;
     /* Consumer only; read by the producer through __atomic loads. */
     uint64_t received;
     uint64_t consumer_sleeps;
+    uint64_t consumer_timeouts;
     uint64_t order_errors;
 };
 
@@ -99,7 +101,12 @@ static void *consume(void *arg)
             continue;
         }
         __atomic_store_n(&p->consumer_sleeps, p->consumer_sleeps + 1, __ATOMIC_RELAXED);
-        (void)aegis__waker_wait(&p->cw, BM_RING_SLEEP_MS);
+        if (aegis__waker_wait(&p->cw, BM_RING_SLEEP_MS) == 0 &&
+            !aegis__ring_bm_empty(&p->fwd)) {
+            /* Slept the whole timeout although an item was there: a lost wake-up. */
+            __atomic_store_n(&p->consumer_timeouts, p->consumer_timeouts + 1,
+                             __ATOMIC_RELAXED);
+        }
         polls = 0;
     }
     return NULL;
@@ -130,6 +137,8 @@ void bm_ring_pair_stats(const struct bm_ring_pair *p, struct bm_ring_stats *out)
                         p->producer_errors;
     out->consumer_sleeps = __atomic_load_n(&p->consumer_sleeps, __ATOMIC_RELAXED);
     out->producer_sleeps = p->producer_sleeps;
+    out->producer_timeouts = p->producer_timeouts;
+    out->consumer_timeouts = __atomic_load_n(&p->consumer_timeouts, __ATOMIC_RELAXED);
     out->consumer_wakes = __atomic_load_n(&p->cw.wakes, __ATOMIC_RELAXED);
     out->producer_wakes = __atomic_load_n(&p->pw.wakes, __ATOMIC_RELAXED);
 }
@@ -169,7 +178,9 @@ static void producer_wait(struct bm_ring_pair *p, bool (*ready)(struct bm_ring_p
             return;
         }
         p->producer_sleeps++;
-        (void)aegis__waker_wait(&p->pw, BM_RING_SLEEP_MS);
+        if (aegis__waker_wait(&p->pw, BM_RING_SLEEP_MS) == 0 && !ready(p)) {
+            p->producer_timeouts++; /* Slept the whole timeout and still not ready. */
+        }
         polls = 0;
     }
 }

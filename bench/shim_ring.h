@@ -32,6 +32,10 @@ struct bm_ring_stats {
     uint64_t order_errors;    /* Items popped out of sequence (must stay 0). */
     uint64_t consumer_sleeps; /* aegis__waker_wait calls by the consumer. */
     uint64_t producer_sleeps; /* ... by the producer (ring full, or waiting for an echo). */
+    uint64_t producer_timeouts; /* Producer sleeps that ran the whole 100 ms timeout and
+                                 * found nothing: a lost wake-up or a very long stall. */
+    uint64_t consumer_timeouts; /* Consumer sleeps that ran the whole timeout while an
+                                 * item was waiting: the same. */
     uint64_t consumer_wakes;  /* eventfd writes to wake the consumer. */
     uint64_t producer_wakes;  /* eventfd writes to wake the producer. */
 };
