@@ -16,6 +16,9 @@
 //                   write, poll return, read) and two handoffs.
 //   PingPongSpin    the same with both sides polling (bounded): the cross-core handoff
 //                   latency without syscalls.
+//   Wakeup          (b) made strict: each round trip starts with the consumer blocked in
+//                   poll (the benchmark waits for that, untimed); the producer polls for
+//                   the echo. Times one wake-up of a sleeping thread plus one handoff back.
 // Per-item cost = 1 / items_per_second. Wake-up cost = (PingPongSleep round trip -
 // PingPongSpin round trip) / 2. Both threads share 2 cores with everything else running:
 // the thread-pair numbers depend on scheduling more than anything here.
@@ -114,11 +117,34 @@ void two_threads(benchmark::internal::Benchmark *b)
     b->UseRealTime()->Repetitions(5)->ReportAggregatesOnly(true);
 }
 
+// (b) with the consumer certainly asleep each time: a pair whose consumer sleeps as soon
+// as its ring is empty and whose producer polls for the echo (bounded). Each iteration
+// first waits, untimed, until the consumer is blocked in poll (20 us sleeps), then times
+// push -> echo on the wall clock. consumer_wakes_per_item must read 1.
+void BM_RingWakeup(benchmark::State &state)
+{
+    struct bm_ring_pair *p = bm_ring_pair_create(BM_RING_PINGPONG, 64, false);
+    bm::check(p != nullptr, "ring pair");
+    bm_ring_pair_set_producer_spin(p, true);
+    for (auto _ : state) {
+        state.SetIterationTime((double)bm_ring_wakeup_once(p, 20) * 1e-9);
+    }
+    struct bm_ring_stats st;
+    bm_ring_pair_destroy(p, &st);
+    uint64_t trips = (uint64_t)state.iterations();
+    if (st.received != trips) {
+        state.SkipWithError("items lost");
+    }
+    state.SetItemsProcessed((int64_t)trips);
+    report(state, st, trips);
+}
+
 BENCHMARK(BM_RingLocal)->ArgName("defer")->Arg(0)->Arg(1);
 BENCHMARK(BM_RingStreamSpin)->ArgName("burst")->Arg(1)->Arg(64)->Apply(two_threads);
 BENCHMARK(BM_RingStreamSleep)->ArgName("burst")->Arg(1)->Arg(64)->Apply(two_threads);
 BENCHMARK(BM_RingPingPongSleep)->Apply(two_threads);
 BENCHMARK(BM_RingPingPongSpin)->Apply(two_threads);
+BENCHMARK(BM_RingWakeup)->UseManualTime()->Repetitions(5)->ReportAggregatesOnly(true);
 
 }  // namespace
 

@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "pipeline/ring.h"
 
@@ -22,8 +23,9 @@ struct bm_ring_pair {
     struct aegis_waker cw;     /* The consumer's. */
     struct aegis_waker pw;     /* The producer's: echoes arrived, or space in fwd. */
     enum bm_ring_mode mode;
-    bool spin;
-    int stop; /* __atomic. */
+    bool consumer_spin;
+    bool producer_spin; /* Producer only. */
+    int stop;           /* __atomic. */
     pthread_t thread;
     /* Producer only. */
     uint64_t sent;
@@ -91,7 +93,7 @@ static void *consume(void *arg)
         if (stopping(p)) {
             break;
         }
-        if (p->spin && polls < BM_RING_SPIN_POLLS) {
+        if (p->consumer_spin && polls < BM_RING_SPIN_POLLS) {
             relax(polls++);
             continue;
         }
@@ -120,7 +122,8 @@ struct bm_ring_pair *bm_ring_pair_create(enum bm_ring_mode mode, unsigned int sl
         return NULL;
     }
     p->mode = mode;
-    p->spin = spin;
+    p->consumer_spin = spin;
+    p->producer_spin = spin;
     if (aegis__waker_init(&p->cw) != 0 || aegis__waker_init(&p->pw) != 0 ||
         aegis__ring_bm_init(&p->fwd, slots, &p->cw, NULL) != 0 ||
         aegis__ring_bm_init(&p->back, slots, &p->pw, NULL) != 0 ||
@@ -128,6 +131,11 @@ struct bm_ring_pair *bm_ring_pair_create(enum bm_ring_mode mode, unsigned int sl
         abort(); /* Benchmark setup: nothing sensible to fall back on. */
     }
     return p;
+}
+
+void bm_ring_pair_set_producer_spin(struct bm_ring_pair *p, bool spin)
+{
+    p->producer_spin = spin;
 }
 
 void bm_ring_pair_stats(const struct bm_ring_pair *p, struct bm_ring_stats *out)
@@ -168,7 +176,7 @@ static void producer_wait(struct bm_ring_pair *p, bool (*ready)(struct bm_ring_p
     uint32_t polls = 0;
 
     while (!ready(p)) {
-        if (p->spin && polls < BM_RING_SPIN_POLLS) {
+        if (p->producer_spin && polls < BM_RING_SPIN_POLLS) {
             relax(polls++);
             continue;
         }
@@ -244,6 +252,47 @@ void bm_ring_pingpong(struct bm_ring_pair *p, uint64_t n)
         }
         p->echoed++;
     }
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void sleep_us(unsigned int us)
+{
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)us * 1000};
+
+    nanosleep(&ts, NULL);
+}
+
+uint64_t bm_ring_wakeup_once(struct bm_ring_pair *p, unsigned int idle_us)
+{
+    struct bm_item it = {0};
+    uint64_t start, end;
+
+    for (int tries = 0; tries < 1000; tries++) {
+        if (__atomic_load_n(&p->cw.sleeping, __ATOMIC_SEQ_CST) != 0) {
+            break;
+        }
+        sleep_us(idle_us);
+    }
+    sleep_us(idle_us);
+    it.seq = p->sent++;
+    start = now_ns();
+    if (!aegis__ring_bm_push_sp(&p->fwd, &it)) {
+        abort(); /* One item in flight at a time. */
+    }
+    producer_wait(p, echo_ready);
+    end = now_ns();
+    if (!aegis__ring_bm_pop_sc(&p->back, &it) || it.seq != p->echoed) {
+        p->producer_errors++;
+    }
+    p->echoed++;
+    return end - start;
 }
 
 uint64_t bm_ring_local(uint64_t n, unsigned int batch, bool defer)

@@ -47,6 +47,9 @@ struct bm_ring_pair;
  * their ring is empty (the pipeline's behaviour). NULL on failure. */
 struct bm_ring_pair *bm_ring_pair_create(enum bm_ring_mode mode, unsigned int slots, bool spin);
 
+/* Producer side only: poll (bounded) before sleeping, whatever @spin said at create. */
+void bm_ring_pair_set_producer_spin(struct bm_ring_pair *p, bool spin);
+
 /* Stop and join the consumer (it drains first), fill @stats_out (may be NULL), free. */
 void bm_ring_pair_destroy(struct bm_ring_pair *p, struct bm_ring_stats *stats_out);
 
@@ -60,6 +63,14 @@ void bm_ring_stream_sync(struct bm_ring_pair *p);
 
 /* PINGPONG: @n round trips: push one item, wait for its echo. */
 void bm_ring_pingpong(struct bm_ring_pair *p, uint64_t n);
+
+/* PINGPONG: one round trip that starts with the consumer asleep. Waits (sleeping @idle_us
+ * at a time, at most 1000 times) until the consumer has announced that it sleeps, sleeps
+ * @idle_us more so that it is blocked in poll, then pushes one item and polls (bounded,
+ * then sleeps) for the echo. Returns the nanoseconds from just before the push to the
+ * echo's arrival on CLOCK_MONOTONIC: one wake-up of a sleeping thread, its handoff back,
+ * and the cost of the eventfd write, the poll return and the read in between. */
+uint64_t bm_ring_wakeup_once(struct bm_ring_pair *p, unsigned int idle_us);
 
 /* Counters so far (consumer-side ones are racy snapshots while it runs). */
 void bm_ring_pair_stats(const struct bm_ring_pair *p, struct bm_ring_stats *out);
