@@ -11,17 +11,18 @@
 //   StreamSleep     the same with the pipeline's own consumer, which sleeps as soon as
 //                   its ring is empty: whether it stays busy depends on the producer
 //                   outrunning it. wakes_per_item shows what happened.
-//   PingPongSleep   (b) one item at a time, the consumer echoes it back, both sides sleep
-//                   on their eventfd each time: a round trip is two wake-ups (eventfd
-//                   write, poll return, read) and two handoffs.
+//   PingPongSleep   one item at a time, the consumer echoes it back, each side sleeps on
+//                   its eventfd whenever its ring is empty: a round trip is up to two
+//                   wake-ups (eventfd write, poll return, read) and two handoffs; the
+//                   sleeps_per_item counters say how often a side really slept.
 //   PingPongSpin    the same with both sides polling (bounded): the cross-core handoff
 //                   latency without syscalls.
 //   Wakeup          (b) made strict: each round trip starts with the consumer blocked in
 //                   poll (the benchmark waits for that, untimed); the producer polls for
 //                   the echo. Times one wake-up of a sleeping thread plus one handoff back.
-// Per-item cost = 1 / items_per_second. Wake-up cost = (PingPongSleep round trip -
-// PingPongSpin round trip) / 2. Both threads share 2 cores with everything else running:
-// the thread-pair numbers depend on scheduling more than anything here.
+// Per-item cost = 1 / items_per_second; the wake-up cost is Wakeup's time. Both threads
+// share 2 cores with everything else running: the thread-pair numbers depend on
+// scheduling more than anything here.
 #include "bm_common.h"
 
 #include "shim_ring.h"
