@@ -26,6 +26,7 @@
 #include "pipeline/envelope.h"
 #include "pipeline/logging.h"
 #include "pipeline/node_int.h"
+#include "pipeline/probes.h"
 #include "pipeline/snapshot_file.h"
 
 #define AEGIS_APPLY_PENDING_MS 10000u
@@ -292,6 +293,13 @@ static struct aegis_buf *apply_entry(struct aegis_node *n, const struct aegis_en
     if (n->sm != NULL) {
         if (type == AEGIS_ENTRY_COMMAND) {
             n->sm->apply(n->sm->data, e->index, p + 1, len - 1, res);
+            if (res->value != NULL) {
+                /* The embedder's bytes are valid only during apply: keep a copy for the
+                 * proposer's callback, and for the follower that forwarded it. */
+                value = aegis__buf_from(n->alloc, res->value, res->value_len);
+                res->value = value != NULL ? value->data : NULL;
+                res->value_len = value != NULL ? value->len : 0;
+            }
         }
     } else {
         struct aegis_kv_result kr;
@@ -322,6 +330,7 @@ static void handle_entry(struct aegis_node *n, struct aegis_apply_item *it)
     struct aegis_result res;
     struct aegis_buf *value;
     struct apply_reg *r;
+    void *req = NULL;
 
     if (it->entry.index <= s->applied) {
         aegis__entry_unref(&it->entry); /* Covered by an installed snapshot. */
@@ -329,17 +338,24 @@ static void handle_entry(struct aegis_node *n, struct aegis_apply_item *it)
     }
     AEGIS_ASSERT(it->entry.index == s->applied + 1);
     value = apply_entry(n, &it->entry, &res);
+    /* A clock read per entry (applying one costs far more); its completions reuse it. */
+    n->metrics.apply_ns = aegis__now_ns();
+    n->metrics.apply_index = it->entry.index;
+    aegis__metrics_since(&n->metrics, AEGIS_MH_COMMIT_APPLY, it->stamp_ns, n->metrics.apply_ns);
+    aegis__metrics_add(&n->metrics, AEGIS_MT_APPLY, AEGIS_MC_APPLY_ENTRIES, 1);
     while ((r = reg_head(s)) != NULL && r->index <= it->entry.index) {
         if (r->index == it->entry.index && r->term == it->entry.term) {
+            req = r->remote != AEGIS_NODE_NONE ? (void *)(uintptr_t)r->request_id : r->data;
             complete_reg(n, r, &res, value);
         } else {
             fail_reg(n, r, AEGIS_ENOTLEADER);
         }
         reg_pop(s);
     }
+    AEGIS_PROBE2(applied, it->entry.index, req); /* One site: perf probe adds it once. */
     aegis__buf_unref(value);
     aegis__entry_unref(&it->entry);
-    n->stats.applied_entries++;
+    AEGIS_STAT_INC(n->stats.applied_entries);
 }
 
 static void serve_read(struct aegis_node *n, struct apply_read *rd)
@@ -496,7 +512,7 @@ static void handle_install(struct aegis_node *n, struct aegis_apply_item *it)
             fail_reg(n, r, AEGIS_ELEADERLOST);
             reg_pop(s);
         }
-        n->stats.snapshots_installed++;
+        AEGIS_STAT_INC(n->stats.snapshots_installed);
     }
     aegis__buf_unref(it->buf);
     aegis__free(n->alloc, it->meta);
@@ -515,7 +531,10 @@ static void push_report(struct aegis_node *n, const struct aegis_apply_report *r
     }
 }
 
-static void take_snapshot(struct aegis_node *n)
+/* Serialise the state machine at the applied index, write the snapshot file and report
+ * it to the raft thread. Returns 0 (reported, or a report already on its way) or the
+ * error that stopped it. */
+static int make_snapshot(struct aegis_node *n)
 {
     struct aegis_apply_state *s = n->apply_state;
     struct aegis_snapshot_meta *meta;
@@ -524,8 +543,11 @@ static void take_snapshot(struct aegis_node *n)
     size_t raw_len = 0;
     int rv;
 
-    if (s->applied == 0 || s->pending_report.kind != 0) {
-        return;
+    if (s->pending_report.kind != 0) {
+        return 0;
+    }
+    if (s->applied == 0) {
+        return AEGIS_EUNAVAIL;
     }
     if (n->sm != NULL) {
         rv = n->sm->snapshot(n->sm->data, &raw, &raw_len);
@@ -537,8 +559,7 @@ static void take_snapshot(struct aegis_node *n)
         }
     }
     if (rv != 0) {
-        AEGIS_LOG(AEGIS_LOG_WARN, "snapshot skipped: %s", aegis_strerror(rv));
-        return;
+        return rv;
     }
     data = aegis__env_snapshot(n->alloc, s->addrs, s->addrs_count, raw, raw_len);
     if (sm_buf != NULL) {
@@ -550,23 +571,35 @@ static void take_snapshot(struct aegis_node *n)
     if (data == NULL || meta == NULL) {
         aegis__buf_unref(data);
         aegis__free(n->alloc, meta);
-        return;
+        return AEGIS_ENOMEM;
     }
     meta->index = s->applied;
     meta->term = s->applied_term;
     meta->conf = s->conf;
     rv = aegis__snapshot_file_write(n->data_dir, NULL, meta, data->data, data->len);
     if (rv != 0) {
-        AEGIS_LOG(AEGIS_LOG_ERROR, "writing snapshot at index %llu failed: %s",
-                  (unsigned long long)meta->index, aegis_strerror(rv));
         aegis__buf_unref(data);
         aegis__free(n->alloc, meta);
-        return;
+        return rv;
     }
-    n->stats.snapshots_taken++;
+    AEGIS_STAT_INC(n->stats.snapshots_taken);
     push_report(n, &(struct aegis_apply_report){.kind = AEGIS_REPORT_SNAPSHOT,
                                                 .meta = meta,
                                                 .data = data});
+    return 0;
+}
+
+static void take_snapshot(struct aegis_node *n)
+{
+    int rv = make_snapshot(n);
+
+    if (rv != 0) {
+        /* Tell the raft thread, which retries later: the core asks only once. */
+        AEGIS_LOG(AEGIS_LOG_WARN, "snapshot at index %llu failed: %s",
+                  (unsigned long long)n->apply_state->applied, aegis_strerror(rv));
+        push_report(n, &(struct aegis_apply_report){.kind = AEGIS_REPORT_SNAPSHOT,
+                                                    .status = rv});
+    }
 }
 
 static void handle_item(struct aegis_node *n, struct aegis_apply_item *it)
@@ -684,15 +717,21 @@ void *aegis__apply_thread_main(void *arg)
     pthread_setname_np(pthread_self(), "aegis-apply");
     for (;;) {
         uint32_t batch = 0;
-        uint64_t now;
+        uint64_t now, *applied_ctr = &n->metrics.shard[AEGIS_MT_APPLY].c[AEGIS_MC_APPLY_ENTRIES];
+        uint64_t applied_before = *applied_ctr; /* Our own shard: a plain read. */
 
         /* Drain everything queued: under load, one wake-up applies a whole batch. */
         while (aegis__ring_apply_pop_sc(&n->apply_ring, &it)) {
             handle_item(n, &it);
             batch++;
         }
+        if (*applied_ctr > applied_before) {
+            aegis__metrics_add(&n->metrics, AEGIS_MT_APPLY, AEGIS_MC_APPLY_BATCHES, 1);
+            aegis__metrics_record(&n->metrics, AEGIS_MH_APPLY_BATCH_ENTRIES,
+                                  *applied_ctr - applied_before);
+        }
         if (batch > 0) {
-            n->stats.apply_batches++;
+            AEGIS_STAT_INC(n->stats.apply_batches);
             serve_ready_reads(n);
             if (s->applied != s->reported) {
                 push_report(n, &(struct aegis_apply_report){.kind = AEGIS_REPORT_APPLIED,

@@ -15,9 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/uio.h>
 
 #include "net/resp.h"
 #include "pipeline/logging.h"
+#include "pipeline/probes.h"
 
 #define SRV_MAP_EMPTY 0u
 
@@ -40,6 +42,7 @@ struct srv_conn {
     bool close_after_flush;
     bool closed;
     bool dirty;                  /* On the server's dirty list: replies to write. */
+    bool writing;                /* A write is queued in the loop: the next one waits. */
     struct srv_conn *dirty_next;
 };
 
@@ -53,6 +56,7 @@ struct aegis_server {
     uint32_t conns;
     bool overloaded;             /* Some connection is paused on AEGIS_EFULL. */
     struct srv_conn *dirty;      /* Connections with replies filled since the last flush. */
+    uint64_t rx_ns;              /* When the bytes on_data parses arrived (metrics). */
 };
 
 /* One asynchronous command in flight. */
@@ -75,6 +79,8 @@ struct srv_op {
     uint32_t keys_count;         /* EXISTS, MGET: keys follow in keys_buf. */
     struct aegis_kv_bytes *keys;
     char *keys_buf;
+    uint64_t received_ns;        /* Net thread: parsed at (metrics). */
+    uint64_t applied_ns;         /* Apply thread: completed at (writes; metrics). */
 };
 
 static uint64_t map_hash(aegis_uring_client_id id)
@@ -199,12 +205,59 @@ static void conn_free(struct srv_conn *c)
     free(c);
 }
 
+/* One write in the loop's queue; freed when the kernel is done with it. */
+struct srv_write {
+    struct srv_conn *conn;
+    char bytes[];
+};
+
+static void conn_flush(struct srv_conn *c);
+
+static void flush_and_resume(struct srv_conn *c)
+{
+    struct aegis_server *s = c->srv;
+
+    conn_flush(c);
+    if (c->paused && c->next_seq - c->flushed_seq <= s->slots_mask / 2) {
+        c->paused = false;
+        aegis__uring_loop_client_resume(s->node->loop, c->id);
+    }
+}
+
+/* The loop finished (or dropped) a connection's write: the replies that completed in the
+ * meantime go out now. */
+static void write_done(struct aegis_uring_loop *loop, int status, void *data)
+{
+    struct srv_write *wr = data;
+    struct srv_conn *c = wr->conn;
+
+    (void)loop;
+    free(wr);
+    c->writing = false;
+    c->refs--;
+    if (c->closed) {
+        if (c->refs == 0 && !c->dirty) {
+            conn_free(c);
+        }
+    } else if (status == 0) {
+        flush_and_resume(c);
+    }
+}
+
+/* Write the replies that are done, in order. At most one write per connection is in the
+ * loop's queue: the loop's per-client queue is bounded (a write it refuses would be a
+ * reply lost and every later reply misattributed by the client), and a client that does
+ * not read its replies then fills its reply slots, which stops reading it: memory per
+ * connection stays bounded by the slots and one write. */
 static void conn_flush(struct srv_conn *c)
 {
     struct aegis_server *s = c->srv;
     struct aegis_resp_wbuf w;
     uint64_t q = c->flushed_seq;
 
+    if (c->writing) {
+        return; /* write_done flushes again. */
+    }
     aegis__resp_wbuf_init(&w, NULL, 0);
     while (q < c->next_seq && c->slots[q & s->slots_mask].done) {
         struct srv_slot *slot = &c->slots[q & s->slots_mask];
@@ -218,10 +271,27 @@ static void conn_flush(struct srv_conn *c)
     }
     c->flushed_seq = q;
     if (w.len > 0) {
-        aegis__node_client_write(s->node, c->id, w.data, w.len);
+        struct srv_write *wr = malloc(sizeof(*wr) + w.len);
+        struct iovec iov;
+        int rv = AEGIS_ENOMEM;
+
+        if (wr != NULL) {
+            wr->conn = c;
+            memcpy(wr->bytes, w.data, w.len);
+            iov = (struct iovec){.iov_base = wr->bytes, .iov_len = w.len};
+            rv = aegis__uring_loop_client_write(s->node->loop, c->id, &iov, 1, write_done, wr);
+        }
+        if (rv == 0) {
+            c->writing = true;
+            c->refs++;
+        } else {
+            free(wr);
+            /* Replies lost: the connection must not go on out of step. */
+            aegis__uring_loop_client_close(s->node->loop, c->id, false);
+        }
     }
     aegis__resp_wbuf_close(&w);
-    if (c->close_after_flush && c->flushed_seq == c->next_seq) {
+    if (c->close_after_flush && c->flushed_seq == c->next_seq && !c->writing) {
         aegis__uring_loop_client_close(s->node->loop, c->id, true);
     }
 }
@@ -230,6 +300,13 @@ static void slot_fill(struct srv_conn *c, uint64_t seq, char *bytes, uint32_t le
 {
     struct srv_slot *slot = &c->slots[seq & c->srv->slots_mask];
 
+    if (bytes != NULL && len > 0 && bytes[0] == '-') {
+        enum aegis_mctr kind = strncmp(bytes, "-TRYAGAIN", 9) == 0  ? AEGIS_MC_ERR_CLIENT_TRYAGAIN
+                               : strncmp(bytes, "-UNKNOWN", 8) == 0 ? AEGIS_MC_ERR_CLIENT_UNKNOWN
+                                                                    : AEGIS_MC_ERR_CLIENT_OTHER;
+
+        aegis__metrics_add(&c->srv->node->metrics, AEGIS_MT_NET, kind, 1);
+    }
     slot->bytes = bytes;
     slot->len = len;
     slot->done = true;
@@ -287,9 +364,17 @@ static void deliver(struct aegis_node *n, void *arg, uint64_t u)
     struct srv_op *op = arg;
     struct srv_conn *c = op->conn;
     struct aegis_server *s = c->srv;
+    uint64_t now = n->metrics.net_wake_ns; /* Read once per wake-up (net_thread.c). */
 
-    (void)n;
     (void)u;
+    if (op->is_write && now < op->applied_ns) {
+        now = aegis__now_ns(); /* Posted after this wake-up read the clock. */
+    }
+    if (op->is_write) {
+        aegis__metrics_since(&n->metrics, AEGIS_MH_APPLY_REPLY, op->applied_ns, now);
+        aegis__metrics_since(&n->metrics, AEGIS_MH_REQUEST, op->received_ns, now);
+    }
+    AEGIS_PROBE2(reply_sent, op, c->id);
     c->refs--;
     if (c->closed) {
         free(op->reply);
@@ -350,6 +435,12 @@ static void op_done(void *data, const struct aegis_result *res)
     struct aegis_node *n = op->conn->srv->node;
     struct aegis_net_post p;
 
+    if (op->is_write) {
+        /* The apply thread's clock read for this entry, if that is where we are. */
+        op->applied_ns = res->index != 0 && res->index == n->metrics.apply_index
+                             ? n->metrics.apply_ns
+                             : aegis__now_ns();
+    }
     if (res->status != 0 && !(!op->is_write && res->status == AEGIS_ENOTFOUND)) {
         op->reply = error_reply(res->status, op->is_write, &op->reply_len);
     } else {
@@ -426,6 +517,8 @@ static bool submit(struct srv_conn *c, struct srv_op *op, struct aegis_buf *cmd,
         return true;
     }
     op->seq = c->next_seq;
+    op->received_ns = c->srv->rx_ns;
+    AEGIS_PROBE2(request_received, op, c->id);
     rv = read ? aegis_node_read(n, cmd->data, cmd->len, op_done, op)
               : aegis_node_propose(n, cmd->data, cmd->len, op_done, op);
     aegis__buf_unref(cmd);
@@ -678,10 +771,21 @@ static bool section_wanted(const char *want, const char *name)
            strcasecmp(want, name) == 0;
 }
 
+/* The sections "stats", "latency" and "persistence" (pipeline/metrics.c). */
+static void metrics_info(struct aegis_server *s, struct aegis_resp_wbuf *w, const char *want)
+{
+    struct aegis_text t = {0};
+
+    aegis__metrics_info(s->node, want, &t);
+    if (t.len > 0) {
+        aegis__resp_add_raw(w, t.data, t.len);
+    }
+    aegis__text_free(&t);
+}
+
 static void append_info(struct aegis_server *s, struct aegis_resp_wbuf *w, const char *want)
 {
     struct aegis_node *n = s->node;
-    const struct aegis_node_stats *st = &n->stats;
     struct aegis_status status;
     char addr[AEGIS_HOST_MAX + 8];
 
@@ -712,20 +816,7 @@ static void append_info(struct aegis_server *s, struct aegis_resp_wbuf *w, const
         }
         aegis__resp_add_raw(w, "\r\n", 2);
     }
-    if (section_wanted(want, "stats")) {
-        wprintf(w, "# Stats\r\nconnected_clients:%u\r\nproposals:%llu\r\nforwarded:%llu\r\n"
-                   "reads:%llu\r\napplied_entries:%llu\r\napply_batches:%llu\r\n"
-                   "peer_msgs_in:%llu\r\npeer_msgs_out:%llu\r\npeer_msgs_dropped:%llu\r\n"
-                   "peer_send_failed:%llu\r\nbackpressure:%llu\r\nsnapshots_taken:%llu\r\n"
-                   "snapshots_installed:%llu\r\n\r\n",
-                s->conns, (unsigned long long)st->proposals, (unsigned long long)st->forwarded,
-                (unsigned long long)st->reads, (unsigned long long)st->applied_entries,
-                (unsigned long long)st->apply_batches, (unsigned long long)st->peer_msgs_in,
-                (unsigned long long)st->peer_msgs_out, (unsigned long long)st->peer_msgs_dropped,
-                (unsigned long long)st->peer_send_failed, (unsigned long long)st->backpressure,
-                (unsigned long long)st->snapshots_taken,
-                (unsigned long long)st->snapshots_installed);
-    }
+    metrics_info(s, w, want);
 }
 
 static void reply_wbuf_bulk(struct srv_conn *c, struct aegis_resp_wbuf *w)
@@ -898,6 +989,13 @@ static bool dispatch(struct srv_conn *c, const struct aegis_resp_cmd *cmd)
         reply_now(c, reply_, len);
     } else if (arg_is(&a[0], "info")) {
         cmd_info(c, cmd);
+    } else if (arg_is(&a[0], "config") && argc == 2 && arg_is(&a[1], "resetstat")) {
+        /* Redis' CONFIG RESETSTAT: INFO latency counts from here (aegis-bench --breakdown). */
+        if (aegis__metrics_reset_baseline(&c->srv->node->metrics) == 0) {
+            REPLY_LIT(c, "+OK\r\n");
+        } else {
+            REPLY_LIT(c, "-ERR out of memory\r\n");
+        }
     } else if (arg_is(&a[0], "command") || arg_is(&a[0], "config")) {
         /* Enough for redis-cli and redis-benchmark to start: no command docs, no
          * settings ("CONFIG GET save" answers an empty list). */
@@ -978,6 +1076,7 @@ static size_t on_data(struct aegis_node *n, aegis_uring_client_id id, const uint
     if (c == NULL || c->close_after_flush) {
         return len;
     }
+    s->rx_ns = aegis__now_ns(); /* One clock read for every command in these bytes. */
     while (used < len) {
         struct aegis_resp_cmd cmd;
         int rv;
@@ -1018,6 +1117,7 @@ static void on_flush(struct aegis_node *n, void *data)
     struct aegis_server *s = data;
     struct srv_conn *c = s->dirty;
 
+    (void)n;
     s->dirty = NULL;
     while (c != NULL) {
         struct srv_conn *next = c->dirty_next;
@@ -1028,11 +1128,7 @@ static void on_flush(struct aegis_node *n, void *data)
                 conn_free(c);
             }
         } else {
-            conn_flush(c);
-            if (c->paused && c->next_seq - c->flushed_seq <= s->slots_mask / 2) {
-                c->paused = false;
-                aegis__uring_loop_client_resume(n->loop, c->id);
-            }
+            flush_and_resume(c);
         }
         c = next;
     }
