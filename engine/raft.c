@@ -544,7 +544,7 @@ int aegis__raft_propose(struct aegis_raft *r, uint8_t type, struct aegis_buf *bu
     if (rv != 0) {
         return rv;
     }
-    aegis__raft_broadcast_appends(r);
+    r->appends_pending = true;
     return 0;
 }
 
@@ -610,6 +610,12 @@ void aegis__raft_ready(struct aegis_raft *r, struct aegis_ready *rd)
     struct aegis_raft_box *b = &r->boxes[r->cur];
 
     AEGIS_ASSERT(!r->ready_out);
+    if (r->appends_pending) {
+        r->appends_pending = false;
+        if (r->role == AEGIS_ROLE_LEADER) {
+            aegis__raft_broadcast_appends(r);
+        }
+    }
     memset(rd, 0, sizeof(*rd));
     rd->hs = aegis__raft_hard_state(r);
     rd->hs_changed = !hs_equal(&rd->hs, &r->hs_handed);
