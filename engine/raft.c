@@ -351,6 +351,15 @@ static void answer_lower_term(struct aegis_raft *r, const struct aegis_msg *m)
         if (resp != NULL) {
             resp->vote_resp.pre_vote = true;
         }
+    } else if (m->type == AEGIS_MSG_VOTE_REQ) {
+        /* §5.1: answer a stale RequestVote with a rejection carrying our term, so that a
+         * candidate behind in terms learns the current one. Without it a candidate whose
+         * peers all moved on (crashes, membership change, pre-vote off) could campaign
+         * in a stale term forever (found by the simulation, seed 528, chaos profile). */
+        resp = aegis__raft_push(r, AEGIS_MSG_VOTE_RESP, m->from, true);
+        if (resp != NULL) {
+            resp->vote_resp.granted = false;
+        }
     }
 }
 
@@ -535,8 +544,6 @@ int aegis__raft_propose(struct aegis_raft *r, uint8_t type, struct aegis_buf *bu
     if (rv != 0) {
         return rv;
     }
-    /* The AppendEntries go out at the next ready, so that every proposal made between two
-     * readies shares one message per follower instead of one message each. */
     r->appends_pending = true;
     return 0;
 }
@@ -567,7 +574,7 @@ bool aegis__raft_has_ready(const struct aegis_raft *r)
     return !hs_equal(&hs, &r->hs_handed) ||
            r->unstable_from <= aegis__log_last_index(&r->log) || b->msgs_count > 0 ||
            b->after_count > 0 || b->reads_count > 0 || r->handed_commit < applicable_index(r) ||
-           r->snap_out || snapshot_wanted(r) || r->appends_pending;
+           r->snap_out || snapshot_wanted(r);
 }
 
 static void ready_entries(struct aegis_raft *r, struct aegis_ready *rd)

@@ -144,9 +144,7 @@ void aegis__raft_tick(struct aegis_raft *r);
 
 /* Append @buf as a new entry of @type (a reference is taken). Returns 0 and the index in
  * @index_out, AEGIS_ENOTLEADER (aegis__raft_leader() names the leader, if known),
- * AEGIS_EBUSY (a ConfigChange while another is uncommitted, or during a transfer).
- * The AppendEntries carrying it are built at the next aegis__raft_ready, so proposals
- * made between two readies share one message per follower. */
+ * AEGIS_EBUSY (a ConfigChange while another is uncommitted, or during a transfer). */
 int aegis__raft_propose(struct aegis_raft *r, uint8_t type, struct aegis_buf *buf,
                         aegis_index *index_out);
 

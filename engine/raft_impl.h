@@ -89,7 +89,6 @@ struct aegis_raft {
     struct aegis_progress prs[AEGIS_MEMBERS_MAX]; /* One slot per other member. */
     aegis_node_id transfer_target;
     uint32_t transfer_elapsed;
-    bool appends_pending; /* Proposals appended since the last ready: broadcast at ready. */
 
     /* ReadIndex (leader): a FIFO ring of pending reads. */
     struct aegis_read_pending *reads;
@@ -119,6 +118,9 @@ struct aegis_raft {
     struct aegis_raft_box boxes[2];
     uint32_t cur; /* The collecting box; the other is handed out while ready_out. */
     bool ready_out;
+    bool appends_pending; /* Proposals since the last ready: send them from ready(), so a
+                             batch of proposals goes out as one AppendEntries per follower
+                             rather than one per proposal. */
     struct aegis_entry *rd_entries;
     uint32_t rd_entries_count;
     struct aegis_entry *rd_committed;

@@ -303,9 +303,9 @@ TEST(raft, pipelining_respects_window_and_message_size)
     cl_tick_all(c, 1);
     ASSERT_TRUE(aegis__raft_progress(cl_r(c, 1), 2, &match, &next));
     ASSERT_EQ_U64(match, 1);
-    /* Ten 4-byte proposals before one ready: they go out at that ready, two entries (8
-     * bytes) per message, without waiting for the previous answer, until three messages
-     * are in flight; the rest wait for the window. */
+    /* Ten 4-byte proposals taken between two readies go out together, without waiting
+     * for answers: messages of at most append_bytes_max (two entries), three in flight;
+     * the rest wait for the window. */
     for (int i = 0; i < 10; i++) {
         ASSERT_OK(cl_propose(c, 1, "abcd", NULL));
     }
