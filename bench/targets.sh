@@ -162,7 +162,8 @@ for line in open(index):
     dur = r["duration_s"] or 1.0
     vmb = (r["ops_by_command"]["set"] + r["ops_by_command"]["cas"]) * int(value) / dur / 1e6
     key = (sysname, int(value), int(clients), int(pipeline))
-    rows.setdefault(key, []).append(dict(ops=r["ops_per_sec"], p50=r["latency_us"]["p50"],
+    rows.setdefault(key, []).append(dict(rnd=int(rnd), ops=r["ops_per_sec"],
+                                         p50=r["latency_us"]["p50"],
                                          p99=r["latency_us"]["p99"], vmb=vmb,
                                          errors=r["errors"], load=float(load)))
     if "baseline" in j:
@@ -206,6 +207,7 @@ for key in sorted(rows, key=lambda k: (k[1], k[2] * 100000 + k[3], order.get(k[0
              f"{fmt_ops(med(key, 'ops'))} | {fmt_ms(med(key, 'p50'))} | "
              f"{fmt_ms(med(key, 'p99'))} | {fmt_mb(med(key, 'vmb'))} | {errs} |")
 o.append("")
+tail = []
 o.append("| target (issue 7) | measured | limit | ratio | status |")
 o.append("|---|---:|---:|---:|---|")
 def target(name, meas, limit, ok, unit, higher):
@@ -223,6 +225,16 @@ target("ops/s, batch, 128 B, 50 x 16 >= redis appendfsync always", tb, ta,
        lambda m, l: m >= l, "ops/s", True)
 target("ops/s, batch, 128 B, 50 x 16 vs redis persistence off (goal)", tb, to,
        lambda m, l: m >= l, "ops/s", True)
+def round_ratios(a, b):
+    ra = {x["rnd"]: x["ops"] for x in rows.get(a, [])}
+    rb = {x["rnd"]: x["ops"] for x in rows.get(b, [])}
+    return [ra[k] / rb[k] for k in sorted(ra) if k in rb and rb[k]]
+for ref in ("redis-always", "redis-off"):
+    rr = round_ratios(("aegis-batch", 128, 50, 16), (ref, 128, 50, 16))
+    if rr:
+        tail.append(f"- aegis-batch / {ref} at 128 B, 50 x 16, round by round: "
+                    + ", ".join(f"{x:.2f}x" for x in rr)
+                    + f" (median {statistics.median(rr):.2f}x)")
 p50 = med(("aegis-batch", 128, 1, 1), "p50")
 p99 = med(("aegis-batch", 128, 1, 1), "p99")
 target("p50, batch, 128 B, 1 x 1 <= 1.2 x (fdatasync + RTT)",
@@ -234,6 +246,9 @@ big = [k for k in rows if k[0] == "aegis-batch" and k[1] >= 65536]
 if big:
     target(f"value MB/s, batch, 64 KiB, {big[0][2]} x {big[0][3]} >= 70% of disk append bandwidth",
            med(big[0], "vmb"), 0.7 * disk, lambda m, l: m >= l, "MB/s", True)
+if tail:
+    o.append("")
+    o.extend(tail)
 open(out, "w").write("\n".join(o) + "\n")
 print("\n".join(o))
 EOF
