@@ -437,6 +437,9 @@ class Writer(threading.Thread):
         while not self.stop_flag.is_set():
             if conn is None:
                 ports = self.ports_fn()
+                if not ports:
+                    time.sleep(0.05)
+                    continue
                 port = ports[turn % len(ports)]
                 turn += 1
                 try:
