@@ -371,7 +371,7 @@ class Cluster:
         """Wait until every node in @nodes has applied at least @index (default: the
         leader's commit index when called)."""
         if index is None:
-            index = self.leader().info()["commit_index"]
+            index = self.leader(among=nodes).info()["commit_index"]
 
         def done():
             return all(n.info()["last_applied"] >= index for n in nodes)
@@ -484,6 +484,9 @@ class Writer(threading.Thread):
                 time.sleep(0.02)  # Failover in progress: do not spin.
             if self.pause:
                 time.sleep(self.pause)
+            if conn is not None and conn.port not in self.ports_fn():
+                conn.close()  # That node is no longer a target (removed, stopped).
+                conn = None
         if conn is not None:
             conn.close()
 
