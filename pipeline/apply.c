@@ -72,7 +72,9 @@ int aegis__apply_init(struct aegis_node *n)
     struct aegis_apply_state *s;
     uint32_t cap = 1;
 
-    while (cap < n->config.max_pending) {
+    /* Room for the raft thread's hard bound on proposals (2 * max_pending) plus the few
+     * membership changes registered outside it. */
+    while (cap < 2 * n->config.max_pending + 16) {
         cap <<= 1;
     }
     s = aegis__calloc(n->alloc, 1, sizeof(*s));
@@ -164,6 +166,8 @@ static void reply_remote(struct aegis_node *n, const struct apply_reg *r,
 static void complete_reg(struct aegis_node *n, const struct apply_reg *r,
                          const struct aegis_result *res, struct aegis_buf *value)
 {
+    /* Release: the raft thread may reuse the slot once it sees the count drop. */
+    __atomic_fetch_sub(&n->inflight, 1, __ATOMIC_RELEASE);
     if (r->remote != AEGIS_NODE_NONE) {
         reply_remote(n, r, res, value);
     } else if (r->cb != NULL) {
@@ -213,8 +217,10 @@ static void handle_register(struct aegis_node *n, const struct aegis_apply_item 
         fail_reg(n, &s->regs[tail], AEGIS_ENOTLEADER);
         s->regs_count--;
     }
-    if (r.index <= s->applied || s->regs_count > s->regs_mask) {
-        fail_reg(n, &r, r.index <= s->applied ? AEGIS_ENOTLEADER : AEGIS_EFULL);
+    /* The raft thread keeps inflight below 2 * max_pending, within the capacity. */
+    AEGIS_ASSERT(s->regs_count <= s->regs_mask);
+    if (r.index <= s->applied) {
+        fail_reg(n, &r, AEGIS_ENOTLEADER);
         return;
     }
     s->regs[(s->regs_head + s->regs_count) & s->regs_mask] = r;

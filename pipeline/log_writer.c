@@ -31,6 +31,9 @@
 #include "pipeline/segment.h"
 #include "pipeline/snapshot_file.h"
 
+AEGIS_RING_DEFINE(log_req, aegis_log_req)
+AEGIS_RING_DEFINE(log_report, aegis_log_report)
+
 #define IOV_PER_SQE 1024 /* UIO_MAXIOV: the kernel's limit per writev. */
 #define SQES_MAX 64
 
@@ -78,7 +81,13 @@ static void set_failed(struct aegis_log_writer *w, int err, const char *file, ui
     }
     w->failed = err;
     w->failed_offset = off;
-    snprintf(w->failed_file, sizeof(w->failed_file), "%s", file);
+    {
+        /* Keep the end of a long path: the file name is what matters. */
+        size_t n = strlen(file), max = sizeof(w->failed_file) - 1;
+        const char *from = n > max ? file + (n - max) : file;
+
+        memcpy(w->failed_file, from, strlen(from) + 1);
+    }
 }
 
 static void set_failed_log(struct aegis_log_writer *w, int err, uint64_t off)
@@ -599,6 +608,12 @@ static void process_batch(struct aegis_log_writer *w, uint32_t count)
         flush(w, hs_pending ? &hs : NULL);
     }
     drop_run(w, 0);
+    if (w->failed == 0 && w->have_files && w->log.spare_fd < 0) {
+        /* Ahead of need (once per segment): the next roll only renames. Done before the
+         * report so that the report is the thread's last act of a batch; a failure here
+         * is retried by the roll itself. */
+        aegis__seglog_prepare_spare(&w->log);
+    }
     w->reqs_done += count;
     __atomic_fetch_add(&w->batches, 1, __ATOMIC_RELAXED);
     report(w);
@@ -633,12 +648,6 @@ static void *log_thread(void *arg)
 
         if (count > 0) {
             process_batch(w, count);
-            if (w->failed == 0 && w->have_files && w->log.spare_fd < 0 &&
-                aegis__ring_log_req_empty(&w->reqs)) {
-                /* Ahead of need, while idle: the next roll only renames. A failure
-                 * here is retried by the roll itself. */
-                aegis__seglog_prepare_spare(&w->log);
-            }
             continue;
         }
         /* Acquire pairs with the release in aegis__log_writer_stop(): every request

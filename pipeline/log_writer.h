@@ -94,9 +94,6 @@ struct aegis_log_report {
     char file[AEGIS_LOG_REPORT_FILE_MAX]; /* ERROR: path, NUL-terminated (cut if long). */
 };
 
-AEGIS_RING_DEFINE(log_req, aegis_log_req)
-AEGIS_RING_DEFINE(log_report, aegis_log_report)
-
 struct aegis_log_config {
     const char *dir;                  /* Data directory; copied. Created if absent. */
     enum aegis_durability durability; /* 0: BATCH. */

@@ -157,6 +157,9 @@ static void on_wake(struct aegis_uring_loop *loop, void *data)
 
     drain_posts(n, &n->raft_post);
     drain_posts(n, &n->apply_post);
+    if (n->client.on_flush != NULL) {
+        n->client.on_flush(n, n->client.data);
+    }
     if (__atomic_load_n(&n->stopping, __ATOMIC_ACQUIRE) >= 3) {
         aegis__uring_loop_stop(loop);
     }

@@ -179,6 +179,13 @@ static int recover(struct aegis_node *n)
     }
     memset(&restore, 0, sizeof(restore));
     restore.hs = rec.hs;
+    /* The log thread syncs hard state and entries in parallel: after a crash the entries
+     * may carry a newer term than the hard state. Nothing that depended on either left
+     * the node, so the newer term is safe to adopt (with no vote in it). */
+    if (rec.last_term > restore.hs.term) {
+        restore.hs.term = rec.last_term;
+        restore.hs.vote = AEGIS_NODE_NONE;
+    }
     if (rec.has_snapshot) {
         rv = restore_snapshot(n, &rec.snapshot_meta, rec.snapshot_data);
         if (rv != 0) {
@@ -346,7 +353,12 @@ static int inbox_push(struct aegis_node *n, const struct aegis_req *q)
     }
     pthread_mutex_lock(&in->lock);
     count = in->count;
-    if (count == in->cap) {
+    /* Backpressure at the door: with max_pending proposals in flight or queued, refuse
+     * new ones here (the caller still holds them and can wait, as the RESP server does
+     * by pausing the connection) rather than accept and then fail them. */
+    if (count == in->cap ||
+        (q->kind == AEGIS_REQ_PROPOSE &&
+         count + __atomic_load_n(&n->inflight, __ATOMIC_ACQUIRE) >= n->config.max_pending)) {
         pthread_mutex_unlock(&in->lock);
         __atomic_fetch_add(&n->stats.backpressure, 1, __ATOMIC_RELAXED);
         return AEGIS_EFULL;

@@ -156,6 +156,9 @@ struct aegis_client_hooks {
     size_t (*on_data)(struct aegis_node *n, aegis_uring_client_id c, const uint8_t *bytes,
                       size_t len, void *data);
     void (*on_close)(struct aegis_node *n, aegis_uring_client_id c, int status, void *data);
+    /* After the net thread ran a batch of posted closures (completions): write out what
+     * they produced, one write per connection rather than one per reply. */
+    void (*on_flush)(struct aegis_node *n, void *data);
     void *data;
 };
 
@@ -222,6 +225,9 @@ struct aegis_node {
     struct aegis_ring_net_post apply_post;  /* apply -> net. */
     struct aegis_apply_state *apply_state;  /* Private to apply.c. */
     aegis_index applied_index;          /* Written by apply (relaxed), read for status. */
+    uint32_t inflight;                  /* Proposals registered and not yet resolved:
+                                           incremented by raft, decremented by apply
+                                           (atomic). Bounded by config.max_pending. */
 
     /* Net thread. */
     struct aegis_uring_loop *loop;

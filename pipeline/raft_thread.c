@@ -101,7 +101,17 @@ static void register_proposal(struct aegis_node *n, aegis_index index, aegis_don
 
     it.entry.index = index;
     it.entry.term = aegis__raft_term(n->raft);
+    __atomic_fetch_add(&n->inflight, 1, __ATOMIC_RELAXED);
     apply_push(n, &it);
+}
+
+/* Whether another proposal may be registered. Callers are stopped at the door at
+ * max_pending (aegis_node_propose); this is the hard bound behind it, with slack for
+ * what passed the door while the raft thread was between draining the inbox and
+ * registering. A proposal refused here was never proposed: a definite failure. */
+static bool inflight_room(struct aegis_node *n)
+{
+    return __atomic_load_n(&n->inflight, __ATOMIC_ACQUIRE) < 2 * n->config.max_pending;
 }
 
 static void reply_client(struct aegis_node *n, const struct aegis_msg *req, int status)
@@ -125,6 +135,10 @@ static void handle_client_req(struct aegis_node *n, const struct aegis_msg *m)
         reply_client(n, m, AEGIS_EINVAL);
         return;
     }
+    if (!inflight_room(n)) {
+        reply_client(n, m, AEGIS_EFULL);
+        return;
+    }
     rv = aegis__raft_propose(n->raft, AEGIS_ENTRY_COMMAND, m->client_req.command, &index);
     if (rv != 0) {
         reply_client(n, m, rv);
@@ -143,6 +157,7 @@ static void handle_client_resp(struct aegis_node *n, const struct aegis_msg *m)
     if (f->request_id != m->client_resp.request_id || f->request_id == 0) {
         return; /* Timed out already. */
     }
+    __atomic_fetch_sub(&n->inflight, 1, __ATOMIC_RELEASE);
     it = (struct aegis_apply_item){
         .kind = AEGIS_APPLY_RESULT,
         .status = m->client_resp.status,
@@ -470,6 +485,9 @@ static void forward(struct aegis_node *n, struct aegis_req *q, aegis_node_id lea
     }
     *f = (struct aegis_forward){.request_id = id, .cb = q->cb, .data = q->data,
                                 .deadline_tick = n->tick_count + FORWARD_TIMEOUT_TICKS(n)};
+    /* Forwarded commands count as in flight here too, so a follower pushes back on its
+     * clients as the leader would. */
+    __atomic_fetch_add(&n->inflight, 1, __ATOMIC_RELAXED);
     m.client_req.request_id = id;
     m.client_req.command = q->buf;
     send_copy(n, &m);
@@ -488,6 +506,10 @@ static void handle_propose(struct aegis_node *n, struct aegis_req *q)
         } else {
             complete_now(n, q->cb, q->data, AEGIS_ENOTLEADER, AEGIS_NODE_NONE);
         }
+        return;
+    }
+    if (!inflight_room(n)) {
+        complete_now(n, q->cb, q->data, AEGIS_EFULL, leader);
         return;
     }
     rv = aegis__raft_propose(n->raft, AEGIS_ENTRY_COMMAND, q->buf, &index);
@@ -652,6 +674,7 @@ static void expire(struct aegis_node *n)
             /* The leader may have applied it: the outcome is unknown. */
             complete_now(n, f->cb, f->data, AEGIS_ELEADERLOST, aegis__raft_leader(n->raft));
             f->request_id = 0;
+            __atomic_fetch_sub(&n->inflight, 1, __ATOMIC_RELEASE);
         }
         n->forward_oldest++;
     }

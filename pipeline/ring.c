@@ -11,6 +11,17 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+/* The full fence between a side's store and its load. */
+static inline void full_fence(struct aegis_waker *w)
+{
+#if defined(__SANITIZE_THREAD__)
+    __atomic_fetch_add(&w->fence_word, 0, __ATOMIC_SEQ_CST);
+#else
+    (void)w;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+#endif
+}
+
 int aegis__waker_init(struct aegis_waker *w)
 {
     memset(w, 0, sizeof(*w));
@@ -37,7 +48,7 @@ void aegis__waker_prepare(struct aegis_waker *w)
     /* Full fence: orders the announcement before the caller's re-check loads of the ring
      * tails (a store followed by a load may otherwise be reordered, even on x86). Pairs
      * with the fence in aegis__waker_wake(). */
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    full_fence(w);
 }
 
 void aegis__waker_cancel(struct aegis_waker *w)
@@ -96,7 +107,7 @@ void aegis__waker_wake(struct aegis_waker *w)
 
     /* Full fence: orders the caller's ring-tail store before the load of `sleeping`.
      * Pairs with the fence in aegis__waker_prepare(). */
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    full_fence(w);
     /* A plain load first keeps the common case (consumer awake) free of a locked
      * instruction; the exchange makes only one producer write for one announcement. */
     if (__atomic_load_n(&w->sleeping, __ATOMIC_SEQ_CST) == 0) {

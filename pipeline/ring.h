@@ -49,7 +49,6 @@
 #ifndef AEGIS_PIPELINE_RING_H
 #define AEGIS_PIPELINE_RING_H
 
-#include <ck_ring.h>
 #include <stdbool.h>
 #include <string.h>
 
@@ -67,6 +66,9 @@ struct aegis_waker {
                    * touched by both threads on every push. */
     char pad1[60];
     uint64_t wakes; /* eventfd writes done by producers (relaxed; statistics). */
+    int fence_word; /* Under TSan only: the target of the RMW that stands in for the
+                     * fences (TSan does not model fences; two acq_rel RMWs on one
+                     * location order the two sides the same way). */
 };
 
 /* Create the eventfd. Returns 0 or a negative errno (AEGIS_EMFILE, ...). */
@@ -93,6 +95,11 @@ int aegis__waker_consume(struct aegis_waker *w);
 /* Producer: wake the consumer if it announced it sleeps. Call after a push (or a run of
  * deferred pushes). Any producer thread. */
 void aegis__waker_wake(struct aegis_waker *w);
+
+/* ck's headers are C only (implicit void * conversions): C++ code (bench/ only) sees the
+ * waker API above and not the rings. */
+#ifndef __cplusplus
+#include <ck_ring.h>
 
 #if defined(__SANITIZE_THREAD__)
 #define AEGIS_RING_TSAN_ 1
@@ -227,5 +234,7 @@ static inline unsigned int aegis__ring_count_(const struct ck_ring *r)
     {                                                                                      \
         return r->ring.size - 1;                                                           \
     }
+
+#endif /* !__cplusplus */
 
 #endif /* AEGIS_PIPELINE_RING_H */

@@ -39,6 +39,8 @@ struct srv_conn {
     bool paused;
     bool close_after_flush;
     bool closed;
+    bool dirty;                  /* On the server's dirty list: replies to write. */
+    struct srv_conn *dirty_next;
 };
 
 struct aegis_server {
@@ -50,6 +52,7 @@ struct aegis_server {
     uint32_t map_mask;
     uint32_t conns;
     bool overloaded;             /* Some connection is paused on AEGIS_EFULL. */
+    struct srv_conn *dirty;      /* Connections with replies filled since the last flush. */
 };
 
 /* One asynchronous command in flight. */
@@ -133,6 +136,36 @@ static char *fmt_alloc(uint32_t *len_out, const char *fmt, ...)
     }
     *len_out = (uint32_t)n;
     return p;
+}
+
+/* The hot replies, without printf: writes answer +OK or an integer. */
+static char *dup_bytes(const char *bytes, uint32_t len, uint32_t *len_out)
+{
+    char *p = malloc(len);
+
+    if (p != NULL) {
+        memcpy(p, bytes, len);
+    }
+    *len_out = p != NULL ? len : 0;
+    return p;
+}
+
+static char *int_reply(int64_t v, uint32_t *len_out)
+{
+    char buf[32], *end = buf + sizeof(buf), *p = end;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+
+    *--p = '\n';
+    *--p = '\r';
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (v < 0) {
+        *--p = '-';
+    }
+    *--p = ':';
+    return dup_bytes(p, (uint32_t)(end - p), len_out);
 }
 
 static char *bulk_alloc(const void *data, size_t len, uint32_t *len_out)
@@ -260,15 +293,16 @@ static void deliver(struct aegis_node *n, void *arg, uint64_t u)
     c->refs--;
     if (c->closed) {
         free(op->reply);
-        if (c->refs == 0) {
+        if (c->refs == 0 && !c->dirty) {
             conn_free(c);
         }
     } else {
         slot_fill(c, op->seq, op->reply, op->reply_len);
-        conn_flush(c);
-        if (c->paused && c->next_seq - c->flushed_seq <= s->slots_mask / 2) {
-            c->paused = false;
-            aegis__uring_loop_client_resume(n->loop, c->id);
+        /* Written in on_flush, together with every other reply of this batch. */
+        if (!c->dirty) {
+            c->dirty = true;
+            c->dirty_next = s->dirty;
+            s->dirty = c;
         }
     }
     if (s->overloaded) {
@@ -321,11 +355,11 @@ static void op_done(void *data, const struct aegis_result *res)
     } else {
         switch (op->kind) {
         case OP_OK:
-            op->reply = fmt_alloc(&op->reply_len, "+OK\r\n");
+            op->reply = dup_bytes("+OK\r\n", 5, &op->reply_len);
             break;
         case OP_INT:
         case OP_CAS:
-            op->reply = fmt_alloc(&op->reply_len, ":%lld\r\n", (long long)res->integer);
+            op->reply = int_reply(res->integer, &op->reply_len);
             break;
         case OP_GET:
             if (res->value == NULL) {
@@ -978,6 +1012,32 @@ static size_t on_data(struct aegis_node *n, aegis_uring_client_id id, const uint
     return used;
 }
 
+/* End of a batch of completions on the net thread: one write per connection. */
+static void on_flush(struct aegis_node *n, void *data)
+{
+    struct aegis_server *s = data;
+    struct srv_conn *c = s->dirty;
+
+    s->dirty = NULL;
+    while (c != NULL) {
+        struct srv_conn *next = c->dirty_next;
+
+        c->dirty = false;
+        if (c->closed) {
+            if (c->refs == 0) {
+                conn_free(c);
+            }
+        } else {
+            conn_flush(c);
+            if (c->paused && c->next_seq - c->flushed_seq <= s->slots_mask / 2) {
+                c->paused = false;
+                aegis__uring_loop_client_resume(n->loop, c->id);
+            }
+        }
+        c = next;
+    }
+}
+
 static void on_close(struct aegis_node *n, aegis_uring_client_id id, int status, void *data)
 {
     struct aegis_server *s = data;
@@ -991,7 +1051,7 @@ static void on_close(struct aegis_node *n, aegis_uring_client_id id, int status,
     map_remove(s, id);
     s->conns--;
     c->closed = true;
-    if (c->refs == 0) {
+    if (c->refs == 0 && !c->dirty) {
         conn_free(c);
     }
 }
@@ -1001,7 +1061,7 @@ int aegis__server_create(struct aegis_server **out, struct aegis_node *n,
 {
     struct aegis_server *s = calloc(1, sizeof(*s));
     struct aegis_client_hooks hooks = {.on_open = on_open, .on_data = on_data,
-                                       .on_close = on_close};
+                                       .on_close = on_close, .on_flush = on_flush};
     uint32_t slots = 1, map = 1;
 
     if (s == NULL) {
@@ -1040,9 +1100,15 @@ void aegis__server_destroy(struct aegis_server *s)
         return;
     }
     for (uint32_t i = 0; i <= s->map_mask; i++) {
-        if (s->map[i] != NULL) {
+        if (s->map[i] != NULL && !s->map[i]->dirty) {
             conn_free(s->map[i]);
         }
+    }
+    while (s->dirty != NULL) {
+        struct srv_conn *next = s->dirty->dirty_next;
+
+        conn_free(s->dirty);
+        s->dirty = next;
     }
     free(s->map);
     free(s);
