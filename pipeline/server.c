@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/uio.h>
 
 #include "net/resp.h"
 #include "pipeline/logging.h"
@@ -40,6 +41,7 @@ struct srv_conn {
     bool close_after_flush;
     bool closed;
     bool dirty;                  /* On the server's dirty list: replies to write. */
+    bool writing;                /* A write is queued in the loop: the next one waits. */
     struct srv_conn *dirty_next;
 };
 
@@ -199,12 +201,59 @@ static void conn_free(struct srv_conn *c)
     free(c);
 }
 
+/* One write in the loop's queue; freed when the kernel is done with it. */
+struct srv_write {
+    struct srv_conn *conn;
+    char bytes[];
+};
+
+static void conn_flush(struct srv_conn *c);
+
+static void flush_and_resume(struct srv_conn *c)
+{
+    struct aegis_server *s = c->srv;
+
+    conn_flush(c);
+    if (c->paused && c->next_seq - c->flushed_seq <= s->slots_mask / 2) {
+        c->paused = false;
+        aegis__uring_loop_client_resume(s->node->loop, c->id);
+    }
+}
+
+/* The loop finished (or dropped) a connection's write: the replies that completed in the
+ * meantime go out now. */
+static void write_done(struct aegis_uring_loop *loop, int status, void *data)
+{
+    struct srv_write *wr = data;
+    struct srv_conn *c = wr->conn;
+
+    (void)loop;
+    free(wr);
+    c->writing = false;
+    c->refs--;
+    if (c->closed) {
+        if (c->refs == 0 && !c->dirty) {
+            conn_free(c);
+        }
+    } else if (status == 0) {
+        flush_and_resume(c);
+    }
+}
+
+/* Write the replies that are done, in order. At most one write per connection is in the
+ * loop's queue: the loop's per-client queue is bounded (a write it refuses would be a
+ * reply lost and every later reply misattributed by the client), and a client that does
+ * not read its replies then fills its reply slots, which stops reading it: memory per
+ * connection stays bounded by the slots and one write. */
 static void conn_flush(struct srv_conn *c)
 {
     struct aegis_server *s = c->srv;
     struct aegis_resp_wbuf w;
     uint64_t q = c->flushed_seq;
 
+    if (c->writing) {
+        return; /* write_done flushes again. */
+    }
     aegis__resp_wbuf_init(&w, NULL, 0);
     while (q < c->next_seq && c->slots[q & s->slots_mask].done) {
         struct srv_slot *slot = &c->slots[q & s->slots_mask];
@@ -218,10 +267,27 @@ static void conn_flush(struct srv_conn *c)
     }
     c->flushed_seq = q;
     if (w.len > 0) {
-        aegis__node_client_write(s->node, c->id, w.data, w.len);
+        struct srv_write *wr = malloc(sizeof(*wr) + w.len);
+        struct iovec iov;
+        int rv = AEGIS_ENOMEM;
+
+        if (wr != NULL) {
+            wr->conn = c;
+            memcpy(wr->bytes, w.data, w.len);
+            iov = (struct iovec){.iov_base = wr->bytes, .iov_len = w.len};
+            rv = aegis__uring_loop_client_write(s->node->loop, c->id, &iov, 1, write_done, wr);
+        }
+        if (rv == 0) {
+            c->writing = true;
+            c->refs++;
+        } else {
+            free(wr);
+            /* Replies lost: the connection must not go on out of step. */
+            aegis__uring_loop_client_close(s->node->loop, c->id, false);
+        }
     }
     aegis__resp_wbuf_close(&w);
-    if (c->close_after_flush && c->flushed_seq == c->next_seq) {
+    if (c->close_after_flush && c->flushed_seq == c->next_seq && !c->writing) {
         aegis__uring_loop_client_close(s->node->loop, c->id, true);
     }
 }
@@ -1018,6 +1084,7 @@ static void on_flush(struct aegis_node *n, void *data)
     struct aegis_server *s = data;
     struct srv_conn *c = s->dirty;
 
+    (void)n;
     s->dirty = NULL;
     while (c != NULL) {
         struct srv_conn *next = c->dirty_next;
@@ -1028,11 +1095,7 @@ static void on_flush(struct aegis_node *n, void *data)
                 conn_free(c);
             }
         } else {
-            conn_flush(c);
-            if (c->paused && c->next_seq - c->flushed_seq <= s->slots_mask / 2) {
-                c->paused = false;
-                aegis__uring_loop_client_resume(n->loop, c->id);
-            }
+            flush_and_resume(c);
         }
         c = next;
     }
