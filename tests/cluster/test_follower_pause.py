@@ -73,9 +73,9 @@ def scenario(opts):
         pinfo = paused.info()
         check(pinfo["leader_id"] == leader.id and pinfo["term"] == term,
               "follower %d: leader %d term %d" % (paused.id, pinfo["leader_id"], pinfo["term"]))
-        check(final["member"][paused.id]["match_index"] >= final["commit_index"],
-              "leader's match_index for %d is %d < commit %d" %
-              (paused.id, final["member"][paused.id]["match_index"], final["commit_index"]))
+        wait_until(lambda: leader.info()["member"][paused.id]["match_index"] >=
+                   final["commit_index"], 20, "the leader's match_index for node %d to reach "
+                   "the commit index %d" % (paused.id, final["commit_index"]))
         for n in (paused, other, leader):
             verify_writes(n, writers)
         for n in c.running():
