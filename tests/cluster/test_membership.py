@@ -7,11 +7,12 @@ id host:port on the leader adds each as a learner and answers +OK once it has ca
 been promoted to voter. Checks after growing: every node lists five voters, the new nodes
 are followers of the same leader and have applied the commit index.
 
-Then AEGIS.REMOVE takes out one original follower and node 5. Checks after shrinking:
-the leader lists exactly the three remaining members; over the next 1.5 s of writes the
-removed nodes' commit index does not move (they no longer receive appends) while the
-group's does, and the leader keeps its leadership and term (the removed nodes do not
-disrupt the group). Finally every acknowledged write reads back through each remaining
+Then AEGIS.REMOVE on the leader takes out one original follower and then the leader
+itself. Checks after shrinking: the three remaining nodes (two of them new) elect a leader
+among themselves, which lists exactly them; over the next 1.5 s of writes the removed
+nodes' commit index does not move (they no longer receive appends), the old leader no
+longer says it leads, the group's commit index moves on and the new leader keeps its
+term (the removed nodes do not disrupt the group). Finally every acknowledged write reads back through each remaining
 member, no -TRYAGAIN write is present, and the removed nodes exit cleanly on SIGTERM.
 """
 import os
@@ -75,41 +76,47 @@ def scenario(opts):
         log("grown to five voters")
         wait_until(lambda: sum(len(w.acked) for w in writers) >= 1000, 30, "writes at five")
 
-        victims = [c.followers(leader)[0].id if c.followers(leader)[0].id <= 3 else
-                   min(i for i in (1, 2, 3) if i != leader.id), 5]
-        check(leader.id not in victims, "leader chosen as a victim")
+        # Shrink: first an original follower, then the leader itself (it steps down and
+        # the remaining three, two of them new, elect one of their own).
+        follower = min(i for i in (1, 2, 3) if i != leader.id)
+        victims = [follower, leader.id]
         for v in victims:
-            members.discard(v)  # Writers move off the victim first.
+            members.discard(v)  # Writers move off the victims first.
         time.sleep(0.2)
         for v in victims:
             admin(leader, "AEGIS.REMOVE", v)
-        wait_until(lambda: sorted(leader.info()["member"]) == sorted(members), 30,
-                   "the leader to list members %s" % sorted(members))
-        log("removed %s; members %s" % (victims, sorted(members)))
+        remaining = [c.nodes[i] for i in sorted(members)]
+        new = c.leader(among=remaining, timeout=30)
+        check(new.id in members, "node %d leads after the removals" % new.id)
+        wait_until(lambda: sorted(new.info()["member"]) == sorted(members), 30,
+                   "the new leader to list members %s" % sorted(members))
+        term = new.info()["term"]
+        log("removed %s; node %d leads %s in term %d" % (victims, new.id, sorted(members),
+                                                        term))
 
         # Removed nodes stop taking part: their commit index freezes while the group's
-        # moves on, and they do not disturb the leader.
+        # moves on, and they do not disturb the new leader.
         time.sleep(0.5)
         frozen = {v: c.nodes[v].info()["commit_index"] for v in victims}
-        commit0 = leader.info()["commit_index"]
+        commit0 = new.info()["commit_index"]
         time.sleep(1.5)
-        linfo = leader.info()
+        linfo = new.info()
         check(linfo["commit_index"] > commit0 + 50, "the group committed only %d entries "
               "after the removal" % (linfo["commit_index"] - commit0))
         for v in victims:
             vi = c.nodes[v].info()
             check(vi["commit_index"] == frozen[v], "removed node %d still advances its commit "
                   "index (%d -> %d)" % (v, frozen[v], vi["commit_index"]))
+            check(vi["role"] != "leader", "removed node %d still says it leads" % v)
             log("removed node %d: role %s, commit %d frozen, members listed %s" %
                 (v, vi["role"], vi["commit_index"], sorted(vi["member"])))
         check(linfo["role"] == "leader" and linfo["term"] == term,
               "leader %d is %s in term %d (was leader in term %d)" %
-              (leader.id, linfo["role"], linfo["term"], term))
+              (new.id, linfo["role"], linfo["term"], term))
 
         for w in writers:
             w.finish()
-        remaining = [c.nodes[i] for i in sorted(members)]
-        c.wait_caught_up(remaining, timeout=30, index=leader.info()["commit_index"])
+        c.wait_caught_up(remaining, timeout=30, index=new.info()["commit_index"])
         for n in remaining:
             check(sorted(n.info()["member"]) == sorted(members), "node %d lists members %s"
                   % (n.id, sorted(n.info()["member"])))
