@@ -339,7 +339,7 @@ static void handle_entry(struct aegis_node *n, struct aegis_apply_item *it)
     }
     aegis__buf_unref(value);
     aegis__entry_unref(&it->entry);
-    n->stats.applied_entries++;
+    __atomic_fetch_add(&n->stats.applied_entries, 1, __ATOMIC_RELAXED);
 }
 
 static void serve_read(struct aegis_node *n, struct apply_read *rd)
@@ -496,7 +496,7 @@ static void handle_install(struct aegis_node *n, struct aegis_apply_item *it)
             fail_reg(n, r, AEGIS_ELEADERLOST);
             reg_pop(s);
         }
-        n->stats.snapshots_installed++;
+        __atomic_fetch_add(&n->stats.snapshots_installed, 1, __ATOMIC_RELAXED);
     }
     aegis__buf_unref(it->buf);
     aegis__free(n->alloc, it->meta);
@@ -563,7 +563,7 @@ static void take_snapshot(struct aegis_node *n)
         aegis__free(n->alloc, meta);
         return;
     }
-    n->stats.snapshots_taken++;
+    __atomic_fetch_add(&n->stats.snapshots_taken, 1, __ATOMIC_RELAXED);
     push_report(n, &(struct aegis_apply_report){.kind = AEGIS_REPORT_SNAPSHOT,
                                                 .meta = meta,
                                                 .data = data});
@@ -692,7 +692,7 @@ void *aegis__apply_thread_main(void *arg)
             batch++;
         }
         if (batch > 0) {
-            n->stats.apply_batches++;
+            __atomic_fetch_add(&n->stats.apply_batches, 1, __ATOMIC_RELAXED);
             serve_ready_reads(n);
             if (s->applied != s->reported) {
                 push_report(n, &(struct aegis_apply_report){.kind = AEGIS_REPORT_APPLIED,

@@ -144,7 +144,7 @@ static void handle_client_req(struct aegis_node *n, const struct aegis_msg *m)
         reply_client(n, m, rv);
         return;
     }
-    n->stats.proposals++;
+    __atomic_fetch_add(&n->stats.proposals, 1, __ATOMIC_RELAXED);
     register_proposal(n, index, NULL, NULL, m->from, m->client_req.request_id);
 }
 
@@ -309,7 +309,7 @@ static uint64_t log_submit(struct aegis_node *n, const struct aegis_ready *rd)
         req.hs = rd->hs;
         log_push(n, &req);
     }
-    n->stats.log_batches++;
+    __atomic_fetch_add(&n->stats.log_batches, 1, __ATOMIC_RELAXED);
     return n->log_reqs_pushed;
 }
 
@@ -493,7 +493,7 @@ static void forward(struct aegis_node *n, struct aegis_req *q, aegis_node_id lea
     m.client_req.request_id = id;
     m.client_req.command = q->buf;
     send_copy(n, &m);
-    n->stats.forwarded++;
+    __atomic_fetch_add(&n->stats.forwarded, 1, __ATOMIC_RELAXED);
 }
 
 static void handle_propose(struct aegis_node *n, struct aegis_req *q)
@@ -519,7 +519,7 @@ static void handle_propose(struct aegis_node *n, struct aegis_req *q)
         complete_now(n, q->cb, q->data, rv, leader);
         return;
     }
-    n->stats.proposals++;
+    __atomic_fetch_add(&n->stats.proposals, 1, __ATOMIC_RELAXED);
     register_proposal(n, index, q->cb, q->data, AEGIS_NODE_NONE, 0);
 }
 
@@ -600,7 +600,7 @@ static void handle_req(struct aegis_node *n, struct aegis_req *q)
         handle_propose(n, q);
         break;
     case AEGIS_REQ_READ:
-        n->stats.reads++;
+        __atomic_fetch_add(&n->stats.reads, 1, __ATOMIC_RELAXED);
         if (aegis__raft_leader(n->raft) == AEGIS_NODE_NONE) {
             complete_now(n, q->cb, q->data, AEGIS_ENOTLEADER, AEGIS_NODE_NONE);
             break;

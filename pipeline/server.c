@@ -744,6 +744,9 @@ static bool section_wanted(const char *want, const char *name)
            strcasecmp(want, name) == 0;
 }
 
+/* A counter the raft or apply thread bumps (atomically) while we read it. */
+#define STAT(x) ((unsigned long long)__atomic_load_n(&(x), __ATOMIC_RELAXED))
+
 static void append_info(struct aegis_server *s, struct aegis_resp_wbuf *w, const char *want)
 {
     struct aegis_node *n = s->node;
@@ -784,13 +787,11 @@ static void append_info(struct aegis_server *s, struct aegis_resp_wbuf *w, const
                    "peer_msgs_in:%llu\r\npeer_msgs_out:%llu\r\npeer_msgs_dropped:%llu\r\n"
                    "peer_send_failed:%llu\r\nbackpressure:%llu\r\nsnapshots_taken:%llu\r\n"
                    "snapshots_installed:%llu\r\n\r\n",
-                s->conns, (unsigned long long)st->proposals, (unsigned long long)st->forwarded,
-                (unsigned long long)st->reads, (unsigned long long)st->applied_entries,
-                (unsigned long long)st->apply_batches, (unsigned long long)st->peer_msgs_in,
-                (unsigned long long)st->peer_msgs_out, (unsigned long long)st->peer_msgs_dropped,
-                (unsigned long long)st->peer_send_failed, (unsigned long long)st->backpressure,
-                (unsigned long long)st->snapshots_taken,
-                (unsigned long long)st->snapshots_installed);
+                s->conns, STAT(st->proposals), STAT(st->forwarded), STAT(st->reads),
+                STAT(st->applied_entries), STAT(st->apply_batches), STAT(st->peer_msgs_in),
+                STAT(st->peer_msgs_out), STAT(st->peer_msgs_dropped), STAT(st->peer_send_failed),
+                STAT(st->backpressure), STAT(st->snapshots_taken),
+                STAT(st->snapshots_installed));
     }
 }
 
