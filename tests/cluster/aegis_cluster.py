@@ -548,18 +548,38 @@ def verify_writes(node, writers):
         (node.id, total))
 
 
-def fill(node, prefix, count, window=200):
-    """Synchronously SET "<prefix>:<n>" = "v<n>" for n < count through @node; every reply
-    must be +OK. Returns the dict written."""
+def fill(node, prefix, count, window=200, timeout=30.0):
+    """SET "<prefix>:<n>" = "v<n>" for n < count through @node, @window pipelined per
+    round trip; returns the dict written. Every SET must end acknowledged: one answered
+    -TRYAGAIN (not applied) or -UNKNOWN is sent again (SET of the same value is
+    idempotent), so an election in the middle (a slow sanitizer build) is no failure;
+    any other reply is."""
     data = {}
+    retried = 0
     with node.conn(timeout=20.0) as c:
         for start in range(0, count, window):
             cmds = [("SET", "%s:%d" % (prefix, i), "v%d" % i)
                     for i in range(start, min(count, start + window))]
-            replies = c.pipeline(cmds)
-            for cmd, r in zip(cmds, replies):
-                check(r == "OK", "SET %s through node %d: %r" % (cmd[1], node.id, r))
-                data[cmd[1]] = cmd[2]
+            deadline = time.monotonic() + timeout
+            while cmds:
+                replies = c.pipeline(cmds)
+                again = []
+                for cmd, r in zip(cmds, replies):
+                    if r == "OK":
+                        data[cmd[1]] = cmd[2]
+                    elif (isinstance(r, RespError) and r.kind() in ("TRYAGAIN", "UNKNOWN") and
+                          time.monotonic() < deadline):
+                        again.append(cmd)
+                    else:
+                        raise AssertionError("SET %s through node %d: %r" %
+                                             (cmd[1], node.id, r))
+                if again:
+                    retried += len(again)
+                    time.sleep(0.05)
+                cmds = again
+    if retried:
+        log("fill %s through node %d: %d SETs sent again after -TRYAGAIN/-UNKNOWN" %
+            (prefix, node.id, retried))
     return data
 
 
