@@ -46,6 +46,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cmd/bench_breakdown.h"
 #include "cmd/bench_config.h"
 #include "cmd/bench_resp.h"
 #include "cmd/bench_spawn.h"
@@ -897,6 +898,28 @@ static void teardown_workers(struct bench *b)
     free(b->workers);
 }
 
+/* --breakdown: the nodes whose stage histograms are read (every target, or every spawned
+ * node). */
+static struct breakdown_node breakdown_nodes[BREAKDOWN_NODES_MAX];
+static unsigned breakdown_count;
+
+static void breakdown_setup(const struct bench *b, const struct bench_cluster *cluster)
+{
+    unsigned count = cluster != NULL ? cluster->nodes : b->cfg.targets_count;
+
+    for (unsigned i = 0; i < count && breakdown_count < BREAKDOWN_NODES_MAX; i++) {
+        struct breakdown_node *n = &breakdown_nodes[breakdown_count++];
+
+        if (cluster != NULL) {
+            snprintf(n->host, sizeof(n->host), "127.0.0.1");
+            snprintf(n->port, sizeof(n->port), "%u", cluster->client_ports[i]);
+        } else {
+            snprintf(n->host, sizeof(n->host), "%s", b->cfg.targets[i].host);
+            snprintf(n->port, sizeof(n->port), "%s", b->cfg.targets[i].port);
+        }
+    }
+}
+
 /* Run warmup and measurement. Returns false if interrupted or nothing could connect. */
 static bool run(struct bench *b)
 {
@@ -914,6 +937,9 @@ static bool run(struct bench *b)
     }
     if (b->cfg.warmup_s > 0) {
         ok = run_phase(b, PHASE_WARMUP, (uint64_t)(b->cfg.warmup_s * 1e9), start);
+    }
+    if (ok && b->cfg.breakdown) {
+        breakdown_reset(breakdown_nodes, breakdown_count); /* INFO latency counts from here. */
     }
     b->measure_start_ns = now_ns();
     if (ok) {
@@ -1224,6 +1250,8 @@ static void usage(FILE *f)
         "                      format, milliseconds) for plotting\n"
         "  --progress          print the once-a-second line even when not on a terminal\n"
         "  --quiet             never print the once-a-second line\n"
+        "  --breakdown         after the run, print where the time went on each node, stage\n"
+        "                      by stage (aegisd's INFO latency; reset when measuring starts)\n"
         "  --help              this text\n\n"
         "Exit status: 0 after a run, 1 on bad usage or I/O errors, 2 if no connection\n"
         "could be made, 3 if --spawn could not start the cluster.\n");
@@ -1233,7 +1261,7 @@ enum {
     OPT_HOST = 256, OPT_PORT, OPT_TARGET, OPT_CLIENTS, OPT_PIPELINE, OPT_THREADS,
     OPT_VALUE_SIZE, OPT_KEYS, OPT_RATIO, OPT_DURATION, OPT_WARMUP, OPT_REQUESTS, OPT_SEED,
     OPT_JSON, OPT_HISTOGRAM, OPT_SPAWN, OPT_FSYNC, OPT_SPAWN_ALL, OPT_SPAWN_ARG,
-    OPT_SPAWN_KEEP, OPT_PROGRESS, OPT_QUIET, OPT_HELP
+    OPT_SPAWN_KEEP, OPT_PROGRESS, OPT_QUIET, OPT_HELP, OPT_BREAKDOWN
 };
 
 static const struct option long_options[] = {
@@ -1260,6 +1288,7 @@ static const struct option long_options[] = {
     {"progress", no_argument, NULL, OPT_PROGRESS},
     {"quiet", no_argument, NULL, OPT_QUIET},
     {"help", no_argument, NULL, OPT_HELP},
+    {"breakdown", no_argument, NULL, OPT_BREAKDOWN},
     {NULL, 0, NULL, 0},
 };
 
@@ -1330,6 +1359,7 @@ static bool apply_option(struct bench_config *c, struct arg_lists *l, int opt, c
                (c->spawn_args[c->spawn_args_count++] = arg);
     case OPT_PROGRESS: c->progress = 1; return true;
     case OPT_QUIET: c->progress = 0; return true;
+    case OPT_BREAKDOWN: c->breakdown = true; return true;
     default: return false;
     }
 }
@@ -1445,6 +1475,9 @@ static int bench_and_report(struct bench *b, const struct bench_cluster *cluster
         return 2;
     }
     setup_workers(b);
+    if (b->cfg.breakdown) {
+        breakdown_setup(b, cluster);
+    }
     ok = run(b);
     r.t.hist = aegis__hist_create(NULL);
     if (r.t.hist == NULL) {
@@ -1466,6 +1499,9 @@ static int bench_and_report(struct bench *b, const struct bench_cluster *cluster
         status = 2;
     } else {
         print_report(b, &r);
+        if (b->cfg.breakdown) {
+            breakdown_print(breakdown_nodes, breakdown_count);
+        }
         if (b->cfg.json_path != NULL && write_json(b, &r, b->cfg.json_path) != 0) {
             status = 1;
         }

@@ -18,6 +18,7 @@
 #include <aegis/aegis.h>
 
 #include "pipeline/logging.h"
+#include "pipeline/metrics.h"
 #include "pipeline/server.h"
 
 struct opts {
@@ -25,6 +26,8 @@ struct opts {
     struct aegis_server_config server;
     char client_host[AEGIS_HOST_MAX];
     int log_level;
+    char metrics_host[AEGIS_HOST_MAX]; /* --metrics; empty: no endpoint. */
+    uint16_t metrics_port;
 };
 
 static void usage(FILE *f)
@@ -56,6 +59,7 @@ static void usage(FILE *f)
             "  --pipeline-max N           replies outstanding per client before it is no\n"
             "                             longer read (1024)\n"
             "  --max-pending N            commands in flight per node (65536)\n"
+            "  --metrics HOST:PORT        serve Prometheus metrics at http://HOST:PORT/metrics\n"
             "  --help                     this text\n");
 }
 
@@ -125,7 +129,7 @@ static int parse_u64(const char *flag, const char *s, uint64_t min, uint64_t max
 enum {
     OPT_ID = 1000, OPT_PEERS, OPT_CLIENT, OPT_DATA_DIR, OPT_FSYNC, OPT_JOIN, OPT_CLUSTER,
     OPT_PASS, OPT_LOG, OPT_TICK, OPT_ELECTION, OPT_HEARTBEAT, OPT_SNAP, OPT_SEGMENT,
-    OPT_MAXVAL, OPT_MAXCLIENTS, OPT_PIPELINE, OPT_PENDING, OPT_HELP,
+    OPT_MAXVAL, OPT_MAXCLIENTS, OPT_PIPELINE, OPT_PENDING, OPT_HELP, OPT_METRICS,
 };
 
 static const struct option long_opts[] = {
@@ -148,6 +152,7 @@ static const struct option long_opts[] = {
     {"pipeline-max", required_argument, NULL, OPT_PIPELINE},
     {"max-pending", required_argument, NULL, OPT_PENDING},
     {"help", no_argument, NULL, OPT_HELP},
+    {"metrics", required_argument, NULL, OPT_METRICS},
     {NULL, 0, NULL, 0},
 };
 
@@ -229,6 +234,13 @@ static int parse_args(int argc, char **argv, struct opts *o)
                 return -1;
             }
             break;
+        case OPT_METRICS:
+            if (parse_hostport(optarg, o->metrics_host, sizeof(o->metrics_host),
+                               &o->metrics_port) != 0) {
+                fprintf(stderr, "aegisd: --metrics: expected HOST:PORT, got '%s'\n", optarg);
+                return -1;
+            }
+            break;
         case OPT_DATA_DIR:
             o->node.data_dir = optarg;
             break;
@@ -285,6 +297,7 @@ int main(int argc, char **argv)
     struct opts o;
     struct aegis_node *node = NULL;
     struct aegis_server *server = NULL;
+    struct aegis_metrics_http *metrics = NULL;
     sigset_t set;
     int sig = 0, rv;
 
@@ -311,6 +324,13 @@ int main(int argc, char **argv)
     if (rv == 0) {
         rv = aegis_node_start(node);
     }
+    if (rv == 0 && o.metrics_host[0] != '\0') {
+        rv = aegis__metrics_http_start(&metrics, node, o.metrics_host, o.metrics_port);
+        if (rv == 0) {
+            AEGIS_LOG(AEGIS_LOG_INFO, "serving Prometheus metrics on http://%s:%u/metrics",
+                      o.metrics_host, aegis__metrics_http_port(metrics));
+        }
+    }
     if (rv != 0) {
         AEGIS_LOG(AEGIS_LOG_ERROR, "cannot start node %llu: %s", (unsigned long long)o.node.id,
                   aegis_strerror(rv));
@@ -322,6 +342,7 @@ int main(int argc, char **argv)
               aegis__node_client_port(node));
     sigwait(&set, &sig);
     AEGIS_LOG(AEGIS_LOG_INFO, "%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    aegis__metrics_http_stop(metrics);
     rv = aegis_node_stop(node);
     aegis_node_destroy(node);
     aegis__server_destroy(server);

@@ -51,6 +51,7 @@ struct bench_config {
     const char *spawn_args[BENCH_SPAWN_ARGS_MAX];
     unsigned spawn_args_count;
     int progress;             /* -1: when stdout is a terminal; 0 never; 1 always. */
+    bool breakdown;           /* Print the nodes' per-stage latencies after the run. */
 };
 
 /* Parse an unsigned decimal in [lo, hi]; false if malformed or out of range. */

@@ -28,6 +28,9 @@
 #include <aegis/error.h>
 
 #include "pipeline/hardstate.h"
+#include "pipeline/logging.h"
+#include "pipeline/metrics.h"
+#include "pipeline/probes.h"
 #include "pipeline/segment.h"
 #include "pipeline/snapshot_file.h"
 
@@ -52,6 +55,7 @@ struct aegis_log_writer {
     enum aegis_log_sync sync;
     struct aegis_fileio *io;
     const struct aegis_allocator *alloc;
+    struct aegis_metrics *metrics; /* NULL: none. */
     struct aegis_seglog log;
     struct aegis_hardstate_file hsf;
     bool have_files;
@@ -560,14 +564,44 @@ static void install_snapshot(struct aegis_log_writer *w, struct aegis_log_req *r
     req_release(w, req);
 }
 
+/* flush() with its metrics and probes: the group commit's time and bytes (metrics.h). */
+static void flush_timed(struct aegis_log_writer *w, const struct aegis_hard_state *hs)
+{
+    aegis_index first = w->run_count > 0 ? w->run[0].index : 0;
+    aegis_index last = w->run_count > 0 ? w->run[w->run_count - 1].index : 0;
+    uint32_t entries = w->run_count;
+    uint64_t bytes = 0, t0, t1;
+
+    if (w->run_count == 0 && hs == NULL) {
+        return; /* Nothing to write (a batch of compactions, say): not a group commit. */
+    }
+    t0 = aegis__now_ns();
+    for (uint32_t i = 0; i < w->run_count; i++) {
+        bytes += aegis__record_bytes(&w->run[i]);
+    }
+    AEGIS_PROBE3(log_write, first, last, bytes);
+    if (flush(w, hs) != 0) {
+        return;
+    }
+    t1 = aegis__now_ns();
+    AEGIS_PROBE3(log_synced, last, entries, t1 - t0);
+    if (w->metrics == NULL) {
+        return;
+    }
+    aegis__metrics_record(w->metrics, AEGIS_MH_LOG_SYNC, t1 - t0);
+    aegis__metrics_add(w->metrics, AEGIS_MT_LOG, AEGIS_MC_LOG_BYTES, bytes);
+}
+
 static void process_batch(struct aegis_log_writer *w, uint32_t count)
 {
     struct aegis_hard_state hs;
     bool hs_pending = false;
+    uint64_t entries = 0;
 
     for (uint32_t i = 0; i < count; i++) {
         struct aegis_log_req *req = &w->batch[i];
 
+        entries += req->op == AEGIS_LOG_OP_ENTRY ? 1u : 0u;
         if (w->failed != 0 || w->durability == AEGIS_DURABILITY_NONE) {
             if (w->durability == AEGIS_DURABILITY_NONE && w->failed == 0) {
                 process_none(w, req);
@@ -605,9 +639,14 @@ static void process_batch(struct aegis_log_writer *w, uint32_t count)
         }
     }
     if (w->failed == 0 && w->durability == AEGIS_DURABILITY_BATCH) {
-        flush(w, hs_pending ? &hs : NULL);
+        flush_timed(w, hs_pending ? &hs : NULL);
     }
     drop_run(w, 0);
+    if (w->metrics != NULL) {
+        aegis__metrics_add(w->metrics, AEGIS_MT_LOG, AEGIS_MC_LOG_BATCHES, 1);
+        aegis__metrics_add(w->metrics, AEGIS_MT_LOG, AEGIS_MC_LOG_ENTRIES, entries);
+        aegis__metrics_record(w->metrics, AEGIS_MH_LOG_BATCH_ENTRIES, entries);
+    }
     if (w->failed == 0 && w->have_files && w->log.spare_fd < 0) {
         /* Ahead of need (once per segment): the next roll only renames. Done before the
          * report so that the report is the thread's last act of a batch; a failure here
@@ -810,6 +849,7 @@ int aegis__log_writer_open(struct aegis_log_writer **out, const struct aegis_log
     }
     w->alloc = c->alloc;
     w->io = c->io;
+    w->metrics = c->metrics;
     w->durability = c->durability != 0 ? c->durability : AEGIS_DURABILITY_BATCH;
     w->sync = c->sync != 0 ? c->sync : AEGIS_LOG_SYNC_DEFAULT;
     w->waker.fd = -1;

@@ -34,6 +34,8 @@
 #include "pipeline/fileio.h"
 #include "pipeline/ring.h"
 
+struct aegis_metrics;
+
 enum aegis_durability {
     AEGIS_DURABILITY_BATCH = 1, /* Group commit: fdatasync per batch. */
     AEGIS_DURABILITY_NONE = 2,  /* No disk; durable reported at once. */
@@ -107,6 +109,8 @@ struct aegis_log_config {
                                          NULL: the consumer polls. */
     struct aegis_fileio *io;          /* NULL: real files and io_uring. Borrowed. */
     const struct aegis_allocator *alloc;
+    struct aegis_metrics *metrics;    /* NULL: none. Borrowed; the log thread records its
+                                         batches and group-commit times (metrics.h). */
 };
 
 /* The sync mode measured fastest on the development machine (docs/storage.md). */

@@ -20,6 +20,8 @@
 #include "pipeline/logging.h"
 #include "pipeline/node_int.h"
 
+_Thread_local struct aegis_node *aegis__net_thread_node;
+
 struct send_ctx {
     struct aegis_node *n;
     struct aegis_msg *msg;   /* Owned: released when the kernel is done. */
@@ -94,6 +96,7 @@ void aegis__net_send_msg(struct aegis_node *n, struct aegis_msg *m)
         goto err_drop;
     }
     n->stats.peer_msgs_out++;
+    aegis__metrics_add(&n->metrics, AEGIS_MT_NET, AEGIS_MC_PEER_BYTES_OUT, frame_bytes);
     return;
 
 err_drop:
@@ -108,6 +111,8 @@ static void on_frame(struct aegis_uring_loop *loop, aegis_node_id peer, const ui
     int rv;
 
     (void)loop;
+    pm.recv_ns = aegis__now_ns(); /* Per frame: a frame is a batch of entries. */
+    aegis__metrics_add(&n->metrics, AEGIS_MT_NET, AEGIS_MC_PEER_BYTES_IN, len);
     pm.msg = aegis__malloc(n->alloc, sizeof(*pm.msg));
     if (pm.msg == NULL) {
         n->stats.peer_msgs_dropped++;
@@ -122,11 +127,13 @@ static void on_frame(struct aegis_uring_loop *loop, aegis_node_id peer, const ui
         }
         aegis__free(n->alloc, pm.msg);
         n->stats.peer_msgs_dropped++;
+        aegis__metrics_add(&n->metrics, AEGIS_MT_NET, AEGIS_MC_ERR_PEER_DECODE, 1);
         return;
     }
     if (!aegis__ring_peer_msg_push_sp(&n->peer_ring, &pm)) {
         msg_free(n, pm.msg);
         n->stats.peer_msgs_dropped++;
+        aegis__metrics_add(&n->metrics, AEGIS_MT_NET, AEGIS_MC_RING_FULL_PEER, 1);
         return;
     }
     n->stats.peer_msgs_in++;
@@ -155,6 +162,7 @@ static void on_wake(struct aegis_uring_loop *loop, void *data)
 {
     struct aegis_node *n = data;
 
+    n->metrics.net_wake_ns = aegis__now_ns(); /* One clock read for this drain (metrics). */
     drain_posts(n, &n->raft_post);
     drain_posts(n, &n->apply_post);
     if (n->client.on_flush != NULL) {
@@ -170,6 +178,7 @@ static void on_client_open(struct aegis_uring_loop *loop, aegis_uring_client_id 
     struct aegis_node *n = data;
 
     (void)loop;
+    aegis__metrics_add(&n->metrics, AEGIS_MT_NET, AEGIS_MC_CLIENT_OPENED, 1);
     if (n->client.on_open != NULL) {
         n->client.on_open(n, c, n->client.data);
     }
@@ -179,12 +188,16 @@ static size_t on_client_data(struct aegis_uring_loop *loop, aegis_uring_client_i
                              const uint8_t *bytes, size_t len, void *data)
 {
     struct aegis_node *n = data;
+    size_t used;
 
     (void)loop;
     if (n->client.on_data == NULL) {
         return len;
     }
-    return n->client.on_data(n, c, bytes, len, n->client.data);
+    used = n->client.on_data(n, c, bytes, len, n->client.data);
+    /* Unconsumed bytes come back in a later call: count what was taken. */
+    aegis__metrics_add(&n->metrics, AEGIS_MT_NET, AEGIS_MC_CLIENT_BYTES_IN, used);
+    return used;
 }
 
 static void on_client_close(struct aegis_uring_loop *loop, aegis_uring_client_id c, int status,
@@ -193,6 +206,7 @@ static void on_client_close(struct aegis_uring_loop *loop, aegis_uring_client_id
     struct aegis_node *n = data;
 
     (void)loop;
+    aegis__metrics_add(&n->metrics, AEGIS_MT_NET, AEGIS_MC_CLIENT_CLOSED, 1);
     if (n->client.on_close != NULL) {
         n->client.on_close(n, c, status, n->client.data);
     }
@@ -267,10 +281,24 @@ void *aegis__net_thread_main(void *arg)
     int rv;
 
     pthread_setname_np(pthread_self(), "aegis-net");
-    rv = aegis__uring_loop_run(n->loop);
-    if (rv != 0) {
-        aegis__node_fail(n, rv, "network loop");
+    aegis__net_thread_node = n;
+    /* Not bounded by design: the net thread ends only when the node stops (on_wake sees
+     * stopping >= 3). */
+    for (;;) {
+        rv = aegis__uring_loop_run_once(n->loop, -1);
+        if (n->raft_wake_deferred) {
+            n->raft_wake_deferred = false;
+            aegis__waker_wake(&n->raft_waker);
+        }
+        if (rv < 0) {
+            aegis__node_fail(n, rv, "network loop");
+            break;
+        }
+        if (__atomic_load_n(&n->stopping, __ATOMIC_ACQUIRE) >= 3) {
+            break;
+        }
     }
+    aegis__net_thread_node = NULL;
     /* Whatever was posted after the loop stopped is dropped here. */
     drain_posts(n, &n->raft_post);
     drain_posts(n, &n->apply_post);
@@ -305,5 +333,6 @@ void aegis__net_post_from_apply(struct aegis_node *n, const struct aegis_net_pos
 int aegis__node_client_write(struct aegis_node *n, aegis_uring_client_id c, const void *bytes,
                              size_t len)
 {
+    aegis__metrics_add(&n->metrics, AEGIS_MT_NET, AEGIS_MC_CLIENT_BYTES_OUT, len);
     return aegis__uring_loop_client_write_copy(n->loop, c, bytes, len);
 }

@@ -75,7 +75,10 @@ static void raft_trace(void *data, aegis_node_id node, const char *what, uint64_
                        uint64_t b)
 {
     (void)data;
-    AEGIS_LOG(AEGIS_LOG_INFO, "raft n%llu: %s %llu %llu", (unsigned long long)node, what,
+    /* A commit advance happens once per replication round: a line each would flood the
+     * log under load (and cost a write(2) each), so it is a debug event. */
+    AEGIS_LOG(strcmp(what, "commit") == 0 ? AEGIS_LOG_DEBUG : AEGIS_LOG_INFO,
+              "raft n%llu: %s %llu %llu", (unsigned long long)node, what,
               (unsigned long long)a, (unsigned long long)b);
 }
 
@@ -171,6 +174,7 @@ static int recover(struct aegis_node *n)
                                                         : AEGIS_DURABILITY_BATCH;
     lc.alloc = n->alloc;
     lc.report_waker = &n->raft_waker;
+    lc.metrics = &n->metrics;
     rv = aegis__log_writer_open(&n->log, &lc, &rec);
     if (rv != 0) {
         AEGIS_LOG(AEGIS_LOG_ERROR, "cannot open the log in %s: %s", n->data_dir,
@@ -206,6 +210,8 @@ static int recover(struct aegis_node *n)
         }
         restore.bootstrap.count = n->config.peers_count;
     }
+    n->hs_term = restore.hs.term;
+    n->hs_vote = restore.hs.vote;
     raft_config_from(n, &rc);
     aegis__rng_seed(&n->rng, n->rng_seed);
     rv = aegis__raft_create(&n->raft, &rc, &restore, &n->rng, &tracer, n->alloc);
@@ -233,6 +239,7 @@ int aegis_node_create(struct aegis_node **out, const struct aegis_node_config *c
     if (n == NULL) {
         return AEGIS_ENOMEM;
     }
+    aegis__metrics_init(&n->metrics);
     n->config = *c;
     snprintf(n->data_dir, sizeof(n->data_dir), "%s", c->data_dir);
     n->config.data_dir = n->data_dir;
@@ -367,14 +374,22 @@ static int inbox_push(struct aegis_node *n, const struct aegis_req *q)
     /* Release: the item is written before the count the raft thread checks. */
     __atomic_store_n(&in->count, count + 1, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&in->lock);
-    aegis__waker_wake(&n->raft_waker);
+    if (aegis__net_thread_node == n) {
+        /* From the net thread (the RESP server): wake the raft thread once per loop
+         * iteration, after every command parsed in it, so that it takes them as one
+         * batch (one AppendEntries, one log write) rather than one by one. */
+        n->raft_wake_deferred = true;
+    } else {
+        aegis__waker_wake(&n->raft_waker);
+    }
     return 0;
 }
 
 static int submit_buf(struct aegis_node *n, uint8_t kind, struct aegis_buf *buf,
                       aegis_done_cb cb, void *data)
 {
-    struct aegis_req q = {.kind = kind, .buf = buf, .cb = cb, .data = data};
+    struct aegis_req q = {.kind = kind, .buf = buf, .cb = cb, .data = data,
+                          .stamp_ns = aegis__now_ns()};
     int rv;
 
     if (buf == NULL) {
@@ -616,5 +631,6 @@ void aegis_node_destroy(struct aegis_node *n)
         aegis__free(n->alloc, n->read_batches[b].reads);
     }
     aegis__free(n->alloc, n->read_wait);
+    aegis__metrics_close(&n->metrics);
     free(n);
 }

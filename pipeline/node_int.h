@@ -25,6 +25,7 @@
 #include "engine/raft.h"
 #include "net/uring_loop.h"
 #include "pipeline/log_writer.h"
+#include "pipeline/metrics.h"
 #include "pipeline/ring.h"
 
 struct aegis_node;
@@ -40,6 +41,7 @@ AEGIS_RING_DEFINE(net_post, aegis_net_post)
 /* A decoded peer message, net -> raft. The message is owned (aegis__msg_release). */
 struct aegis_peer_msg {
     struct aegis_msg *msg;
+    uint64_t recv_ns;             /* Decoded at (aegis__now_ns; metrics). */
 };
 AEGIS_RING_DEFINE(peer_msg, aegis_peer_msg)
 
@@ -68,6 +70,7 @@ struct aegis_apply_item {
     int64_t integer;              /* RESULT. */
     aegis_node_id leader_hint;    /* COMPLETE. */
     struct aegis_snapshot_meta *meta; /* INSTALL (owned, heap). */
+    uint64_t stamp_ns;            /* ENTRY: committed at (metrics); 0: unknown. */
 };
 AEGIS_RING_DEFINE(apply, aegis_apply_item)
 
@@ -104,6 +107,7 @@ struct aegis_req {
     void *data;
     struct aegis_peer_addr peer;  /* ADD. */
     aegis_node_id target;         /* REMOVE, TRANSFER. */
+    uint64_t stamp_ns;            /* Entered the inbox at (metrics). */
 };
 
 struct aegis_inbox {
@@ -203,6 +207,8 @@ struct aegis_node {
     uint64_t next_read_ctx;
     uint64_t tick_count;
     uint64_t durable_seq;               /* Log requests reported durable (reqs_done). */
+    aegis_term hs_term;                 /* Term and vote last handed to the log thread. */
+    aegis_node_id hs_vote;
     struct aegis_msg *held;             /* msgs_after_persist waiting for durable_seq. */
     uint64_t *held_seq;
     uint32_t held_count, held_cap;
@@ -236,6 +242,8 @@ struct aegis_node {
     struct aegis_ring_peer_msg peer_ring;   /* net -> raft. */
     struct aegis_ring_net_post raft_post;   /* raft -> net. */
     struct aegis_client_hooks client;
+    bool raft_wake_deferred;            /* Net thread: requests pushed since its last
+                                           wake of the raft thread. */
     char client_host[AEGIS_HOST_MAX];   /* Client listener; empty: none. */
     uint16_t client_port;
     uint32_t clients_max;
@@ -248,6 +256,7 @@ struct aegis_node {
     pthread_mutex_t status_lock;
     struct aegis_status status;         /* Guarded by status_lock; raft thread writes. */
     struct aegis_node_stats stats;
+    struct aegis_metrics metrics;       /* pipeline/metrics.h: each part names its writer. */
 };
 
 /* node.c */
@@ -259,6 +268,8 @@ int aegis__raft_thread_init(struct aegis_node *n);
 void aegis__raft_thread_close(struct aegis_node *n);
 
 /* net_thread.c */
+/* The node whose net thread is the calling thread, or NULL. */
+extern _Thread_local struct aegis_node *aegis__net_thread_node;
 int aegis__net_init(struct aegis_node *n, char *errmsg, size_t errmsg_len);
 void *aegis__net_thread_main(void *arg);
 /* Send @m (owned: released once sent or dropped) to m->to. Net thread only. */

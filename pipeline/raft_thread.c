@@ -25,6 +25,7 @@
 #include "pipeline/envelope.h"
 #include "pipeline/logging.h"
 #include "pipeline/node_int.h"
+#include "pipeline/probes.h"
 
 #define FORWARD_TIMEOUT_TICKS(n) (10000u / (n)->config.tick_ms)
 #define READ_TIMEOUT_TICKS(n) (5000u / (n)->config.tick_ms)
@@ -36,12 +37,35 @@ static void send_post(struct aegis_node *n, void *arg, uint64_t u)
     aegis__net_send_msg(n, arg);
 }
 
+/* Counters, stage samples and probes of a message leaving the raft thread (metrics.h). */
+static void note_sent(struct aegis_node *n, const struct aegis_msg *m)
+{
+    struct aegis_metrics *mx = &n->metrics;
+
+    if (m->type == AEGIS_MSG_APPEND_REQ) {
+        aegis__metrics_add(mx, AEGIS_MT_RAFT, AEGIS_MC_APPEND_SENT, 1);
+        aegis__metrics_add(mx, AEGIS_MT_RAFT, AEGIS_MC_APPEND_ENTRIES_SENT,
+                           m->append_req.entries_count);
+        if (m->append_req.entries_count > 0) {
+            aegis__metrics_record(mx, AEGIS_MH_APPEND_ENTRIES, m->append_req.entries_count);
+        }
+        AEGIS_PROBE3(append_sent, m->to, m->append_req.prev_index, m->append_req.entries_count);
+    } else if (m->type == AEGIS_MSG_APPEND_RESP && m->append_resp.success) {
+        aegis__metrics_add(mx, AEGIS_MT_RAFT, AEGIS_MC_APPEND_ACKED, 1);
+        aegis__metrics_acked(mx, m->append_resp.match_index, aegis__now_ns());
+        AEGIS_PROBE2(append_acked, m->to, m->append_resp.match_index);
+    } else if (m->type == AEGIS_MSG_SNAPSHOT_REQ && m->snapshot_req.done) {
+        aegis__metrics_add(mx, AEGIS_MT_RAFT, AEGIS_MC_SNAPSHOTS_SENT, 1);
+    }
+}
+
 /* Send a copy of @m (the original stays the core's). */
 static void send_copy(struct aegis_node *n, const struct aegis_msg *m)
 {
     struct aegis_msg *copy = aegis__malloc(n->alloc, sizeof(*copy));
     struct aegis_net_post p;
 
+    note_sent(n, m);
     if (copy == NULL || aegis__msg_clone(copy, m, n->alloc) != 0) {
         aegis__free(n->alloc, copy);
         return; /* Dropped: Raft retransmits. */
@@ -56,6 +80,7 @@ static void apply_push(struct aegis_node *n, const struct aegis_apply_item *it)
     if (n->apply_backlog_count == 0 && aegis__ring_apply_push_sp(&n->apply_ring, it)) {
         return;
     }
+    aegis__metrics_add(&n->metrics, AEGIS_MT_RAFT, AEGIS_MC_RING_FULL_APPLY, 1);
     if (n->apply_backlog_count == n->apply_backlog_cap) {
         uint32_t cap = n->apply_backlog_cap != 0 ? n->apply_backlog_cap * 2 : 1024;
         void *p = aegis__realloc(n->alloc, n->apply_backlog, cap * sizeof(*it));
@@ -125,8 +150,8 @@ static void reply_client(struct aegis_node *n, const struct aegis_msg *req, int 
     send_copy(n, &m);
 }
 
-/* A follower forwarded a client command to us. */
-static void handle_client_req(struct aegis_node *n, const struct aegis_msg *m)
+/* A follower forwarded a client command to us; it arrived at @recv_ns. */
+static void handle_client_req(struct aegis_node *n, const struct aegis_msg *m, uint64_t recv_ns)
 {
     aegis_index index;
     int rv;
@@ -145,6 +170,8 @@ static void handle_client_req(struct aegis_node *n, const struct aegis_msg *m)
         return;
     }
     __atomic_fetch_add(&n->stats.proposals, 1, __ATOMIC_RELAXED);
+    aegis__metrics_proposed(&n->metrics, index, recv_ns, aegis__now_ns());
+    AEGIS_PROBE2(request_proposed, m->client_req.request_id, index);
     register_proposal(n, index, NULL, NULL, m->from, m->client_req.request_id);
 }
 
@@ -180,8 +207,18 @@ static void drain_peer(struct aegis_node *n)
     while (aegis__ring_peer_msg_pop_sc(&n->peer_ring, &pm)) {
         struct aegis_msg *m = pm.msg;
 
+        if (m->type == AEGIS_MSG_APPEND_REQ) {
+            aegis__metrics_add(&n->metrics, AEGIS_MT_RAFT, AEGIS_MC_APPEND_RECEIVED, 1);
+            if (m->append_req.entries_count > 0) {
+                aegis__metrics_appended(&n->metrics, m->append_req.prev_index + 1,
+                                        m->append_req.prev_index + m->append_req.entries_count,
+                                        pm.recv_ns);
+            }
+            AEGIS_PROBE3(append_received, m->from, m->append_req.prev_index,
+                         m->append_req.entries_count);
+        }
         if (m->type == AEGIS_MSG_CLIENT_REQ) {
-            handle_client_req(n, m);
+            handle_client_req(n, m, pm.recv_ns);
         } else if (m->type == AEGIS_MSG_CLIENT_RESP) {
             handle_client_resp(n, m);
         } else {
@@ -200,6 +237,7 @@ static void release_held(struct aegis_node *n)
         struct aegis_net_post p;
         struct aegis_msg *m = aegis__malloc(n->alloc, sizeof(*m));
 
+        note_sent(n, &n->held[i]);
         if (m != NULL) {
             *m = n->held[i]; /* Hand over the clone's references. */
             p = (struct aegis_net_post){.fn = send_post, .arg = m};
@@ -251,6 +289,7 @@ static void log_push(struct aegis_node *n, const struct aegis_log_req *req)
         n->log_reqs_pushed++;
         return;
     }
+    aegis__metrics_add(&n->metrics, AEGIS_MT_RAFT, AEGIS_MC_RING_FULL_LOG, 1);
     if (n->log_backlog_count == n->log_backlog_cap) {
         uint32_t cap = n->log_backlog_cap != 0 ? n->log_backlog_cap * 2 : 1024;
         void *p = aegis__realloc(n->alloc, n->log_backlog, cap * sizeof(*req));
@@ -280,6 +319,17 @@ static void log_flush_backlog(struct aegis_node *n)
     aegis__log_writer_flush(n->log);
 }
 
+/* Whether a ready's hard state must reach disk. Term and vote must be durable before any
+ * message that depends on them (§5.1, the core puts those in msgs_after_persist). The
+ * commit index alone need not be: a restarted node learns it again from the leader (the
+ * paper keeps it volatile), and writing it whenever it moves cost a second fdatasync per
+ * write at low load (a hard-state-only batch right behind every entry batch). It still
+ * reaches disk with every term or vote change. */
+static bool hs_needs_write(const struct aegis_node *n, const struct aegis_ready *rd)
+{
+    return rd->hs_changed && (rd->hs.term != n->hs_term || rd->hs.vote != n->hs_vote);
+}
+
 /* Hand a ready's hard state, entries and received snapshot to the log thread. Returns the
  * cumulative request count that must be durable before this ready's
  * msgs_after_persist may leave. */
@@ -303,11 +353,13 @@ static uint64_t log_submit(struct aegis_node *n, const struct aegis_ready *rd)
         aegis__entry_ref(&req.entry);
         log_push(n, &req);
     }
-    if (rd->hs_changed) {
+    if (hs_needs_write(n, rd)) {
         memset(&req, 0, sizeof(req));
         req.op = AEGIS_LOG_OP_HARD_STATE;
         req.hs = rd->hs;
         log_push(n, &req);
+        n->hs_term = rd->hs.term;
+        n->hs_vote = rd->hs.vote;
     }
     __atomic_fetch_add(&n->stats.log_batches, 1, __ATOMIC_RELAXED);
     return n->log_reqs_pushed;
@@ -322,10 +374,13 @@ static void drain_log(struct aegis_node *n)
             AEGIS_LOG(AEGIS_LOG_ERROR, "log write failed in %s at offset %llu: %s", rep.file,
                       (unsigned long long)rep.offset, aegis_strerror(rep.err));
             aegis__node_fail(n, rep.err, "log write");
+            aegis__metrics_add(&n->metrics, AEGIS_MT_RAFT, AEGIS_MC_ERR_LOG_WRITE, 1);
             continue;
         }
         n->durable_seq = rep.reqs_done;
         if (rep.index > 0) {
+            aegis__metrics_durable(&n->metrics, rep.index, aegis__now_ns());
+            AEGIS_PROBE1(log_durable, rep.index);
             aegis__raft_persisted(n->raft, rep.index, rep.term);
         }
     }
@@ -358,9 +413,10 @@ static void process_ready(struct aegis_node *n)
 {
     struct aegis_ready rd;
     uint64_t seq = n->log_reqs_pushed;
+    uint64_t now = 0;
 
     aegis__raft_ready(n->raft, &rd);
-    if (rd.hs_changed || rd.entries_count > 0 || rd.snapshot_meta != NULL) {
+    if (hs_needs_write(n, &rd) || rd.entries_count > 0 || rd.snapshot_meta != NULL) {
         seq = log_submit(n, &rd);
     }
     for (uint32_t i = 0; i < rd.msgs_count; i++) {
@@ -382,9 +438,16 @@ static void process_ready(struct aegis_node *n)
         it.buf = aegis__buf_ref(rd.snapshot_data);
         apply_push(n, &it);
         n->snapshot_index = rd.snapshot_meta->index;
+        aegis__metrics_add(&n->metrics, AEGIS_MT_RAFT, AEGIS_MC_SNAPSHOTS_RECEIVED, 1);
+    }
+    if (rd.committed_count > 0) {
+        now = aegis__now_ns(); /* One clock read for the whole committed range. */
+        aegis__metrics_committed(&n->metrics, rd.committed[rd.committed_count - 1].index, now);
+        AEGIS_PROBE1(committed, rd.committed[rd.committed_count - 1].index);
     }
     for (uint32_t i = 0; i < rd.committed_count; i++) {
-        struct aegis_apply_item it = {.kind = AEGIS_APPLY_ENTRY, .entry = rd.committed[i]};
+        struct aegis_apply_item it = {.kind = AEGIS_APPLY_ENTRY, .entry = rd.committed[i],
+                                      .stamp_ns = now};
 
         aegis__entry_ref(&it.entry);
         apply_push(n, &it);
@@ -496,7 +559,7 @@ static void forward(struct aegis_node *n, struct aegis_req *q, aegis_node_id lea
     __atomic_fetch_add(&n->stats.forwarded, 1, __ATOMIC_RELAXED);
 }
 
-static void handle_propose(struct aegis_node *n, struct aegis_req *q)
+static void handle_propose(struct aegis_node *n, struct aegis_req *q, uint64_t now)
 {
     aegis_node_id leader = aegis__raft_leader(n->raft);
     aegis_index index;
@@ -520,6 +583,8 @@ static void handle_propose(struct aegis_node *n, struct aegis_req *q)
         return;
     }
     __atomic_fetch_add(&n->stats.proposals, 1, __ATOMIC_RELAXED);
+    aegis__metrics_proposed(&n->metrics, index, q->stamp_ns, now);
+    AEGIS_PROBE2(request_proposed, q->data, index);
     register_proposal(n, index, q->cb, q->data, AEGIS_NODE_NONE, 0);
 }
 
@@ -590,14 +655,14 @@ static void promote_when_caught_up(struct aegis_node *n)
     n->adding.id = 0;
 }
 
-static void handle_req(struct aegis_node *n, struct aegis_req *q)
+static void handle_req(struct aegis_node *n, struct aegis_req *q, uint64_t now)
 {
     aegis_index index;
     int rv;
 
     switch (q->kind) {
     case AEGIS_REQ_PROPOSE:
-        handle_propose(n, q);
+        handle_propose(n, q, now);
         break;
     case AEGIS_REQ_READ:
         __atomic_fetch_add(&n->stats.reads, 1, __ATOMIC_RELAXED);
@@ -657,8 +722,13 @@ static void drain_inbox(struct aegis_node *n)
     in->count = 0;
     pthread_mutex_unlock(&in->lock);
     in->spare = items;
-    for (uint32_t i = 0; i < count; i++) {
-        handle_req(n, &items[i]);
+    if (count > 0) {
+        uint64_t now = aegis__now_ns(); /* One clock read per drain. */
+
+        aegis__metrics_record(&n->metrics, AEGIS_MH_PROPOSE_BATCH, count);
+        for (uint32_t i = 0; i < count; i++) {
+            handle_req(n, &items[i], now);
+        }
     }
     start_read_round(n);
 }
@@ -727,6 +797,7 @@ static void update_status(struct aegis_node *n)
     s.applied_index = __atomic_load_n(&n->applied_index, __ATOMIC_RELAXED);
     s.last_index = aegis__raft_last_index(n->raft);
     s.snapshot_index = n->snapshot_index;
+    aegis__metrics_observe(&n->metrics, aegis__raft_role(n->raft), s.term, s.leader);
     for (uint32_t i = 0; i < conf->count && i < AEGIS_PEERS_MAX; i++) {
         aegis_index match = 0, next = 0;
 

@@ -19,6 +19,7 @@
 
 #include "net/resp.h"
 #include "pipeline/logging.h"
+#include "pipeline/probes.h"
 
 #define SRV_MAP_EMPTY 0u
 
@@ -55,6 +56,7 @@ struct aegis_server {
     uint32_t conns;
     bool overloaded;             /* Some connection is paused on AEGIS_EFULL. */
     struct srv_conn *dirty;      /* Connections with replies filled since the last flush. */
+    uint64_t rx_ns;              /* When the bytes on_data parses arrived (metrics). */
 };
 
 /* One asynchronous command in flight. */
@@ -77,6 +79,8 @@ struct srv_op {
     uint32_t keys_count;         /* EXISTS, MGET: keys follow in keys_buf. */
     struct aegis_kv_bytes *keys;
     char *keys_buf;
+    uint64_t received_ns;        /* Net thread: parsed at (metrics). */
+    uint64_t applied_ns;         /* Apply thread: completed at (writes; metrics). */
 };
 
 static uint64_t map_hash(aegis_uring_client_id id)
@@ -296,6 +300,13 @@ static void slot_fill(struct srv_conn *c, uint64_t seq, char *bytes, uint32_t le
 {
     struct srv_slot *slot = &c->slots[seq & c->srv->slots_mask];
 
+    if (bytes != NULL && len > 0 && bytes[0] == '-') {
+        enum aegis_mctr kind = strncmp(bytes, "-TRYAGAIN", 9) == 0  ? AEGIS_MC_ERR_CLIENT_TRYAGAIN
+                               : strncmp(bytes, "-UNKNOWN", 8) == 0 ? AEGIS_MC_ERR_CLIENT_UNKNOWN
+                                                                    : AEGIS_MC_ERR_CLIENT_OTHER;
+
+        aegis__metrics_add(&c->srv->node->metrics, AEGIS_MT_NET, kind, 1);
+    }
     slot->bytes = bytes;
     slot->len = len;
     slot->done = true;
@@ -353,9 +364,17 @@ static void deliver(struct aegis_node *n, void *arg, uint64_t u)
     struct srv_op *op = arg;
     struct srv_conn *c = op->conn;
     struct aegis_server *s = c->srv;
+    uint64_t now = n->metrics.net_wake_ns; /* Read once per wake-up (net_thread.c). */
 
-    (void)n;
     (void)u;
+    if (op->is_write && now < op->applied_ns) {
+        now = aegis__now_ns(); /* Posted after this wake-up read the clock. */
+    }
+    if (op->is_write) {
+        aegis__metrics_since(&n->metrics, AEGIS_MH_APPLY_REPLY, op->applied_ns, now);
+        aegis__metrics_since(&n->metrics, AEGIS_MH_REQUEST, op->received_ns, now);
+    }
+    AEGIS_PROBE2(reply_sent, op, c->id);
     c->refs--;
     if (c->closed) {
         free(op->reply);
@@ -416,6 +435,12 @@ static void op_done(void *data, const struct aegis_result *res)
     struct aegis_node *n = op->conn->srv->node;
     struct aegis_net_post p;
 
+    if (op->is_write) {
+        /* The apply thread's clock read for this entry, if that is where we are. */
+        op->applied_ns = res->index != 0 && res->index == n->metrics.apply_index
+                             ? n->metrics.apply_ns
+                             : aegis__now_ns();
+    }
     if (res->status != 0 && !(!op->is_write && res->status == AEGIS_ENOTFOUND)) {
         op->reply = error_reply(res->status, op->is_write, &op->reply_len);
     } else {
@@ -492,6 +517,8 @@ static bool submit(struct srv_conn *c, struct srv_op *op, struct aegis_buf *cmd,
         return true;
     }
     op->seq = c->next_seq;
+    op->received_ns = c->srv->rx_ns;
+    AEGIS_PROBE2(request_received, op, c->id);
     rv = read ? aegis_node_read(n, cmd->data, cmd->len, op_done, op)
               : aegis_node_propose(n, cmd->data, cmd->len, op_done, op);
     aegis__buf_unref(cmd);
@@ -744,13 +771,21 @@ static bool section_wanted(const char *want, const char *name)
            strcasecmp(want, name) == 0;
 }
 
-/* A counter the raft or apply thread bumps (atomically) while we read it. */
-#define STAT(x) ((unsigned long long)__atomic_load_n(&(x), __ATOMIC_RELAXED))
+/* The sections "stats", "latency" and "persistence" (pipeline/metrics.c). */
+static void metrics_info(struct aegis_server *s, struct aegis_resp_wbuf *w, const char *want)
+{
+    struct aegis_text t = {0};
+
+    aegis__metrics_info(s->node, want, &t);
+    if (t.len > 0) {
+        aegis__resp_add_raw(w, t.data, t.len);
+    }
+    aegis__text_free(&t);
+}
 
 static void append_info(struct aegis_server *s, struct aegis_resp_wbuf *w, const char *want)
 {
     struct aegis_node *n = s->node;
-    const struct aegis_node_stats *st = &n->stats;
     struct aegis_status status;
     char addr[AEGIS_HOST_MAX + 8];
 
@@ -781,18 +816,7 @@ static void append_info(struct aegis_server *s, struct aegis_resp_wbuf *w, const
         }
         aegis__resp_add_raw(w, "\r\n", 2);
     }
-    if (section_wanted(want, "stats")) {
-        wprintf(w, "# Stats\r\nconnected_clients:%u\r\nproposals:%llu\r\nforwarded:%llu\r\n"
-                   "reads:%llu\r\napplied_entries:%llu\r\napply_batches:%llu\r\n"
-                   "peer_msgs_in:%llu\r\npeer_msgs_out:%llu\r\npeer_msgs_dropped:%llu\r\n"
-                   "peer_send_failed:%llu\r\nbackpressure:%llu\r\nsnapshots_taken:%llu\r\n"
-                   "snapshots_installed:%llu\r\n\r\n",
-                s->conns, STAT(st->proposals), STAT(st->forwarded), STAT(st->reads),
-                STAT(st->applied_entries), STAT(st->apply_batches), STAT(st->peer_msgs_in),
-                STAT(st->peer_msgs_out), STAT(st->peer_msgs_dropped), STAT(st->peer_send_failed),
-                STAT(st->backpressure), STAT(st->snapshots_taken),
-                STAT(st->snapshots_installed));
-    }
+    metrics_info(s, w, want);
 }
 
 static void reply_wbuf_bulk(struct srv_conn *c, struct aegis_resp_wbuf *w)
@@ -965,6 +989,13 @@ static bool dispatch(struct srv_conn *c, const struct aegis_resp_cmd *cmd)
         reply_now(c, reply_, len);
     } else if (arg_is(&a[0], "info")) {
         cmd_info(c, cmd);
+    } else if (arg_is(&a[0], "config") && argc == 2 && arg_is(&a[1], "resetstat")) {
+        /* Redis' CONFIG RESETSTAT: INFO latency counts from here (aegis-bench --breakdown). */
+        if (aegis__metrics_reset_baseline(&c->srv->node->metrics) == 0) {
+            REPLY_LIT(c, "+OK\r\n");
+        } else {
+            REPLY_LIT(c, "-ERR out of memory\r\n");
+        }
     } else if (arg_is(&a[0], "command") || arg_is(&a[0], "config")) {
         /* Enough for redis-cli and redis-benchmark to start: no command docs, no
          * settings ("CONFIG GET save" answers an empty list). */
@@ -1045,6 +1076,7 @@ static size_t on_data(struct aegis_node *n, aegis_uring_client_id id, const uint
     if (c == NULL || c->close_after_flush) {
         return len;
     }
+    s->rx_ns = aegis__now_ns(); /* One clock read for every command in these bytes. */
     while (used < len) {
         struct aegis_resp_cmd cmd;
         int rv;
