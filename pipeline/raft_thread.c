@@ -471,18 +471,29 @@ static void drain_reports(struct aegis_node *n)
         case AEGIS_REPORT_APPLIED:
             aegis__raft_applied(n->raft, rep.applied);
             break;
-        case AEGIS_REPORT_SNAPSHOT:
-            if (aegis__raft_snapshot_taken(n->raft, rep.meta, rep.data) == 0) {
+        case AEGIS_REPORT_SNAPSHOT: {
+            int rv;
+
+            /* The snapshot proves its index applied; the APPLIED report saying so may still
+             * be behind it in the ring (the apply thread reports at the end of a batch),
+             * and the core refuses a snapshot past what it knows applied. */
+            aegis__raft_applied(n->raft, rep.meta->index);
+            rv = aegis__raft_snapshot_taken(n->raft, rep.meta, rep.data);
+            if (rv == 0) {
                 n->snapshot_index = rep.meta->index;
                 struct aegis_log_req req = {.op = AEGIS_LOG_OP_COMPACT};
 
                 req.compact_index = rep.meta->index;
                 log_push(n, &req);
+            } else {
+                AEGIS_LOG(AEGIS_LOG_WARN, "snapshot at index %llu not taken by the core: %s",
+                          (unsigned long long)rep.meta->index, aegis_strerror(rv));
             }
             n->snapshot_requested = false;
             aegis__buf_unref(rep.data);
             aegis__free(n->alloc, rep.meta);
             break;
+        }
         default:
             aegis__node_fail(n, rep.status, "state machine");
             break;
