@@ -112,11 +112,13 @@ class Conn:
     """One RESP2 connection. Error replies are returned as RespError objects (not raised)
     by read_reply(); call() raises them."""
 
-    def __init__(self, port, timeout=10.0, host="127.0.0.1"):
+    def __init__(self, port, timeout=10.0, host="127.0.0.1", password=None):
         self.port = port
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.f = self.sock.makefile("rb")
+        if password is not None:
+            self.call("AUTH", password)
 
     def close(self):
         try:
@@ -290,7 +292,7 @@ class Node:
         return rc
 
     def conn(self, timeout=10.0):
-        return Conn(self.client_port, timeout=timeout)
+        return Conn(self.client_port, timeout=timeout, password=self.cluster.password)
 
     def call(self, *args, timeout=10.0):
         with self.conn(timeout) as c:
@@ -309,10 +311,13 @@ class Node:
 class Cluster:
     """A set of aegisd processes in one temporary directory. Use as a context manager."""
 
-    def __init__(self, opts, n, flags=(), name="cluster"):
+    def __init__(self, opts, n, flags=(), name="cluster", password=None):
         self.aegisd = opts.aegisd
         self.opts = opts
         self.flags = list(flags)
+        self.password = password          # --requirepass; the harness AUTHs with it.
+        if password is not None:
+            self.flags += ["--requirepass", password]
         self.dir = tempfile.mkdtemp(prefix="aegis-%s." % name)
         self.nodes = {}
         self.failed = False
@@ -413,8 +418,9 @@ class Writer(threading.Thread):
     round trip, through the nodes given (moving to the next one when a connection fails),
     and records every outcome."""
 
-    def __init__(self, prefix, ports_fn, window=8, pause=0.0):
+    def __init__(self, prefix, ports_fn, window=8, pause=0.0, password=None):
         super().__init__(daemon=True)
+        self.password = password
         self.prefix = prefix
         self.ports_fn = ports_fn          # () -> list of client ports to try in turn
         self.window = window
@@ -443,8 +449,8 @@ class Writer(threading.Thread):
                 port = ports[turn % len(ports)]
                 turn += 1
                 try:
-                    conn = Conn(port, timeout=10.0)
-                except OSError:
+                    conn = Conn(port, timeout=10.0, password=self.password)
+                except (OSError, RespError):
                     time.sleep(0.05)
                     continue
             batch = list(range(self.n, self.n + self.window))

@@ -9,7 +9,8 @@ directory. Checks: its snapshots_installed counter moves (it could not be served
 log), its last_applied reaches the leader's commit index, and every key reads back right
 through it. Then it is SIGKILLed and restarted again (it now recovers from its own
 snapshot plus log), and finally all three are SIGKILLed and restarted: the data is intact
-on every node each time.
+on every node each time. At the end every node's snapshot_index is within two thresholds
+of the commit index: no node stopped taking snapshots.
 """
 import os
 import signal
@@ -75,6 +76,17 @@ def scenario(opts):
         for n in c.nodes.values():
             verify_data(n, data)
         log("all three restarted after SIGKILL with %d keys intact" % len(data))
+
+        # Snapshots keep coming on every node (a refused snapshot report once stopped a
+        # node from ever snapshotting again): 600 more writes, then each node's
+        # snapshot_index is within two thresholds of the commit index.
+        data.update(fill(new, "d", 600))
+        commit = new.info()["commit_index"]
+        c.wait_caught_up(list(c.nodes.values()), timeout=30, index=commit)
+        for n in c.nodes.values():
+            wait_until(lambda: n.info()["snapshot_index"] >= commit - 400, 10,
+                       "node %d's snapshot_index to reach %d" % (n.id, commit - 400))
+        log("every node keeps snapshotting (snapshot_index within 400 of commit %d)" % commit)
         for n in c.nodes.values():
             n.stop()
     return 0
