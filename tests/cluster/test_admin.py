@@ -112,8 +112,8 @@ def scenario(opts):
 
         term = leader.info()["term"]
         cli(opts, c, "transfer", follower.id, port=leader.client_port)
-        new = c.leader(timeout=20)
-        check(new.id == follower.id, "leadership went to %d, not %d" % (new.id, follower.id))
+        new = wait_until(lambda: (lambda ld: ld if ld.id == follower.id else None)(
+            c.leader(timeout=20)), 20, "leadership to move to node %d" % follower.id)
         check(new.info()["term"] > term, "transfer did not start a new term")
         log("aegis-cli transfer %d: node %d leads in term %d" %
             (follower.id, new.id, new.info()["term"]))
