@@ -22,6 +22,7 @@ check (AssertionError) and 77 when a needed tool is missing (ctest SKIP_RETURN_C
 import argparse
 import ctypes
 import os
+import random
 import shutil
 import signal
 import socket
@@ -64,10 +65,37 @@ def wait_until(pred, timeout, what, interval=0.05):
 
 
 _used_ports = set()
+_port_rng = random.Random()
+
+
+def _ephemeral_range():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(x) for x in f.read().split())
+            return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
 
 
 def free_port():
-    """A loopback port the OS says is free now (never one handed out before here)."""
+    """A loopback port that is free now and never handed out before here. It is taken
+    below the kernel's ephemeral range when there is room: a port from that range could
+    become some connection's source port while its node is down (between a kill and a
+    restart), and the restart would then fail to bind."""
+    lo, _ = _ephemeral_range()
+    for _ in range(200 if lo > 12000 else 0):
+        port = _port_rng.randrange(10000, lo)
+        if port in _used_ports:
+            continue
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            s.close()
+        _used_ports.add(port)
+        return port
     while True:
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.bind(("127.0.0.1", 0))
