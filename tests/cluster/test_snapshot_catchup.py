@@ -71,7 +71,8 @@ def scenario(opts):
             n.proc.wait()
         c.start()
         new = c.leader(timeout=30)
-        check(new.info()["commit_index"] >= commit, "commit index went back")
+        wait_until(lambda: new.info()["commit_index"] >= commit, 30,
+                   "the commit index to get back to %d" % commit)
         c.wait_caught_up(list(c.nodes.values()), timeout=30, index=commit)
         for n in c.nodes.values():
             verify_data(n, data)
