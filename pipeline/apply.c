@@ -293,6 +293,13 @@ static struct aegis_buf *apply_entry(struct aegis_node *n, const struct aegis_en
     if (n->sm != NULL) {
         if (type == AEGIS_ENTRY_COMMAND) {
             n->sm->apply(n->sm->data, e->index, p + 1, len - 1, res);
+            if (res->value != NULL) {
+                /* The embedder's bytes are valid only during apply: keep a copy for the
+                 * proposer's callback, and for the follower that forwarded it. */
+                value = aegis__buf_from(n->alloc, res->value, res->value_len);
+                res->value = value != NULL ? value->data : NULL;
+                res->value_len = value != NULL ? value->len : 0;
+            }
         }
     } else {
         struct aegis_kv_result kr;
@@ -348,7 +355,7 @@ static void handle_entry(struct aegis_node *n, struct aegis_apply_item *it)
     AEGIS_PROBE2(applied, it->entry.index, req); /* One site: perf probe adds it once. */
     aegis__buf_unref(value);
     aegis__entry_unref(&it->entry);
-    __atomic_fetch_add(&n->stats.applied_entries, 1, __ATOMIC_RELAXED);
+    AEGIS_STAT_INC(n->stats.applied_entries);
 }
 
 static void serve_read(struct aegis_node *n, struct apply_read *rd)
@@ -505,7 +512,7 @@ static void handle_install(struct aegis_node *n, struct aegis_apply_item *it)
             fail_reg(n, r, AEGIS_ELEADERLOST);
             reg_pop(s);
         }
-        __atomic_fetch_add(&n->stats.snapshots_installed, 1, __ATOMIC_RELAXED);
+        AEGIS_STAT_INC(n->stats.snapshots_installed);
     }
     aegis__buf_unref(it->buf);
     aegis__free(n->alloc, it->meta);
@@ -524,7 +531,10 @@ static void push_report(struct aegis_node *n, const struct aegis_apply_report *r
     }
 }
 
-static void take_snapshot(struct aegis_node *n)
+/* Serialise the state machine at the applied index, write the snapshot file and report
+ * it to the raft thread. Returns 0 (reported, or a report already on its way) or the
+ * error that stopped it. */
+static int make_snapshot(struct aegis_node *n)
 {
     struct aegis_apply_state *s = n->apply_state;
     struct aegis_snapshot_meta *meta;
@@ -533,8 +543,11 @@ static void take_snapshot(struct aegis_node *n)
     size_t raw_len = 0;
     int rv;
 
-    if (s->applied == 0 || s->pending_report.kind != 0) {
-        return;
+    if (s->pending_report.kind != 0) {
+        return 0;
+    }
+    if (s->applied == 0) {
+        return AEGIS_EUNAVAIL;
     }
     if (n->sm != NULL) {
         rv = n->sm->snapshot(n->sm->data, &raw, &raw_len);
@@ -546,8 +559,7 @@ static void take_snapshot(struct aegis_node *n)
         }
     }
     if (rv != 0) {
-        AEGIS_LOG(AEGIS_LOG_WARN, "snapshot skipped: %s", aegis_strerror(rv));
-        return;
+        return rv;
     }
     data = aegis__env_snapshot(n->alloc, s->addrs, s->addrs_count, raw, raw_len);
     if (sm_buf != NULL) {
@@ -559,23 +571,35 @@ static void take_snapshot(struct aegis_node *n)
     if (data == NULL || meta == NULL) {
         aegis__buf_unref(data);
         aegis__free(n->alloc, meta);
-        return;
+        return AEGIS_ENOMEM;
     }
     meta->index = s->applied;
     meta->term = s->applied_term;
     meta->conf = s->conf;
     rv = aegis__snapshot_file_write(n->data_dir, NULL, meta, data->data, data->len);
     if (rv != 0) {
-        AEGIS_LOG(AEGIS_LOG_ERROR, "writing snapshot at index %llu failed: %s",
-                  (unsigned long long)meta->index, aegis_strerror(rv));
         aegis__buf_unref(data);
         aegis__free(n->alloc, meta);
-        return;
+        return rv;
     }
-    __atomic_fetch_add(&n->stats.snapshots_taken, 1, __ATOMIC_RELAXED);
+    AEGIS_STAT_INC(n->stats.snapshots_taken);
     push_report(n, &(struct aegis_apply_report){.kind = AEGIS_REPORT_SNAPSHOT,
                                                 .meta = meta,
                                                 .data = data});
+    return 0;
+}
+
+static void take_snapshot(struct aegis_node *n)
+{
+    int rv = make_snapshot(n);
+
+    if (rv != 0) {
+        /* Tell the raft thread, which retries later: the core asks only once. */
+        AEGIS_LOG(AEGIS_LOG_WARN, "snapshot at index %llu failed: %s",
+                  (unsigned long long)n->apply_state->applied, aegis_strerror(rv));
+        push_report(n, &(struct aegis_apply_report){.kind = AEGIS_REPORT_SNAPSHOT,
+                                                    .status = rv});
+    }
 }
 
 static void handle_item(struct aegis_node *n, struct aegis_apply_item *it)
@@ -707,7 +731,7 @@ void *aegis__apply_thread_main(void *arg)
                                   *applied_ctr - applied_before);
         }
         if (batch > 0) {
-            __atomic_fetch_add(&n->stats.apply_batches, 1, __ATOMIC_RELAXED);
+            AEGIS_STAT_INC(n->stats.apply_batches);
             serve_ready_reads(n);
             if (s->applied != s->reported) {
                 push_report(n, &(struct aegis_apply_report){.kind = AEGIS_REPORT_APPLIED,

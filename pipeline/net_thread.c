@@ -43,12 +43,16 @@ static void send_done(struct aegis_uring_loop *loop, int status, void *data)
 
     (void)loop;
     if (status != 0) {
-        n->stats.peer_send_failed++;
+        AEGIS_STAT_INC(n->stats.peer_send_failed);
     }
     msg_free(n, ctx->msg);
     aegis__free(n->alloc, ctx->flat);
     aegis__free(n->alloc, ctx);
 }
+
+/* A link with this many frames not yet handed to the kernel is stalled (a healthy one
+ * drains at every loop pass): snapshot chunks to it are dropped, see below. */
+#define SNAPSHOT_QUEUED_MAX 16
 
 void aegis__net_send_msg(struct aegis_node *n, struct aegis_msg *m)
 {
@@ -57,6 +61,16 @@ void aegis__net_send_msg(struct aegis_node *n, struct aegis_msg *m)
     size_t iov_count = 0, frame_bytes = 0;
     int rv;
 
+    /* The core copies each snapshot chunk (up to 1 MiB) and resends it after an election
+     * timeout without an answer. To a peer that stopped reading (SIGSTOP, a hung host)
+     * every resend would queue another copy, up to the link's peer_queue_max frames:
+     * gigabytes. Dropping chunks on a stalled link bounds them to SNAPSHOT_QUEUED_MAX
+     * per peer; the core resends once the peer answers again. */
+    if (m->type == AEGIS_MSG_SNAPSHOT_REQ &&
+        aegis__uring_loop_peer_queued(n->loop, m->to) >= SNAPSHOT_QUEUED_MAX) {
+        AEGIS_STAT_INC(n->stats.peer_send_failed);
+        goto err_drop;
+    }
     rv = aegis__codec_encode_size(m, &size);
     if (rv != 0) {
         goto err_drop;
@@ -90,12 +104,12 @@ void aegis__net_send_msg(struct aegis_node *n, struct aegis_msg *m)
     ctx->iov_count = iov_count;
     rv = aegis__uring_loop_send(n->loop, m->to, ctx->iov, (int)iov_count, send_done, ctx);
     if (rv != 0) {
-        n->stats.peer_send_failed++;
+        AEGIS_STAT_INC(n->stats.peer_send_failed);
         aegis__free(n->alloc, ctx->flat);
         aegis__free(n->alloc, ctx);
         goto err_drop;
     }
-    n->stats.peer_msgs_out++;
+    AEGIS_STAT_INC(n->stats.peer_msgs_out);
     aegis__metrics_add(&n->metrics, AEGIS_MT_NET, AEGIS_MC_PEER_BYTES_OUT, frame_bytes);
     return;
 
@@ -115,7 +129,7 @@ static void on_frame(struct aegis_uring_loop *loop, aegis_node_id peer, const ui
     aegis__metrics_add(&n->metrics, AEGIS_MT_NET, AEGIS_MC_PEER_BYTES_IN, len);
     pm.msg = aegis__malloc(n->alloc, sizeof(*pm.msg));
     if (pm.msg == NULL) {
-        n->stats.peer_msgs_dropped++;
+        AEGIS_STAT_INC(n->stats.peer_msgs_dropped);
         return;
     }
     rv = aegis__codec_decode(frame, len, pm.msg, n->alloc);
@@ -126,17 +140,17 @@ static void on_frame(struct aegis_uring_loop *loop, aegis_node_id peer, const ui
             aegis__msg_release(pm.msg, n->alloc);
         }
         aegis__free(n->alloc, pm.msg);
-        n->stats.peer_msgs_dropped++;
+        AEGIS_STAT_INC(n->stats.peer_msgs_dropped);
         aegis__metrics_add(&n->metrics, AEGIS_MT_NET, AEGIS_MC_ERR_PEER_DECODE, 1);
         return;
     }
     if (!aegis__ring_peer_msg_push_sp(&n->peer_ring, &pm)) {
         msg_free(n, pm.msg);
-        n->stats.peer_msgs_dropped++;
+        AEGIS_STAT_INC(n->stats.peer_msgs_dropped);
         aegis__metrics_add(&n->metrics, AEGIS_MT_NET, AEGIS_MC_RING_FULL_PEER, 1);
         return;
     }
-    n->stats.peer_msgs_in++;
+    AEGIS_STAT_INC(n->stats.peer_msgs_in);
 }
 
 static void on_peer_state(struct aegis_uring_loop *loop, aegis_node_id peer, bool up,

@@ -287,6 +287,12 @@ int aegis_node_create(struct aegis_node **out, const struct aegis_node_config *c
     }
     n->status.id = c->id;
     n->status.role = AEGIS_NODE_FOLLOWER;
+    /* What was recovered, so that status is true before the raft thread's first pass. */
+    n->status.term = aegis__raft_term(n->raft);
+    n->status.commit_index = aegis__raft_commit_index(n->raft);
+    n->status.last_index = aegis__raft_last_index(n->raft);
+    n->status.snapshot_index = n->snapshot_index;
+    n->status.applied_index = n->applied_index;
     *out = n;
     return 0;
 
@@ -528,6 +534,8 @@ static void stop_stage(struct aegis_node *n, int stage)
     aegis__waker_wake(&n->apply_waker);
 }
 
+static void complete_leftovers(struct aegis_node *n);
+
 int aegis_node_stop(struct aegis_node *n)
 {
     int rv;
@@ -550,6 +558,7 @@ int aegis_node_stop(struct aegis_node *n)
     aegis__uring_loop_stop(n->loop);
     aegis__uring_loop_wake(n->loop);
     pthread_join(n->net_thread, NULL);
+    complete_leftovers(n);
     n->started = false;
     AEGIS_LOG(AEGIS_LOG_INFO, "node %llu stopped", (unsigned long long)n->config.id);
     return rv;
@@ -559,7 +568,6 @@ static void drain_leftovers(struct aegis_node *n)
 {
     struct aegis_peer_msg pm;
     struct aegis_apply_report rep;
-    struct aegis_inbox *in = &n->inbox;
 
     while (aegis__ring_peer_msg_pop_sc(&n->peer_ring, &pm)) {
         aegis__msg_release(pm.msg, n->alloc);
@@ -569,32 +577,71 @@ static void drain_leftovers(struct aegis_node *n)
         aegis__buf_unref(rep.data);
         aegis__free(n->alloc, rep.meta);
     }
-    for (uint32_t i = 0; i < in->count; i++) {
-        struct aegis_result res = {.status = AEGIS_ESHUTDOWN};
-
-        if (in->items[i].cb != NULL) {
-            in->items[i].cb(in->items[i].data, &res);
-        }
-        aegis__buf_unref(in->items[i].buf);
-    }
-    in->count = 0;
     for (uint32_t i = 0; i < n->held_count; i++) {
         aegis__msg_release(&n->held[i], n->alloc);
     }
     n->held_count = 0;
+}
+
+static void complete_one(aegis_done_cb cb, void *data, int status)
+{
+    struct aegis_result res = {.status = status};
+
+    if (cb != NULL) {
+        cb(data, &res);
+    }
+}
+
+/* Every thread is joined: run, on the stopping thread, the callback of each request the
+ * raft thread still held, so that every accepted call is answered exactly once (a
+ * propose_sync caller would otherwise wait forever). Commands that may have reached a
+ * leader (forwarded, registered, a membership change) get AEGIS_ELEADERLOST; the rest
+ * were never proposed and get AEGIS_ESHUTDOWN. */
+static void complete_leftovers(struct aegis_node *n)
+{
+    struct aegis_inbox *in = &n->inbox;
+
+    for (uint32_t i = 0; i < in->count; i++) {
+        complete_one(in->items[i].cb, in->items[i].data, AEGIS_ESHUTDOWN);
+        aegis__buf_unref(in->items[i].buf);
+    }
+    in->count = 0;
+    for (uint32_t i = 0; i <= n->forwards_mask; i++) {
+        if (n->forwards[i].request_id != 0) {
+            complete_one(n->forwards[i].cb, n->forwards[i].data, AEGIS_ELEADERLOST);
+            n->forwards[i].request_id = 0;
+        }
+    }
+    if (n->adding.id != AEGIS_NODE_NONE) {
+        complete_one(n->adding.cb, n->adding.data, AEGIS_ELEADERLOST);
+        n->adding.id = AEGIS_NODE_NONE;
+    }
     for (uint32_t i = 0; i < n->apply_backlog_count; i++) {
-        aegis__entry_unref(&n->apply_backlog[i].entry);
-        aegis__buf_unref(n->apply_backlog[i].buf);
-        aegis__free(n->alloc, n->apply_backlog[i].meta);
+        struct aegis_apply_item *it = &n->apply_backlog[i];
+
+        if (it->kind == AEGIS_APPLY_REGISTER) {
+            complete_one(it->cb, it->data, AEGIS_ELEADERLOST);
+        } else if (it->kind == AEGIS_APPLY_COMPLETE || it->kind == AEGIS_APPLY_RESULT) {
+            complete_one(it->cb, it->data, it->status); /* Decided: keep the answer. */
+        } else if (it->kind == AEGIS_APPLY_READ) {
+            complete_one(it->cb, it->data, AEGIS_ESHUTDOWN);
+        }
+        aegis__entry_unref(&it->entry);
+        aegis__buf_unref(it->buf);
+        aegis__free(n->alloc, it->meta);
     }
     n->apply_backlog_count = 0;
     for (uint32_t b = 0; b < AEGIS_READ_BATCHES; b++) {
         for (uint32_t k = 0; k < n->read_batches[b].count; k++) {
+            complete_one(n->read_batches[b].reads[k].cb, n->read_batches[b].reads[k].data,
+                         AEGIS_ESHUTDOWN);
             aegis__buf_unref(n->read_batches[b].reads[k].query);
         }
         n->read_batches[b].count = 0;
+        n->read_batches[b].ctx = 0;
     }
     for (uint32_t k = 0; k < n->read_wait_count; k++) {
+        complete_one(n->read_wait[k].cb, n->read_wait[k].data, AEGIS_ESHUTDOWN);
         aegis__buf_unref(n->read_wait[k].query);
     }
     n->read_wait_count = 0;

@@ -168,6 +168,10 @@ struct aegis_client_hooks {
     void *data;
 };
 
+/* One writer per counter, any reader (INFO, /metrics): a relaxed atomic add, so readers
+ * never see a torn or racy value (and ThreadSanitizer agrees). */
+#define AEGIS_STAT_INC(field) __atomic_fetch_add(&(field), 1, __ATOMIC_RELAXED)
+
 /* Counters, each written by one thread (relaxed), read by anyone. */
 struct aegis_node_stats {
     uint64_t peer_msgs_in;
@@ -215,6 +219,7 @@ struct aegis_node {
     struct aegis_apply_item *apply_backlog; /* Items the apply ring had no room for. */
     uint32_t apply_backlog_count, apply_backlog_cap;
     bool snapshot_requested;
+    uint64_t snapshot_retry_tick;       /* Retry a failed snapshot at this tick; 0: none. */
     aegis_index snapshot_index;
     int fatal;                          /* First fatal error (log write failed, ...). */
 

@@ -30,6 +30,7 @@
 #define FORWARD_TIMEOUT_TICKS(n) (10000u / (n)->config.tick_ms)
 #define READ_TIMEOUT_TICKS(n) (5000u / (n)->config.tick_ms)
 #define HELD_MAX 65536u
+#define SNAPSHOT_RETRY_TICKS(n) (10000u / (n)->config.tick_ms)
 
 static void send_post(struct aegis_node *n, void *arg, uint64_t u)
 {
@@ -169,7 +170,7 @@ static void handle_client_req(struct aegis_node *n, const struct aegis_msg *m, u
         reply_client(n, m, rv);
         return;
     }
-    __atomic_fetch_add(&n->stats.proposals, 1, __ATOMIC_RELAXED);
+    AEGIS_STAT_INC(n->stats.proposals);
     aegis__metrics_proposed(&n->metrics, index, recv_ns, aegis__now_ns());
     AEGIS_PROBE2(request_proposed, m->client_req.request_id, index);
     register_proposal(n, index, NULL, NULL, m->from, m->client_req.request_id);
@@ -361,7 +362,7 @@ static uint64_t log_submit(struct aegis_node *n, const struct aegis_ready *rd)
         n->hs_term = rd->hs.term;
         n->hs_vote = rd->hs.vote;
     }
-    __atomic_fetch_add(&n->stats.log_batches, 1, __ATOMIC_RELAXED);
+    AEGIS_STAT_INC(n->stats.log_batches);
     return n->log_reqs_pushed;
 }
 
@@ -471,29 +472,27 @@ static void drain_reports(struct aegis_node *n)
         case AEGIS_REPORT_APPLIED:
             aegis__raft_applied(n->raft, rep.applied);
             break;
-        case AEGIS_REPORT_SNAPSHOT: {
-            int rv;
-
-            /* The snapshot proves its index applied; the APPLIED report saying so may still
-             * be behind it in the ring (the apply thread reports at the end of a batch),
-             * and the core refuses a snapshot past what it knows applied. */
+        case AEGIS_REPORT_SNAPSHOT:
+            n->snapshot_requested = false;
+            if (rep.meta == NULL) {
+                /* It failed (rep.status): the core asks only once, so retry later. */
+                n->snapshot_retry_tick = n->tick_count + SNAPSHOT_RETRY_TICKS(n);
+                break;
+            }
+            /* The apply thread took it at its applied index and reports that index only
+             * after its batch, behind this report: say it first, or the core refuses the
+             * snapshot (index > applied) and, having asked once, never asks again. */
             aegis__raft_applied(n->raft, rep.meta->index);
-            rv = aegis__raft_snapshot_taken(n->raft, rep.meta, rep.data);
-            if (rv == 0) {
-                n->snapshot_index = rep.meta->index;
+            if (aegis__raft_snapshot_taken(n->raft, rep.meta, rep.data) == 0) {
                 struct aegis_log_req req = {.op = AEGIS_LOG_OP_COMPACT};
 
+                n->snapshot_index = rep.meta->index;
                 req.compact_index = rep.meta->index;
                 log_push(n, &req);
-            } else {
-                AEGIS_LOG(AEGIS_LOG_WARN, "snapshot at index %llu not taken by the core: %s",
-                          (unsigned long long)rep.meta->index, aegis_strerror(rv));
             }
-            n->snapshot_requested = false;
             aegis__buf_unref(rep.data);
             aegis__free(n->alloc, rep.meta);
             break;
-        }
         default:
             aegis__node_fail(n, rep.status, "state machine");
             break;
@@ -567,7 +566,7 @@ static void forward(struct aegis_node *n, struct aegis_req *q, aegis_node_id lea
     m.client_req.request_id = id;
     m.client_req.command = q->buf;
     send_copy(n, &m);
-    __atomic_fetch_add(&n->stats.forwarded, 1, __ATOMIC_RELAXED);
+    AEGIS_STAT_INC(n->stats.forwarded);
 }
 
 static void handle_propose(struct aegis_node *n, struct aegis_req *q, uint64_t now)
@@ -593,7 +592,7 @@ static void handle_propose(struct aegis_node *n, struct aegis_req *q, uint64_t n
         complete_now(n, q->cb, q->data, rv, leader);
         return;
     }
-    __atomic_fetch_add(&n->stats.proposals, 1, __ATOMIC_RELAXED);
+    AEGIS_STAT_INC(n->stats.proposals);
     aegis__metrics_proposed(&n->metrics, index, q->stamp_ns, now);
     AEGIS_PROBE2(request_proposed, q->data, index);
     register_proposal(n, index, q->cb, q->data, AEGIS_NODE_NONE, 0);
@@ -676,7 +675,7 @@ static void handle_req(struct aegis_node *n, struct aegis_req *q, uint64_t now)
         handle_propose(n, q, now);
         break;
     case AEGIS_REQ_READ:
-        __atomic_fetch_add(&n->stats.reads, 1, __ATOMIC_RELAXED);
+        AEGIS_STAT_INC(n->stats.reads);
         if (aegis__raft_leader(n->raft) == AEGIS_NODE_NONE) {
             complete_now(n, q->cb, q->data, AEGIS_ENOTLEADER, AEGIS_NODE_NONE);
             break;
@@ -848,6 +847,14 @@ void *aegis__raft_thread_main(void *arg)
             n->tick_count++;
             expire(n);
             promote_when_caught_up(n);
+            if (n->snapshot_retry_tick != 0 && n->tick_count >= n->snapshot_retry_tick &&
+                !n->snapshot_requested) {
+                struct aegis_apply_item it = {.kind = AEGIS_APPLY_SNAPSHOT_NOW};
+
+                n->snapshot_retry_tick = 0;
+                n->snapshot_requested = true;
+                apply_push(n, &it);
+            }
             next_tick += tick_ns;
             if (now > next_tick + 10 * tick_ns) {
                 next_tick = now + tick_ns; /* We were descheduled: do not fire a burst. */
