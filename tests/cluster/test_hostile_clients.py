@@ -33,8 +33,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from aegis_cluster import (Cluster, Conn, ConnClosed, RespError, Writer, check,  # noqa: E402
-                           fill, log, main, verify_data, verify_writes, wait_until)
+from aegis_cluster import (Cluster, Conn, ConnClosed, Writer, check, fill,  # noqa: E402
+                           log, main, verify_data, verify_writes, wait_until)
 
 MAX_VALUE = 65536
 

@@ -12,8 +12,9 @@ itself. Checks after shrinking: the three remaining nodes (two of them new) elec
 among themselves, which lists exactly them; over the next 1.5 s of writes the removed
 nodes' commit index does not move (they no longer receive appends), the old leader no
 longer says it leads, the group's commit index moves on and the new leader keeps its
-term (the removed nodes do not disrupt the group). Finally every acknowledged write reads back through each remaining
-member, no -TRYAGAIN write is present, and the removed nodes exit cleanly on SIGTERM.
+term (the removed nodes do not disrupt the group). Finally every acknowledged write reads
+back through each remaining member, no -TRYAGAIN write is present, and the removed nodes
+exit cleanly on SIGTERM.
 """
 import os
 import sys
