@@ -351,6 +351,15 @@ static void answer_lower_term(struct aegis_raft *r, const struct aegis_msg *m)
         if (resp != NULL) {
             resp->vote_resp.pre_vote = true;
         }
+    } else if (m->type == AEGIS_MSG_VOTE_REQ) {
+        /* §5.1: answer a stale RequestVote with a rejection carrying our term, so that a
+         * candidate behind in terms learns the current one. Without it a candidate whose
+         * peers all moved on (crashes, membership change, pre-vote off) could campaign
+         * in a stale term forever (found by the simulation, seed 528, chaos profile). */
+        resp = aegis__raft_push(r, AEGIS_MSG_VOTE_RESP, m->from, true);
+        if (resp != NULL) {
+            resp->vote_resp.granted = false;
+        }
     }
 }
 
@@ -535,7 +544,7 @@ int aegis__raft_propose(struct aegis_raft *r, uint8_t type, struct aegis_buf *bu
     if (rv != 0) {
         return rv;
     }
-    aegis__raft_broadcast_appends(r);
+    r->appends_pending = true;
     return 0;
 }
 
@@ -601,6 +610,12 @@ void aegis__raft_ready(struct aegis_raft *r, struct aegis_ready *rd)
     struct aegis_raft_box *b = &r->boxes[r->cur];
 
     AEGIS_ASSERT(!r->ready_out);
+    if (r->appends_pending) {
+        r->appends_pending = false;
+        if (r->role == AEGIS_ROLE_LEADER) {
+            aegis__raft_broadcast_appends(r);
+        }
+    }
     memset(rd, 0, sizeof(*rd));
     rd->hs = aegis__raft_hard_state(r);
     rd->hs_changed = !hs_equal(&rd->hs, &r->hs_handed);

@@ -118,6 +118,9 @@ struct aegis_raft {
     struct aegis_raft_box boxes[2];
     uint32_t cur; /* The collecting box; the other is handed out while ready_out. */
     bool ready_out;
+    bool appends_pending; /* Proposals since the last ready: send them from ready(), so a
+                             batch of proposals goes out as one AppendEntries per follower
+                             rather than one per proposal. */
     struct aegis_entry *rd_entries;
     uint32_t rd_entries_count;
     struct aegis_entry *rd_committed;

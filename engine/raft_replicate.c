@@ -403,7 +403,10 @@ void aegis__raft_handle_heartbeat_resp(struct aegis_raft *r, struct aegis_progre
         /* Behind with everything sent: messages or answers may have been lost. An empty
          * AppendEntries at next - 1 settles it (etcd does the same): the follower either
          * acknowledges up to there or rejects, which sends us back to PROBE. */
-        if (pr->inflights_count == pr->inflights_cap) {
+        /* The window may be closed by bytes as well as by count (found by the
+         * simulation: a window full of large entries, all lost, stalled forever). */
+        if (pr->inflights_count > 0 &&
+            !aegis__progress_window_open(pr, r->cfg.inflight_bytes_max)) {
             aegis__progress_free_first(pr);
         }
         aegis__raft_send_append(r, pr, true);

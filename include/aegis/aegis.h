@@ -178,6 +178,24 @@ AEGIS_API int aegis_node_stop(struct aegis_node *n);
 /** Free a node (stopping it first if needed). */
 AEGIS_API void aegis_node_destroy(struct aegis_node *n);
 
+/** Built-in KV command encoders, for aegis_node_propose (writes) and aegis_node_read
+ * (aegis_cmd_get). Each writes the command into @buf (@cap bytes; keys and values are
+ * copied) and returns its length, or a negative code: AEGIS_ETOOBIG when @cap is too
+ * small or a key is longer than 64 KiB, AEGIS_ENOMEM. The encoding is specified in
+ * docs/state-machine.md. Results arrive in struct aegis_result: GET's value and
+ * version; INCR's new value and DEL's count in @integer; CAS: @integer 1 when it
+ * swapped, 0 when not. Any thread. */
+AEGIS_API int64_t aegis_cmd_get(void *buf, size_t cap, const void *key, size_t key_len);
+AEGIS_API int64_t aegis_cmd_set(void *buf, size_t cap, const void *key, size_t key_len,
+                                const void *value, size_t value_len);
+AEGIS_API int64_t aegis_cmd_del(void *buf, size_t cap, const void *key, size_t key_len);
+AEGIS_API int64_t aegis_cmd_incr(void *buf, size_t cap, const void *key, size_t key_len,
+                                 int64_t delta);
+/** @expected NULL: swap only when the key is absent; otherwise the whole current value. */
+AEGIS_API int64_t aegis_cmd_cas(void *buf, size_t cap, const void *key, size_t key_len,
+                                const void *expected, size_t expected_len, const void *value,
+                                size_t value_len);
+
 #ifdef __cplusplus
 }
 #endif

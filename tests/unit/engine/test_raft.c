@@ -303,22 +303,23 @@ TEST(raft, pipelining_respects_window_and_message_size)
     cl_tick_all(c, 1);
     ASSERT_TRUE(aegis__raft_progress(cl_r(c, 1), 2, &match, &next));
     ASSERT_EQ_U64(match, 1);
-    /* Ten 4-byte proposals: each goes out at once, without waiting for the previous
-     * answer, until three are in flight; the rest wait for the window. */
+    /* Ten 4-byte proposals taken between two readies go out together, without waiting
+     * for answers: messages of at most append_bytes_max (two entries), three in flight;
+     * the rest wait for the window. */
     for (int i = 0; i < 10; i++) {
         ASSERT_OK(cl_propose(c, 1, "abcd", NULL));
     }
     aegis__raft_ready(cl_r(c, 1), &rd);
     ASSERT_EQ_U64(count_msgs(rd.msgs, rd.msgs_count, AEGIS_MSG_APPEND_REQ, 2), 3);
     for (uint32_t i = 0; i < rd.msgs_count; i++) {
-        ASSERT_EQ_U64(rd.msgs[i].append_req.entries_count, 1);
-        ASSERT_EQ_U64(rd.msgs[i].append_req.prev_index, 1 + i);
+        ASSERT_EQ_U64(rd.msgs[i].append_req.entries_count, 2);
+        ASSERT_EQ_U64(rd.msgs[i].append_req.prev_index, 1 + 2 * i);
         cl_enqueue(c, &rd.msgs[i]);
     }
     aegis__raft_advance(cl_r(c, 1), &rd);
     aegis__raft_persisted(cl_r(c, 1), 11, 1);
     ASSERT_TRUE(aegis__raft_progress(cl_r(c, 1), 2, &match, &next));
-    ASSERT_EQ_U64(next, 5); /* Optimistically past what is in flight. */
+    ASSERT_EQ_U64(next, 8); /* Optimistically past what is in flight. */
     ASSERT_EQ_U64(match, 1);
     /* As answers free the window, the backlog goes out two entries (8 bytes) at a time. */
     appends_seen = appends_max_entries = 0;
