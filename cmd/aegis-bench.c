@@ -46,6 +46,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cmd/bench_baseline.h"
 #include "cmd/bench_breakdown.h"
 #include "cmd/bench_config.h"
 #include "cmd/bench_resp.h"
@@ -995,7 +996,33 @@ struct report {
     double mb_sent_per_s;
     double mb_received_per_s;
     const struct bench_cluster *cluster; /* --spawn: the cluster; else NULL. */
+    const struct bench_baseline *baseline; /* --baseline: this machine's; else NULL. */
+    struct bench_targets targets;          /* --baseline: the run against issue 7's. */
 };
+
+/* The --baseline lines: this machine's fdatasync, round trip and append bandwidth, then
+ * the run against each target of issue 7 (judged only under the target's settings). */
+static void print_baseline(const struct report *r)
+{
+    const struct bench_baseline *bl = r->baseline;
+    const struct bench_targets *t = &r->targets;
+
+    printf("  baseline    fdatasync %.3f ms (p99 %.3f, 128 B append), loopback RTT %.3f ms "
+           "(medians of %u, %u)\n",
+           bl->fsync_us / 1e3, bl->fsync_p99_us / 1e3, bl->rtt_us / 1e3, bl->fsync_samples,
+           bl->rtt_samples);
+    printf("              append+fdatasync 64 KiB %.1f MB/s, 1 MiB %.1f MB/s, in %s\n",
+           bl->bw_small_mb_s, bl->bw_large_mb_s, bl->dir);
+    printf("  target p50  %.3f ms vs 1.2 x (fdatasync + RTT) = %.3f ms (%.2fx): %s\n",
+           t->p50_us.measured / 1e3, t->p50_us.limit / 1e3,
+           t->p50_us.measured / t->p50_us.limit, bench_target_verdict(&t->p50_us));
+    printf("  target p99  %.3f ms vs 2 ms (%.2fx): %s\n", t->p99_us.measured / 1e3,
+           t->p99_us.measured / t->p99_us.limit, bench_target_verdict(&t->p99_us));
+    printf("  target MB/s %.1f MB/s of values vs 70%% of %.1f = %.1f MB/s (%.2fx): %s\n",
+           t->bw_mb_s.measured, bench_baseline_disk_mb_s(bl), t->bw_mb_s.limit,
+           t->bw_mb_s.limit > 0 ? t->bw_mb_s.measured / t->bw_mb_s.limit : 0.0,
+           bench_target_verdict(&t->bw_mb_s));
+}
 
 static void print_report(const struct bench *b, const struct report *r)
 {
@@ -1034,6 +1061,9 @@ static void print_report(const struct bench *b, const struct report *r)
                k + 1 < r->t.kinds_count ? "," : "");
     }
     printf("\n");
+    if (r->baseline != NULL) {
+        print_baseline(r);
+    }
 }
 
 /* Write @s as a JSON string. Names and hosts are printable ASCII, but escape anyway. */
@@ -1122,6 +1152,37 @@ static void json_results(FILE *f, const struct report *r)
             AEGIS_HIST_SUB_BITS, AEGIS_HIST_REL_ERROR);
 }
 
+static void json_target(FILE *f, const char *name, const struct bench_target_check *c,
+                        bool last)
+{
+    fprintf(f, "      \"%s\": {\"limit\": %.3f, \"measured\": %.3f, \"applies\": %s, "
+            "\"met\": %s}%s\n",
+            name, c->limit, c->measured, c->applies ? "true" : "false",
+            c->met ? "true" : "false", last ? "" : ",");
+}
+
+/* --baseline: "baseline" (this machine) and "targets" (the run against issue 7's). */
+static void json_baseline(FILE *f, const struct report *r)
+{
+    const struct bench_baseline *bl = r->baseline;
+
+    fprintf(f, "  \"baseline\": {\n    \"dir\": ");
+    json_string(f, bl->dir);
+    fprintf(f, ",\n    \"fdatasync_us\": %.3f,\n    \"fdatasync_p99_us\": %.3f,\n",
+            bl->fsync_us, bl->fsync_p99_us);
+    fprintf(f, "    \"fdatasync_samples\": %u,\n", bl->fsync_samples);
+    fprintf(f, "    \"loopback_rtt_us\": %.3f,\n    \"loopback_rtt_samples\": %u,\n",
+            bl->rtt_us, bl->rtt_samples);
+    fprintf(f, "    \"append_64k_mb_per_sec\": %.3f,\n    \"append_1m_mb_per_sec\": %.3f,\n",
+            bl->bw_small_mb_s, bl->bw_large_mb_s);
+    fprintf(f, "    \"disk_mb_per_sec\": %.3f,\n    \"targets\": {\n",
+            bench_baseline_disk_mb_s(bl));
+    json_target(f, "p50_us_vs_1.2x_fdatasync_plus_rtt", &r->targets.p50_us, false);
+    json_target(f, "p99_us_vs_2ms", &r->targets.p99_us, false);
+    json_target(f, "value_mb_per_sec_vs_70pct_disk", &r->targets.bw_mb_s, true);
+    fprintf(f, "    }\n  },\n");
+}
+
 static int write_json(const struct bench *b, const struct report *r, const char *path)
 {
     FILE *f = fopen(path, "w");
@@ -1135,6 +1196,9 @@ static int write_json(const struct bench *b, const struct report *r, const char 
     if (r->cluster != NULL) {
         fprintf(f, "  \"cluster\": {\"nodes\": %u, \"leader\": %u},\n", r->cluster->nodes,
                 r->cluster->leader);
+    }
+    if (r->baseline != NULL) {
+        json_baseline(f, r);
     }
     json_results(f, r);
     fprintf(f, "}\n");
@@ -1248,6 +1312,12 @@ static void usage(FILE *f)
         "  --json FILE         write the whole report with every setting as JSON\n"
         "  --histogram FILE    write the latency distribution (HdrHistogram percentile\n"
         "                      format, milliseconds) for plotting\n"
+        "  --baseline          measure this machine's fdatasync, loopback round trip and\n"
+        "                      append bandwidth before the run and judge the run against\n"
+        "                      the performance targets (default with --spawn)\n"
+        "  --no-baseline       do not\n"
+        "  --baseline-dir DIR  where to measure fdatasync (default: the --spawn directory,\n"
+        "                      else $TMPDIR or /tmp)\n"
         "  --progress          print the once-a-second line even when not on a terminal\n"
         "  --quiet             never print the once-a-second line\n"
         "  --breakdown         after the run, print where the time went on each node, stage\n"
@@ -1261,7 +1331,8 @@ enum {
     OPT_HOST = 256, OPT_PORT, OPT_TARGET, OPT_CLIENTS, OPT_PIPELINE, OPT_THREADS,
     OPT_VALUE_SIZE, OPT_KEYS, OPT_RATIO, OPT_DURATION, OPT_WARMUP, OPT_REQUESTS, OPT_SEED,
     OPT_JSON, OPT_HISTOGRAM, OPT_SPAWN, OPT_FSYNC, OPT_SPAWN_ALL, OPT_SPAWN_ARG,
-    OPT_SPAWN_KEEP, OPT_PROGRESS, OPT_QUIET, OPT_HELP, OPT_BREAKDOWN
+    OPT_SPAWN_KEEP, OPT_PROGRESS, OPT_QUIET, OPT_HELP, OPT_BREAKDOWN, OPT_BASELINE,
+    OPT_NO_BASELINE, OPT_BASELINE_DIR
 };
 
 static const struct option long_options[] = {
@@ -1289,6 +1360,9 @@ static const struct option long_options[] = {
     {"quiet", no_argument, NULL, OPT_QUIET},
     {"help", no_argument, NULL, OPT_HELP},
     {"breakdown", no_argument, NULL, OPT_BREAKDOWN},
+    {"baseline", no_argument, NULL, OPT_BASELINE},
+    {"no-baseline", no_argument, NULL, OPT_NO_BASELINE},
+    {"baseline-dir", required_argument, NULL, OPT_BASELINE_DIR},
     {NULL, 0, NULL, 0},
 };
 
@@ -1312,6 +1386,7 @@ static void config_defaults(struct bench_config *c)
     c->seed = 1;
     c->fsync = "batch";
     c->progress = -1;
+    c->baseline = -1;
 }
 
 static bool set_unsigned(const char *arg, uint64_t lo, uint64_t hi, unsigned *out)
@@ -1360,6 +1435,9 @@ static bool apply_option(struct bench_config *c, struct arg_lists *l, int opt, c
     case OPT_PROGRESS: c->progress = 1; return true;
     case OPT_QUIET: c->progress = 0; return true;
     case OPT_BREAKDOWN: c->breakdown = true; return true;
+    case OPT_BASELINE: c->baseline = 1; return true;
+    case OPT_NO_BASELINE: c->baseline = 0; return true;
+    case OPT_BASELINE_DIR: c->baseline_dir = arg; return true;
     default: return false;
     }
 }
@@ -1410,6 +1488,9 @@ static int parse_args(int argc, char **argv, struct bench_config *c)
     }
     if (c->progress < 0) {
         c->progress = isatty(STDOUT_FILENO);
+    }
+    if (c->baseline < 0) {
+        c->baseline = c->spawn != 0;
     }
     return 0;
 }
@@ -1465,9 +1546,10 @@ static void raise_fd_limit(unsigned clients)
 }
 
 /* Run the benchmark against the configured targets and report. Returns the exit status. */
-static int bench_and_report(struct bench *b, const struct bench_cluster *cluster)
+static int bench_and_report(struct bench *b, const struct bench_cluster *cluster,
+                            const struct bench_baseline *baseline)
 {
-    struct report r = {.cluster = cluster};
+    struct report r = {.cluster = cluster, .baseline = baseline};
     bool ok;
     int status = 0;
 
@@ -1490,6 +1572,17 @@ static int bench_and_report(struct bench *b, const struct bench_cluster *cluster
         r.ops_per_s = (double)r.t.ops_total / r.duration_s;
         r.mb_sent_per_s = (double)r.t.tx_bytes / r.duration_s / 1e6;
         r.mb_received_per_s = (double)r.t.rx_bytes / r.duration_s / 1e6;
+    }
+    if (baseline != NULL) {
+        const struct aegis_hist *h = r.t.hist;
+        double written = (double)(r.t.ops[BENCH_OP_SET] + r.t.ops[BENCH_OP_CAS]) *
+                         (double)b->cfg.value_size;
+
+        bench_baseline_targets(baseline, (double)aegis__hist_percentile(h, 50.0) / 1e3,
+                               (double)aegis__hist_percentile(h, 99.0) / 1e3,
+                               r.duration_s > 0 ? written / r.duration_s / 1e6 : 0.0,
+                               b->cfg.clients, b->cfg.pipeline, b->cfg.value_size,
+                               &r.targets);
     }
     if (!ok && !__atomic_load_n(&b->ever_connected, __ATOMIC_RELAXED)) {
         char targets[4096];
@@ -1515,10 +1608,31 @@ static int bench_and_report(struct bench *b, const struct bench_cluster *cluster
     return status;
 }
 
+/* --baseline: measure before the load, in the nodes' directory when spawned. NULL when
+ * not asked for, or when it failed (the benchmark still runs). */
+static const struct bench_baseline *measure_baseline(const struct bench_config *cfg,
+                                                     const struct bench_cluster *cluster,
+                                                     struct bench_baseline *bl)
+{
+    const char *dir = cfg->baseline_dir;
+
+    if (!cfg->baseline) {
+        return NULL;
+    }
+    if (dir == NULL) {
+        dir = cluster != NULL ? cluster->dir : getenv("TMPDIR");
+    }
+    if (dir == NULL || *dir == '\0') {
+        dir = "/tmp";
+    }
+    return bench_baseline_measure(bl, dir) == 0 ? bl : NULL;
+}
+
 int main(int argc, char **argv)
 {
     static struct bench b; /* Large (per-target addresses); zeroed, off the stack. */
     struct bench_cluster cluster;
+    struct bench_baseline baseline;
     int rv = parse_args(argc, argv, &b.cfg);
     size_t i;
 
@@ -1541,10 +1655,10 @@ int main(int argc, char **argv)
             free(b.value);
             return 3;
         }
-        rv = bench_and_report(&b, &cluster);
+        rv = bench_and_report(&b, &cluster, measure_baseline(&b.cfg, &cluster, &baseline));
         bench_cluster_stop(&cluster, b.cfg.spawn_keep);
     } else {
-        rv = bench_and_report(&b, NULL);
+        rv = bench_and_report(&b, NULL, measure_baseline(&b.cfg, NULL, &baseline));
     }
     free(b.value);
     return rv;

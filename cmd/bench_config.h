@@ -52,6 +52,8 @@ struct bench_config {
     unsigned spawn_args_count;
     int progress;             /* -1: when stdout is a terminal; 0 never; 1 always. */
     bool breakdown;           /* Print the nodes' per-stage latencies after the run. */
+    int baseline;             /* -1: with --spawn only; 0 never; 1 always (bench_baseline.h). */
+    const char *baseline_dir; /* NULL: the spawned cluster's directory, else $TMPDIR or /tmp. */
 };
 
 /* Parse an unsigned decimal in [lo, hi]; false if malformed or out of range. */

@@ -332,6 +332,38 @@ TEST(raft, pipelining_respects_window_and_message_size)
     return TEST_PASS;
 }
 
+/* Proposals made between two readies leave as one AppendEntries per follower, not one
+ * each: the leader broadcasts at the ready. */
+TEST(raft, proposals_between_readies_share_one_append)
+{
+    struct cluster *c = cl_new(3, NULL);
+    struct aegis_ready rd;
+
+    ASSERT_TRUE(cl_elect(c, 1));
+    cl_settle(c);
+    for (int i = 0; i < 5; i++) {
+        ASSERT_OK(cl_propose(c, 1, "abcd", NULL));
+    }
+    ASSERT_TRUE(aegis__raft_has_ready(cl_r(c, 1)));
+    aegis__raft_ready(cl_r(c, 1), &rd);
+    for (aegis_node_id to = 2; to <= 3; to++) {
+        ASSERT_EQ_U64(count_msgs(rd.msgs, rd.msgs_count, AEGIS_MSG_APPEND_REQ, to), 1);
+    }
+    for (uint32_t i = 0; i < rd.msgs_count; i++) {
+        if (rd.msgs[i].type == AEGIS_MSG_APPEND_REQ) {
+            ASSERT_EQ_U64(rd.msgs[i].append_req.entries_count, 5);
+        }
+        cl_enqueue(c, &rd.msgs[i]);
+    }
+    aegis__raft_advance(cl_r(c, 1), &rd);
+    aegis__raft_persisted(cl_r(c, 1), aegis__raft_last_index(cl_r(c, 1)),
+                          aegis__raft_term(cl_r(c, 1)));
+    cl_settle(c);
+    ASSERT_EQ_U64(aegis__raft_commit_index(cl_r(c, 1)), aegis__raft_last_index(cl_r(c, 1)));
+    cl_free(c);
+    return TEST_PASS;
+}
+
 static bool drop_appends(struct cluster *c, const struct aegis_msg *m)
 {
     (void)c;
