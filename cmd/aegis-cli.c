@@ -6,6 +6,7 @@
  *   aegis-cli --host H --port P transfer ID
  *   aegis-cli --host H --port P snapshot
  *   aegis-cli --host H --port P info [section]
+ *   --password PW (-a PW): AUTH first, for nodes started with --requirepass
  *
  * status asks every node given (INFO replication over RESP2) and prints one table row per
  * node: id, client address, role, term, commit and applied index, lag behind the
@@ -52,20 +53,31 @@ static int dial(const struct target *t)
     return fd;
 }
 
+/* --password: every connection sends AUTH first (pipelined with the command). */
+static const char *cli_password;
+
 /* Send one command and read its whole reply into a malloc'd buffer (*out, *len_out).
+ * With --password an AUTH goes first; its +OK is skipped, and an error to it is the reply.
  * Returns 0, or -1 when the node could not be reached or answered garbage. */
 static int call(const struct target *t, uint32_t argc, const char *const *argv, char **out,
                 size_t *len_out)
 {
     struct aegis_resp_wbuf w;
-    size_t lens[16], cap = 4096, len = 0, bytes = 0, vals = 0;
+    size_t lens[16], cap = 4096, len = 0, bytes = 0, vals = 0, skip = 0;
     char *buf = malloc(cap);
     int fd = dial(t), rv = -1;
+    bool authed = cli_password == NULL;
 
     for (uint32_t i = 0; i < argc; i++) {
         lens[i] = strlen(argv[i]);
     }
     aegis__resp_wbuf_init(&w, NULL, 0);
+    if (!authed) {
+        const char *auth[] = {"AUTH", cli_password};
+        size_t auth_lens[] = {4, strlen(cli_password)};
+
+        aegis__resp_add_command(&w, 2, auth, auth_lens);
+    }
     aegis__resp_add_command(&w, argc, argv, lens);
     if (fd < 0 || buf == NULL || write(fd, w.data, w.len) != (ssize_t)w.len) {
         goto out;
@@ -73,9 +85,15 @@ static int call(const struct target *t, uint32_t argc, const char *const *argv, 
     for (;;) {
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
         ssize_t n;
-        int prv = aegis__resp_reply_parse(buf, len, NULL, 0, &vals, &bytes);
+        int prv = aegis__resp_reply_parse(buf + skip, len - skip, NULL, 0, &vals, &bytes);
 
+        if (prv == 1 && !authed && buf[0] != '-') {
+            authed = true;
+            skip = bytes; /* AUTH's +OK; the command's reply follows. */
+            continue;
+        }
         if (prv == 1) {
+            memmove(buf, buf + skip, bytes);
             rv = 0;
             break;
         }
@@ -246,7 +264,7 @@ int main(int argc, char **argv)
     static const struct option opts[] = {
         {"host", required_argument, NULL, 'h'},  {"port", required_argument, NULL, 'p'},
         {"nodes", required_argument, NULL, 'n'}, {"help", no_argument, NULL, 'H'},
-        {NULL, 0, NULL, 0},
+        {"password", required_argument, NULL, 'a'}, {NULL, 0, NULL, 0},
     };
     struct target targets[CLI_TARGETS_MAX] = {{"127.0.0.1", "6379"}};
     int count = 0, opt;
@@ -255,8 +273,11 @@ int main(int argc, char **argv)
     size_t len = 0;
     int rv;
 
-    while ((opt = getopt_long(argc, argv, "h:p:n:", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "h:p:n:a:", opts, NULL)) != -1) {
         switch (opt) {
+        case 'a':
+            cli_password = optarg;
+            break;
         case 'h':
             snprintf(targets[0].host, sizeof(targets[0].host), "%s", optarg);
             count = count == 0 ? 1 : count;

@@ -176,6 +176,14 @@ static int recover(struct aegis_node *n)
     lc.report_waker = &n->raft_waker;
     lc.metrics = &n->metrics;
     rv = aegis__log_writer_open(&n->log, &lc, &rec);
+    if (rv == AEGIS_ENOSYS || rv == AEGIS_EPERM) {
+        /* The log writer is the first user of io_uring: say plainly what is missing. */
+        AEGIS_LOG(AEGIS_LOG_ERROR,
+                  "io_uring unavailable (%s): Aegis needs Linux 5.6 or later with io_uring "
+                  "allowed (check seccomp and the kernel.io_uring_disabled sysctl)",
+                  aegis_strerror(rv));
+        return rv;
+    }
     if (rv != 0) {
         AEGIS_LOG(AEGIS_LOG_ERROR, "cannot open the log in %s: %s", n->data_dir,
                   aegis_strerror(rv));

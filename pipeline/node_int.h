@@ -124,6 +124,7 @@ struct aegis_forward {
     aegis_done_cb cb;
     void *data;
     uint64_t deadline_tick;
+    aegis_node_id leader;         /* Sent to: failed early once another leads. */
 };
 
 /* A read waiting for its ReadIndex round. */
@@ -142,6 +143,7 @@ struct aegis_read_req {
 struct aegis_read_batch {
     uint64_t ctx;                 /* 0: free. */
     uint64_t deadline_tick;
+    aegis_node_id leader;         /* The leader when the round started. */
     uint32_t count;
     struct aegis_read_req *reads; /* AEGIS_READ_BATCH_MAX slots. */
 };

@@ -542,6 +542,7 @@ static void start_read_round(struct aegis_node *n)
     batch->count = n->read_wait_count;
     batch->ctx = ctx;
     batch->deadline_tick = n->tick_count + READ_TIMEOUT_TICKS(n);
+    batch->leader = aegis__raft_leader(n->raft);
     n->read_wait = swap;
     n->read_wait_count = 0;
 }
@@ -557,7 +558,8 @@ static void forward(struct aegis_node *n, struct aegis_req *q, aegis_node_id lea
         return;
     }
     *f = (struct aegis_forward){.request_id = id, .cb = q->cb, .data = q->data,
-                                .deadline_tick = n->tick_count + FORWARD_TIMEOUT_TICKS(n)};
+                                .deadline_tick = n->tick_count + FORWARD_TIMEOUT_TICKS(n),
+                                .leader = leader};
     /* Forwarded commands count as in flight here too, so a follower pushes back on its
      * clients as the leader would. */
     __atomic_fetch_add(&n->inflight, 1, __ATOMIC_RELAXED);
@@ -741,13 +743,18 @@ static void drain_inbox(struct aegis_node *n)
     start_read_round(n);
 }
 
-/* Once per tick: forwarded commands and reads that got no answer. */
+/* Once per tick: forwarded commands and reads that got no answer, and those whose leader
+ * is no longer the leader (it will not answer, or its answer no longer matters): their
+ * clients learn it now rather than after the full timeout. */
 static void expire(struct aegis_node *n)
 {
+    aegis_node_id leader = aegis__raft_leader(n->raft);
+
     while (n->forward_oldest < n->next_request_id) {
         struct aegis_forward *f = &n->forwards[(n->forward_oldest + 1) & n->forwards_mask];
 
-        if (f->request_id == n->forward_oldest + 1 && f->deadline_tick > n->tick_count) {
+        if (f->request_id == n->forward_oldest + 1 && f->deadline_tick > n->tick_count &&
+            f->leader == leader) {
             break;
         }
         if (f->request_id == n->forward_oldest + 1) {
@@ -761,7 +768,8 @@ static void expire(struct aegis_node *n)
     for (uint32_t b = 0; b < AEGIS_READ_BATCHES; b++) {
         struct aegis_read_batch *batch = &n->read_batches[b];
 
-        if (batch->ctx == 0 || batch->deadline_tick > n->tick_count) {
+        if (batch->ctx == 0 ||
+            (batch->deadline_tick > n->tick_count && batch->leader == leader)) {
             continue;
         }
         /* The core drops a round silently when leadership changes: time it out. */

@@ -284,6 +284,8 @@ static void conn_flush(struct srv_conn *c)
         if (rv == 0) {
             c->writing = true;
             c->refs++;
+            aegis__metrics_add(&s->node->metrics, AEGIS_MT_NET, AEGIS_MC_CLIENT_BYTES_OUT,
+                               w.len);
         } else {
             free(wr);
             /* Replies lost: the connection must not go on out of step. */
