@@ -474,13 +474,21 @@ static void learn_addr(struct aegis_node *n, const struct aegis_peer_addr *a)
     aegis__net_post_from_apply(n, &p);
 }
 
-static int restore_sm(struct aegis_node *n, const uint8_t *sm, size_t sm_len,
-                      const struct aegis_snapshot_meta *meta)
+int aegis__apply_restore(struct aegis_node *n, const struct aegis_buf *data,
+                         struct aegis_peer_addr *addrs, uint32_t *addrs_count_out)
 {
+    const uint8_t *sm;
+    size_t sm_len;
+    int rv;
+
+    rv = aegis__env_snapshot_parse(data->data, data->len, addrs, addrs_count_out, &sm,
+                                   &sm_len);
+    if (rv != 0) {
+        return rv;
+    }
     if (n->sm != NULL) {
         return n->sm->restore(n->sm->data, sm, sm_len);
     }
-    (void)meta;
     return aegis__kv_restore(&n->kv, sm, sm_len);
 }
 
@@ -488,16 +496,11 @@ static void handle_install(struct aegis_node *n, struct aegis_apply_item *it)
 {
     struct aegis_apply_state *s = n->apply_state;
     struct aegis_peer_addr addrs[AEGIS_PEERS_MAX];
-    const uint8_t *sm;
-    size_t sm_len;
-    uint32_t count;
+    uint32_t count = 0;
     struct apply_reg *r;
     int rv;
 
-    rv = aegis__env_snapshot_parse(it->buf->data, it->buf->len, addrs, &count, &sm, &sm_len);
-    if (rv == 0) {
-        rv = restore_sm(n, sm, sm_len, it->meta);
-    }
+    rv = aegis__apply_restore(n, it->buf, addrs, &count);
     if (rv != 0) {
         aegis__node_fail(n, rv, "restoring a snapshot received from the leader");
     } else {

@@ -140,17 +140,10 @@ static int restore_snapshot(struct aegis_node *n, const struct aegis_snapshot_me
                             const struct aegis_buf *data)
 {
     struct aegis_peer_addr addrs[AEGIS_PEERS_MAX];
-    const uint8_t *sm;
-    size_t sm_len;
-    uint32_t count;
+    uint32_t count = 0;
     int rv;
 
-    rv = aegis__env_snapshot_parse(data->data, data->len, addrs, &count, &sm, &sm_len);
-    if (rv != 0) {
-        return rv;
-    }
-    rv = n->sm != NULL ? n->sm->restore(n->sm->data, sm, sm_len)
-                       : aegis__kv_restore(&n->kv, sm, sm_len);
+    rv = aegis__apply_restore(n, data, addrs, &count);
     if (rv != 0) {
         return rv;
     }

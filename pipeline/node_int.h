@@ -299,6 +299,12 @@ void aegis__node_set_client_port(struct aegis_node *n, const char *host, uint16_
 /* The bound client and peer ports (after create). */
 uint16_t aegis__node_client_port(const struct aegis_node *n);
 
+/* Parse snapshot data (pipeline/envelope.h) and restore the state machine from it: the
+ * member addresses it carries go to @addrs (AEGIS_PEERS_MAX slots). Used at start and when
+ * installing a snapshot from the leader. 0, AEGIS_ECORRUPT, or the restore's error. */
+int aegis__apply_restore(struct aegis_node *n, const struct aegis_buf *data,
+                         struct aegis_peer_addr *addrs, uint32_t *addrs_count_out);
+
 /* Called by node.c after restore; see apply.c. */
 void aegis__apply_restored(struct aegis_node *n, const struct aegis_snapshot_meta *meta,
                            const struct aegis_peer_addr *addrs, uint32_t addrs_count);

@@ -75,23 +75,44 @@ static void send_copy(struct aegis_node *n, const struct aegis_msg *m)
     aegis__net_post_from_raft(n, &p);
 }
 
+/* Items a ring had no room for wait in a backlog array on the raft thread, in order, and
+ * go out first at the next flush. Two backlogs use these: the apply ring's and the log
+ * ring's. Grows by doubling; the callers say what bounds them. */
+static void *backlog_append(const struct aegis_allocator *a, void **items, uint32_t *count,
+                            uint32_t *cap, size_t item_size)
+{
+    if (*count == *cap) {
+        uint32_t grown = *cap != 0 ? *cap * 2 : 1024;
+        void *p = aegis__realloc(a, *items, grown * item_size);
+
+        AEGIS_ASSERT(p != NULL);
+        *items = p;
+        *cap = grown;
+    }
+    return (char *)*items + (size_t)(*count)++ * item_size;
+}
+
+/* Drop the first @done items (now in the ring). */
+static void backlog_drop(void *items, uint32_t *count, uint32_t done, size_t item_size)
+{
+    AEGIS_ASSERT(done <= *count);
+    memmove(items, (char *)items + (size_t)done * item_size, (*count - done) * item_size);
+    *count -= done;
+}
+
 static void apply_push(struct aegis_node *n, const struct aegis_apply_item *it)
 {
+    struct aegis_apply_item *slot;
+
     /* Keep order: once something waits in the backlog, everything goes behind it. */
     if (n->apply_backlog_count == 0 && aegis__ring_apply_push_sp(&n->apply_ring, it)) {
         return;
     }
     aegis__metrics_add(&n->metrics, AEGIS_MT_RAFT, AEGIS_MC_RING_FULL_APPLY, 1);
-    if (n->apply_backlog_count == n->apply_backlog_cap) {
-        uint32_t cap = n->apply_backlog_cap != 0 ? n->apply_backlog_cap * 2 : 1024;
-        void *p = aegis__realloc(n->alloc, n->apply_backlog, cap * sizeof(*it));
-
-        /* Bounded by the commit - applied gap, itself bounded by the log. */
-        AEGIS_ASSERT(p != NULL);
-        n->apply_backlog = p;
-        n->apply_backlog_cap = cap;
-    }
-    n->apply_backlog[n->apply_backlog_count++] = *it;
+    /* Bounded by the commit - applied gap, itself bounded by the log. */
+    slot = backlog_append(n->alloc, (void **)&n->apply_backlog, &n->apply_backlog_count,
+                          &n->apply_backlog_cap, sizeof(*slot));
+    *slot = *it;
 }
 
 static void apply_flush_backlog(struct aegis_node *n)
@@ -104,9 +125,8 @@ static void apply_flush_backlog(struct aegis_node *n)
     }
     if (done > 0) {
         aegis__ring_apply_wake(&n->apply_ring);
-        memmove(n->apply_backlog, n->apply_backlog + done,
-                (n->apply_backlog_count - done) * sizeof(*n->apply_backlog));
-        n->apply_backlog_count -= done;
+        backlog_drop(n->apply_backlog, &n->apply_backlog_count, done,
+                     sizeof(*n->apply_backlog));
     }
 }
 
@@ -285,22 +305,18 @@ static void hold(struct aegis_node *n, const struct aegis_msg *m, uint64_t seq)
 
 static void log_push(struct aegis_node *n, const struct aegis_log_req *req)
 {
+    struct aegis_log_req *slot;
+
     /* Keep order: once something waits in the backlog, everything goes behind it. */
     if (n->log_backlog_count == 0 && aegis__log_writer_push_sp_defer(n->log, req)) {
         n->log_reqs_pushed++;
         return;
     }
     aegis__metrics_add(&n->metrics, AEGIS_MT_RAFT, AEGIS_MC_RING_FULL_LOG, 1);
-    if (n->log_backlog_count == n->log_backlog_cap) {
-        uint32_t cap = n->log_backlog_cap != 0 ? n->log_backlog_cap * 2 : 1024;
-        void *p = aegis__realloc(n->alloc, n->log_backlog, cap * sizeof(*req));
-
-        /* Bounded: proposals stop being taken while the log is behind (drain_inbox). */
-        AEGIS_ASSERT(p != NULL);
-        n->log_backlog = p;
-        n->log_backlog_cap = cap;
-    }
-    n->log_backlog[n->log_backlog_count++] = *req;
+    /* Bounded: the core refuses proposals once 65536 entries are not yet durable. */
+    slot = backlog_append(n->alloc, (void **)&n->log_backlog, &n->log_backlog_count,
+                          &n->log_backlog_cap, sizeof(*slot));
+    *slot = *req;
     n->log_reqs_pushed++;
 }
 
@@ -312,11 +328,7 @@ static void log_flush_backlog(struct aegis_node *n)
            aegis__log_writer_push_sp_defer(n->log, &n->log_backlog[done])) {
         done++;
     }
-    if (done > 0) {
-        memmove(n->log_backlog, n->log_backlog + done,
-                (n->log_backlog_count - done) * sizeof(*n->log_backlog));
-        n->log_backlog_count -= done;
-    }
+    backlog_drop(n->log_backlog, &n->log_backlog_count, done, sizeof(*n->log_backlog));
     aegis__log_writer_flush(n->log);
 }
 

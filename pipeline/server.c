@@ -878,7 +878,6 @@ static void cmd_admin(struct srv_conn *c, const struct aegis_resp_cmd *cmd)
     struct aegis_node *n = c->srv->node;
     const struct aegis_resp_arg *a = cmd->argv;
     struct aegis_resp_wbuf w;
-    struct aegis_status st;
     aegis_node_id id = 0;
     struct srv_op *op;
 
@@ -924,7 +923,6 @@ static void cmd_admin(struct srv_conn *c, const struct aegis_resp_cmd *cmd)
             reply_now(c, reply_, len);
         }
     } else if (arg_is(&a[0], "aegis.snapshot") && cmd->argc == 1) {
-        aegis_node_status(n, &st);
         if (aegis_node_snapshot(n) == 0) {
             REPLY_LIT(c, "+OK\r\n");
         } else {
