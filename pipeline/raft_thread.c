@@ -96,6 +96,9 @@ static void *backlog_append(const struct aegis_allocator *a, void **items, uint3
 static void backlog_drop(void *items, uint32_t *count, uint32_t done, size_t item_size)
 {
     AEGIS_ASSERT(done <= *count);
+    if (done == 0) {
+        return; /* @items may still be NULL: nothing was ever backlogged. */
+    }
     memmove(items, (char *)items + (size_t)done * item_size, (*count - done) * item_size);
     *count -= done;
 }
