@@ -21,7 +21,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <aegis/aegis.h>
+
 #include "net/resp.h"
+#include "pipeline/args.h"
 
 #define CLI_TARGETS_MAX 16
 #define CLI_TIMEOUT_MS 3000
@@ -231,25 +234,40 @@ static int cmd_status(const struct target *targets, int count)
     return 0;
 }
 
+/* Parse --nodes H:P,H:P,... (each as pipeline/args.c reads HOST:PORT, brackets around an
+ * IPv6 address) into @t; prints the reason and returns -1 when malformed. */
 static int parse_targets(const char *s, struct target *t, int *count)
 {
-    char *copy = strdup(s), *save = NULL, *tok;
+    char err[AEGIS_ARGS_ERR_BYTES];
+    const char *p = s;
 
-    for (tok = strtok_r(copy, ",", &save); tok != NULL && *count < CLI_TARGETS_MAX;
-         tok = strtok_r(NULL, ",", &save)) {
-        char *colon = strrchr(tok, ':');
+    *count = 0;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma == NULL ? strlen(p) : (size_t)(comma - p);
+        char item[AEGIS_ARGS_HOSTPORT_BYTES + 1], host[AEGIS_HOST_MAX];
+        uint16_t port = 0;
 
-        if (colon == NULL) {
-            free(copy);
+        if (*count == CLI_TARGETS_MAX || len == 0 || len >= sizeof(item)) {
+            fprintf(stderr, "aegis-cli: --nodes: expected 1 to %d HOST:PORT entries, got '%s'\n",
+                    CLI_TARGETS_MAX, s);
             return -1;
         }
-        *colon = '\0';
-        snprintf(t[*count].host, sizeof(t[*count].host), "%s", tok);
-        snprintf(t[*count].port, sizeof(t[*count].port), "%s", colon + 1);
+        memcpy(item, p, len);
+        item[len] = '\0';
+        if (aegis__args_hostport("--nodes", item, host, sizeof(host), &port, err,
+                                 sizeof(err)) != 0) {
+            fprintf(stderr, "aegis-cli: %s\n", err);
+            return -1;
+        }
+        snprintf(t[*count].host, sizeof(t[*count].host), "%s", host);
+        snprintf(t[*count].port, sizeof(t[*count].port), "%u", (unsigned)port);
         (*count)++;
+        if (comma == NULL) {
+            return 0;
+        }
+        p = comma + 1;
     }
-    free(copy);
-    return 0;
 }
 
 static void usage(FILE *f)
@@ -267,7 +285,9 @@ int main(int argc, char **argv)
         {"password", required_argument, NULL, 'a'}, {NULL, 0, NULL, 0},
     };
     struct target targets[CLI_TARGETS_MAX] = {{"127.0.0.1", "6379"}};
+    char err[AEGIS_ARGS_ERR_BYTES];
     int count = 0, opt;
+    uint64_t port;
     const char *cmd;
     char *reply = NULL;
     size_t len = 0;
@@ -283,13 +303,16 @@ int main(int argc, char **argv)
             count = count == 0 ? 1 : count;
             break;
         case 'p':
-            snprintf(targets[0].port, sizeof(targets[0].port), "%s", optarg);
+            if (aegis__args_u64("--port", optarg, 1, 65535, &port, err, sizeof(err)) != 0) {
+                fprintf(stderr, "aegis-cli: %s\n", err);
+                return 2;
+            }
+            snprintf(targets[0].port, sizeof(targets[0].port), "%u", (unsigned)port);
             count = count == 0 ? 1 : count;
             break;
         case 'n':
             count = 0;
             if (parse_targets(optarg, targets, &count) != 0) {
-                fprintf(stderr, "aegis-cli: --nodes: expected HOST:PORT,...\n");
                 return 2;
             }
             break;

@@ -13,6 +13,7 @@
 
 #include "engine/engine.h"
 #include "net/transport.h"
+#include "pipeline/args.h"
 
 #define NODES 3
 
@@ -252,8 +253,14 @@ int main(int argc, char **argv)
     int rv;
 
     for (int i = 1; i < argc; i++) {
+        char err[AEGIS_ARGS_ERR_BYTES];
+
         if (strcmp(argv[i], "--seed") == 0 && i + 1 < argc) {
-            seed = strtoull(argv[++i], NULL, 10);
+            if (aegis__args_u64("--seed", argv[++i], 0, UINT64_MAX, &seed, err,
+                                sizeof(err)) != 0) {
+                fprintf(stderr, "aegis-demo: %s\n", err);
+                return 2;
+            }
         } else {
             fprintf(stderr, "usage: %s [--seed N]\n", argv[0]);
             return 2;

@@ -3,12 +3,14 @@
  *   aegisd --id 1 --peers 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003 \
  *          --client 127.0.0.1:6379 --data-dir /var/lib/aegis/1 [--fsync batch|none]
  *
+ * Values are parsed by pipeline/args.c: decimal numbers only (no sign, no spaces, no
+ * overflow), HOST:PORT or [IPV6]:PORT, peer ids >= 1 and no id or address twice.
+ *
  * The main thread parses flags, creates the node (recovering the data directory), attaches
  * the RESP2 server, starts the node's threads, then waits for SIGTERM or SIGINT with
  * sigwait() and stops gracefully (drain, fsync, close). The signals are blocked before
  * any thread starts, so only the main thread ever receives them. After SIGKILL a restart
  * with the same --id, --peers and --data-dir recovers every durable entry. */
-#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -17,6 +19,7 @@
 
 #include <aegis/aegis.h>
 
+#include "pipeline/args.h"
 #include "pipeline/logging.h"
 #include "pipeline/metrics.h"
 #include "pipeline/server.h"
@@ -63,66 +66,43 @@ static void usage(FILE *f)
             "  --help                     this text\n");
 }
 
-static int parse_hostport(const char *s, char *host, size_t host_cap, uint16_t *port)
+/* The value parsers live in pipeline/args.c (shared with the other programs and fuzzed);
+ * these wrappers print its message, which names the flag, the value and the reason. */
+static int parse_hostport(const char *flag, const char *s, char *host, size_t host_cap,
+                          uint16_t *port)
 {
-    const char *colon = strrchr(s, ':');
-    char *end;
-    unsigned long p;
+    char err[AEGIS_ARGS_ERR_BYTES];
 
-    if (colon == NULL || colon == s || (size_t)(colon - s) >= host_cap) {
+    if (aegis__args_hostport(flag, s, host, host_cap, port, err, sizeof(err)) != 0) {
+        fprintf(stderr, "aegisd: %s\n", err);
         return -1;
     }
-    errno = 0;
-    p = strtoul(colon + 1, &end, 10);
-    if (errno != 0 || *end != '\0' || p == 0 || p > 65535) {
-        return -1;
-    }
-    memcpy(host, s, (size_t)(colon - s));
-    host[colon - s] = '\0';
-    *port = (uint16_t)p;
     return 0;
 }
 
+/* --peers replaces any earlier list. */
 static int parse_peers(const char *s, struct aegis_node_config *c)
 {
-    char *copy = strdup(s), *save = NULL, *tok;
-    int rv = 0;
+    char err[AEGIS_ARGS_ERR_BYTES];
+    uint32_t count = 0;
 
-    for (tok = strtok_r(copy, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
-        struct aegis_peer_addr *p = &c->peers[c->peers_count];
-        char *eq = strchr(tok, '=');
-        char *end;
-
-        if (c->peers_count == AEGIS_PEERS_MAX || eq == NULL) {
-            rv = -1;
-            break;
-        }
-        *eq = '\0';
-        p->id = strtoull(tok, &end, 10);
-        if (*end != '\0' || p->id == 0 ||
-            parse_hostport(eq + 1, p->host, sizeof(p->host), &p->port) != 0) {
-            rv = -1;
-            break;
-        }
-        c->peers_count++;
+    if (aegis__args_peers("--peers", s, c->peers, AEGIS_PEERS_MAX, &count, err,
+                          sizeof(err)) != 0) {
+        fprintf(stderr, "aegisd: %s\n", err);
+        return -1;
     }
-    free(copy);
-    return rv;
+    c->peers_count = count;
+    return 0;
 }
 
 static int parse_u64(const char *flag, const char *s, uint64_t min, uint64_t max, uint64_t *out)
 {
-    char *end;
-    unsigned long long v;
+    char err[AEGIS_ARGS_ERR_BYTES];
 
-    errno = 0;
-    v = strtoull(s, &end, 10);
-    if (errno != 0 || *end != '\0' || s[0] == '-' || v < min || v > max) {
-        fprintf(stderr, "aegisd: %s: expected an integer in [%llu, %llu], got '%s'\n", flag,
-                (unsigned long long)min, (unsigned long long)max, s);
+    if (aegis__args_u64(flag, s, min, max, out, err, sizeof(err)) != 0) {
+        fprintf(stderr, "aegisd: %s\n", err);
         return -1;
     }
-    *out = v;
     return 0;
 }
 
@@ -223,21 +203,18 @@ static int parse_args(int argc, char **argv, struct opts *o)
         switch (opt) {
         case OPT_PEERS:
             if (parse_peers(optarg, &o->node) != 0) {
-                fprintf(stderr, "aegisd: --peers: expected ID=HOST:PORT,... got '%s'\n", optarg);
                 return -1;
             }
             break;
         case OPT_CLIENT:
-            if (parse_hostport(optarg, o->client_host, sizeof(o->client_host),
+            if (parse_hostport("--client", optarg, o->client_host, sizeof(o->client_host),
                                &o->server.port) != 0) {
-                fprintf(stderr, "aegisd: --client: expected HOST:PORT, got '%s'\n", optarg);
                 return -1;
             }
             break;
         case OPT_METRICS:
-            if (parse_hostport(optarg, o->metrics_host, sizeof(o->metrics_host),
+            if (parse_hostport("--metrics", optarg, o->metrics_host, sizeof(o->metrics_host),
                                &o->metrics_port) != 0) {
-                fprintf(stderr, "aegisd: --metrics: expected HOST:PORT, got '%s'\n", optarg);
                 return -1;
             }
             break;

@@ -14,6 +14,10 @@
 #include <string.h>
 #include <strings.h>
 
+#include <aegis/aegis.h>
+
+#include "pipeline/args.h"
+
 #define BENCH_TARGETS_MAX   64
 #define BENCH_HOST_MAX      256
 #define BENCH_SPAWN_MAX     9
@@ -56,21 +60,11 @@ struct bench_config {
     const char *baseline_dir; /* NULL: the spawned cluster's directory, else $TMPDIR or /tmp. */
 };
 
-/* Parse an unsigned decimal in [lo, hi]; false if malformed or out of range. */
+/* Parse an unsigned decimal in [lo, hi]; false if malformed (a sign, spaces, empty),
+ * too large or out of range (pipeline/args.c's rules). */
 static inline bool bench_parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
 {
-    char *end;
-    unsigned long long v;
-
-    if (s == NULL || *s == '\0' || *s == '-' || *s == '+') {
-        return false;
-    }
-    v = strtoull(s, &end, 10);
-    if (*end != '\0' || v < lo || v > hi) {
-        return false;
-    }
-    *out = (uint64_t)v;
-    return true;
+    return s != NULL && aegis__args_u64("", s, lo, hi, out, NULL, 0) == 0;
 }
 
 /* Parse seconds: a non-negative decimal ("10", "0.5"), at most one day. */
@@ -136,27 +130,16 @@ static inline bool bench_parse_ratio(const char *s, unsigned w[BENCH_OP_COUNT])
     return total > 0;
 }
 
-/* Parse "host:port" or "[v6addr]:port" into @t. */
+/* Parse "host:port" or "[v6addr]:port" into @t (pipeline/args.c's rules). */
 static inline bool bench_parse_target(const char *s, struct bench_target *t)
 {
-    const char *colon = strrchr(s, ':');
-    const char *host = s;
-    size_t host_len;
-    uint64_t port;
+    char host[AEGIS_HOST_MAX];
+    uint16_t port;
 
-    if (colon == NULL || !bench_parse_u64(colon + 1, 1, 65535, &port)) {
+    if (aegis__args_hostport("", s, host, sizeof(host), &port, NULL, 0) != 0) {
         return false;
     }
-    host_len = (size_t)(colon - s);
-    if (host_len >= 2 && s[0] == '[' && s[host_len - 1] == ']') {
-        host = s + 1;
-        host_len -= 2;
-    }
-    if (host_len == 0 || host_len >= sizeof(t->host)) {
-        return false;
-    }
-    memcpy(t->host, host, host_len);
-    t->host[host_len] = '\0';
+    snprintf(t->host, sizeof(t->host), "%s", host);
     snprintf(t->port, sizeof(t->port), "%u", (unsigned)port);
     return true;
 }

@@ -18,6 +18,7 @@
 #include <sys/uio.h>
 
 #include "net/resp.h"
+#include "pipeline/args.h"
 #include "pipeline/logging.h"
 #include "pipeline/probes.h"
 
@@ -743,7 +744,8 @@ static const char *peer_addr(struct aegis_server *s, aegis_node_id id, char *buf
 
     for (uint32_t i = 0; i < cfg->peers_count; i++) {
         if (cfg->peers[i].id == id) {
-            snprintf(buf, cap, "%s:%u", cfg->peers[i].host, cfg->peers[i].port);
+            /* [::1]:7001 for an IPv6 address, as --peers and AEGIS.ADD read it. */
+            aegis__args_format_hostport(cfg->peers[i].host, cfg->peers[i].port, buf, cap);
             return buf;
         }
     }
@@ -888,22 +890,20 @@ static void cmd_admin(struct srv_conn *c, const struct aegis_resp_cmd *cmd)
         aegis__resp_wbuf_close(&w);
     } else if (arg_is(&a[0], "aegis.add") && cmd->argc == 3 && parse_id(&a[1], &id)) {
         struct aegis_peer_addr peer = {.id = id};
-        const char *colon = memrchr(a[2].ptr, ':', a[2].len);
-        int64_t port;
-        struct aegis_resp_arg pa;
+        char text[AEGIS_ARGS_HOSTPORT_BYTES];
 
-        if (colon == NULL || (size_t)(colon - a[2].ptr) >= AEGIS_HOST_MAX) {
+        /* HOST:PORT or [IPV6]:PORT, by the rules of aegisd's --peers (pipeline/args.c). */
+        if (a[2].len >= sizeof(text) || memchr(a[2].ptr, '\0', a[2].len) != NULL) {
             REPLY_LIT(c, "-ERR expected host:port\r\n");
             return;
         }
-        pa = (struct aegis_resp_arg){.ptr = colon + 1,
-                                     .len = a[2].len - (size_t)(colon - a[2].ptr) - 1};
-        if (!parse_i64(&pa, &port) || port <= 0 || port > 65535) {
+        memcpy(text, a[2].ptr, a[2].len);
+        text[a[2].len] = '\0';
+        if (aegis__args_hostport("AEGIS.ADD", text, peer.host, sizeof(peer.host), &peer.port,
+                                 NULL, 0) != 0) {
             REPLY_LIT(c, "-ERR expected host:port\r\n");
             return;
         }
-        memcpy(peer.host, a[2].ptr, (size_t)(colon - a[2].ptr));
-        peer.port = (uint16_t)port;
         op = op_new(c, OP_OK, true);
         op->seq = c->next_seq;
         admin_submit(c, aegis_node_add_member(n, &peer, op_done, op), op);
