@@ -222,7 +222,9 @@ static int cmd_status(const struct target *targets, int count)
         char addr[300];
         unsigned long long applied = strtoull(fields[i][4], NULL, 10);
 
-        snprintf(addr, sizeof(addr), "%.255s:%.15s", targets[i].host, targets[i].port);
+        snprintf(addr, sizeof(addr), strchr(targets[i].host, ':') != NULL ? "[%.255s]:%.15s"
+                                                                           : "%.255s:%.15s",
+                 targets[i].host, targets[i].port);
         if (!up[i]) {
             printf("%-4s %-22s %-10s\n", "?", addr, "down");
             continue;

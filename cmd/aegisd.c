@@ -275,6 +275,7 @@ int main(int argc, char **argv)
     struct aegis_node *node = NULL;
     struct aegis_server *server = NULL;
     struct aegis_metrics_http *metrics = NULL;
+    char addr[AEGIS_ARGS_HOSTPORT_BYTES];
     sigset_t set;
     int sig = 0, rv;
 
@@ -304,8 +305,9 @@ int main(int argc, char **argv)
     if (rv == 0 && o.metrics_host[0] != '\0') {
         rv = aegis__metrics_http_start(&metrics, node, o.metrics_host, o.metrics_port);
         if (rv == 0) {
-            AEGIS_LOG(AEGIS_LOG_INFO, "serving Prometheus metrics on http://%s:%u/metrics",
-                      o.metrics_host, aegis__metrics_http_port(metrics));
+            aegis__args_format_hostport(o.metrics_host, aegis__metrics_http_port(metrics), addr,
+                                        sizeof(addr));
+            AEGIS_LOG(AEGIS_LOG_INFO, "serving Prometheus metrics on http://%s/metrics", addr);
         }
     }
     if (rv != 0) {
@@ -315,8 +317,8 @@ int main(int argc, char **argv)
         aegis__server_destroy(server);
         return 1;
     }
-    AEGIS_LOG(AEGIS_LOG_INFO, "serving RESP2 clients on %s:%u", o.client_host,
-              aegis__node_client_port(node));
+    aegis__args_format_hostport(o.client_host, aegis__node_client_port(node), addr, sizeof(addr));
+    AEGIS_LOG(AEGIS_LOG_INFO, "serving RESP2 clients on %s", addr);
     sigwait(&set, &sig);
     AEGIS_LOG(AEGIS_LOG_INFO, "%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
     aegis__metrics_http_stop(metrics);

@@ -102,6 +102,23 @@ TEST(bench_resp, malformed_input_is_an_error)
     return TEST_PASS;
 }
 
+/* Numbers follow pipeline/args.c: strtoull alone took " 1", " -1" (as 2^64-1) and an
+ * overflowing value (as 2^64-1). */
+TEST(bench_config, numbers_strict)
+{
+    uint64_t v = 7;
+
+    ASSERT_TRUE(bench_parse_u64("42", 0, UINT64_MAX, &v));
+    ASSERT_EQ_U64(v, 42);
+    ASSERT_FALSE(bench_parse_u64(" 1", 0, UINT64_MAX, &v));
+    ASSERT_FALSE(bench_parse_u64(" -1", 0, UINT64_MAX, &v));
+    ASSERT_FALSE(bench_parse_u64("1 ", 0, UINT64_MAX, &v));
+    ASSERT_FALSE(bench_parse_u64("+1", 0, UINT64_MAX, &v));
+    ASSERT_FALSE(bench_parse_u64("18446744073709551616", 0, UINT64_MAX, &v));
+    ASSERT_EQ_U64(v, 42);
+    return TEST_PASS;
+}
+
 TEST(bench_config, ratio_syntaxes)
 {
     unsigned w[BENCH_OP_COUNT];
@@ -143,6 +160,8 @@ TEST(bench_config, targets_and_pairing)
     ASSERT_FALSE(bench_parse_target("host", &t));
     ASSERT_FALSE(bench_parse_target("host:0", &t));
     ASSERT_FALSE(bench_parse_target(":80", &t));
+    ASSERT_FALSE(bench_parse_target("::1:7000", &t)); /* An IPv6 address needs brackets. */
+    ASSERT_FALSE(bench_parse_target("host: 80", &t));
 
     memset(&c, 0, sizeof(c));
     ASSERT_TRUE(bench_pair_hosts_ports(&c, hosts, 2, ports, 2));
