@@ -64,6 +64,12 @@ static void encode_slot(uint64_t seq, const struct aegis_hard_state *hs, uint8_t
     }
 }
 
+void aegis__hardstate_encode_slot(uint64_t seq, const struct aegis_hard_state *hs,
+                                  uint8_t out[AEGIS_HARDSTATE_SLOT_BYTES])
+{
+    encode_slot(seq, hs, out);
+}
+
 int aegis__hardstate_decode(const uint8_t *buf, size_t len, uint64_t *seq_out,
                             struct aegis_hard_state *hs_out)
 {

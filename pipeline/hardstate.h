@@ -51,6 +51,11 @@ void aegis__hardstate_encode_next(const struct aegis_hardstate_file *h,
                                   uint8_t buf[AEGIS_HARDSTATE_SLOT_BYTES], uint64_t *off_out);
 void aegis__hardstate_written(struct aegis_hardstate_file *h, const struct aegis_hard_state *hs);
 
+/* Encode one slot for sequence @seq and @hs (reserved bytes zero; exposed for tests and
+ * fuzzing: aegis__hardstate_decode of it gives back @seq and @hs when @seq > 0). */
+void aegis__hardstate_encode_slot(uint64_t seq, const struct aegis_hard_state *hs,
+                                  uint8_t out[AEGIS_HARDSTATE_SLOT_BYTES]);
+
 /* Decode one slot: 0 and the value, or AEGIS_ECORRUPT. Never asserts on the bytes. */
 int aegis__hardstate_decode(const uint8_t *buf, size_t len, uint64_t *seq_out,
                             struct aegis_hard_state *hs_out);

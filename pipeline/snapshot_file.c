@@ -16,7 +16,10 @@
  *           7 reserved zero bytes; slots past the count are all zero
  *  312   4  reserved, zero
  *  316   4  CRC32C of bytes 0..315
- *  320   n  data */
+ *  320   n  data
+ * The reader refuses a header whose reserved bytes or unused member slots are not zero, or
+ * whose members are not a valid configuration (aegis__conf_valid), as corrupt: a future
+ * version that gives them a meaning must change the version field. */
 #include "pipeline/snapshot_file.h"
 
 #include <dirent.h>
@@ -28,6 +31,7 @@
 #include <aegis/error.h>
 
 #include "engine/assert.h"
+#include "engine/conf.h"
 #include "engine/crc32c.h"
 
 static const uint8_t snap_magic[8] = {'A', 'E', 'G', 'I', 'S', 'S', 'N', 'P'};
@@ -76,32 +80,90 @@ void aegis__snapshot_header_encode(const struct aegis_snapshot_meta *meta, uint6
     put32(out + 316, aegis__crc32c(0, out, 316));
 }
 
+/* Whether bytes [@from, @to) of @buf are all zero. */
+static bool zero_bytes(const uint8_t *buf, size_t from, size_t to)
+{
+    for (size_t i = from; i < to; i++) {
+        if (buf[i] != 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Why the member slots of @buf (count already checked) are invalid, or NULL. */
+static const char *members_check(const uint8_t *buf, uint32_t count)
+{
+    struct aegis_conf conf;
+
+    memset(&conf, 0, sizeof(conf));
+    conf.count = count;
+    for (uint32_t i = 0; i < AEGIS_MEMBERS_MAX; i++) {
+        const uint8_t *slot = buf + 56 + 16 * i;
+
+        if (i >= count) {
+            if (!zero_bytes(slot, 0, 16)) {
+                return "a member slot past the member count is not zero";
+            }
+            continue;
+        }
+        if (!zero_bytes(slot, 9, 16)) {
+            return "reserved bytes of a member slot are not zero";
+        }
+        conf.members[i].id = get64(slot);
+        conf.members[i].role = slot[8];
+    }
+    return aegis__conf_valid(&conf) ? NULL : "invalid members (id 0, repeated id or bad role)";
+}
+
+const char *aegis__snapshot_header_check(const uint8_t *buf, size_t len)
+{
+    if (len < AEGIS_SNAPSHOT_HEADER_BYTES) {
+        return "shorter than a header";
+    }
+    if (memcmp(buf, snap_magic, 8) != 0) {
+        return "bad magic";
+    }
+    if (get32(buf + 316) != aegis__crc32c(0, buf, 316)) {
+        return "header CRC mismatch";
+    }
+    if (get32(buf + 8) != 1) {
+        return "unsupported version";
+    }
+    if (get32(buf + 12) != AEGIS_SNAPSHOT_HEADER_BYTES) {
+        return "bad header size";
+    }
+    if (get64(buf + 16) == 0 || get64(buf + 24) == 0) {
+        return "index or term 0";
+    }
+    if (get32(buf + 32) > AEGIS_MEMBERS_MAX) {
+        return "member count above 16";
+    }
+    if (get64(buf + 40) > AEGIS_BUF_LEN_MAX) {
+        return "data length too large";
+    }
+    if (!zero_bytes(buf, 36, 40) || !zero_bytes(buf, 52, 56) || !zero_bytes(buf, 312, 316)) {
+        return "reserved header bytes are not zero";
+    }
+    return members_check(buf, get32(buf + 32));
+}
+
 int aegis__snapshot_header_decode(const uint8_t *buf, size_t len,
                                   struct aegis_snapshot_meta *meta_out, uint64_t *data_len_out,
                                   uint32_t *data_crc_out)
 {
     struct aegis_snapshot_meta m;
 
-    if (len < AEGIS_SNAPSHOT_HEADER_BYTES || memcmp(buf, snap_magic, 8) != 0 ||
-        get32(buf + 316) != aegis__crc32c(0, buf, 316) || get32(buf + 8) != 1 ||
-        get32(buf + 12) != AEGIS_SNAPSHOT_HEADER_BYTES) {
+    if (aegis__snapshot_header_check(buf, len) != NULL) {
         return AEGIS_ECORRUPT;
     }
     memset(&m, 0, sizeof(m));
     m.index = get64(buf + 16);
     m.term = get64(buf + 24);
     m.conf.count = get32(buf + 32);
-    if (m.conf.count > AEGIS_MEMBERS_MAX || m.index == 0 || m.term == 0 ||
-        get64(buf + 40) > AEGIS_BUF_LEN_MAX) {
-        return AEGIS_ECORRUPT;
-    }
     for (uint32_t i = 0; i < m.conf.count; i++) {
         m.conf.members[i].id = get64(buf + 56 + 16 * i);
         m.conf.members[i].role = buf[56 + 16 * i + 8];
-        if (m.conf.members[i].role != AEGIS_MEMBER_VOTER &&
-            m.conf.members[i].role != AEGIS_MEMBER_LEARNER) {
-            return AEGIS_ECORRUPT;
-        }
     }
     *meta_out = m;
     *data_len_out = get64(buf + 40);

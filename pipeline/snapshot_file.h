@@ -36,12 +36,16 @@ int aegis__snapshot_file_load(const char *dir, struct aegis_fileio *io,
                               struct aegis_snapshot_meta *meta_out, struct aegis_buf **data_out,
                               bool *found_out);
 
-/* Encode/decode the header (exposed for tests and fuzzing). decode returns 0 with the
- * meta, the data length and CRC, or AEGIS_ECORRUPT; it never asserts on the bytes. */
+/* Encode/decode the header (exposed for tests and fuzzing). encode writes zeros in every
+ * reserved byte. decode returns 0 with the meta, the data length and CRC, or
+ * AEGIS_ECORRUPT; it never asserts on the bytes. check says why decode refuses @buf (a
+ * static string such as "reserved header bytes are not zero", for messages), or NULL
+ * when it accepts it. */
 void aegis__snapshot_header_encode(const struct aegis_snapshot_meta *meta, uint64_t data_len,
                                    uint32_t data_crc, uint8_t out[AEGIS_SNAPSHOT_HEADER_BYTES]);
 int aegis__snapshot_header_decode(const uint8_t *buf, size_t len,
                                   struct aegis_snapshot_meta *meta_out, uint64_t *data_len_out,
                                   uint32_t *data_crc_out);
+const char *aegis__snapshot_header_check(const uint8_t *buf, size_t len);
 
 #endif /* AEGIS_PIPELINE_SNAPSHOT_FILE_H */
