@@ -67,13 +67,26 @@ static inline bool bench_parse_u64(const char *s, uint64_t lo, uint64_t hi, uint
     return s != NULL && aegis__args_u64("", s, lo, hi, out, NULL, 0) == 0;
 }
 
-/* Parse seconds: a non-negative decimal ("10", "0.5"), at most one day. */
+/* Parse seconds: a non-negative decimal ("10", "0.5"), at most one day. Digits and at
+ * most one '.' only: no sign, spaces, exponent, hex, "inf" or "nan" (strtod takes them). */
 static inline bool bench_parse_seconds(const char *s, double *out)
 {
+    size_t digits, dots = 0;
     char *end;
     double v;
 
     if (s == NULL || *s == '\0') {
+        return false;
+    }
+    digits = strspn(s, "0123456789");
+    for (const char *p = s; *p != '\0'; p++) {
+        if (*p == '.') {
+            dots++;
+        } else if (*p < '0' || *p > '9') {
+            return false;
+        }
+    }
+    if (dots > 1 || (digits == 0 && (s[0] != '.' || s[1] == '\0'))) {
         return false;
     }
     v = strtod(s, &end);

@@ -90,11 +90,14 @@ int aegis__hardstate_decode(const uint8_t *buf, size_t len, uint64_t *seq_out,
             return AEGIS_ECORRUPT;
         }
     }
+    if (get64(buf + 8) == 0) {
+        return AEGIS_ECORRUPT; /* The writer's first sequence is 1. */
+    }
     *seq_out = get64(buf + 8);
     hs_out->term = get64(buf + 16);
     hs_out->vote = get64(buf + 24);
     hs_out->commit = get64(buf + 32);
-    return *seq_out == 0 ? AEGIS_ECORRUPT : 0;
+    return 0;
 }
 
 static char *join(const struct aegis_allocator *a, const char *dir, const char *name)

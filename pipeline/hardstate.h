@@ -56,7 +56,8 @@ void aegis__hardstate_written(struct aegis_hardstate_file *h, const struct aegis
 void aegis__hardstate_encode_slot(uint64_t seq, const struct aegis_hard_state *hs,
                                   uint8_t out[AEGIS_HARDSTATE_SLOT_BYTES]);
 
-/* Decode one slot: 0 and the value, or AEGIS_ECORRUPT. Never asserts on the bytes. */
+/* Decode one slot: 0 and the value, or AEGIS_ECORRUPT with the outputs untouched. Never
+ * asserts on the bytes. */
 int aegis__hardstate_decode(const uint8_t *buf, size_t len, uint64_t *seq_out,
                             struct aegis_hard_state *hs_out);
 

@@ -1,16 +1,24 @@
-/* Writes the seed corpora of the codec and RESP fuzz targets:
+/* Writes the seed corpora of the fuzz targets:
  *     gen_corpus tests/fuzz/corpus
  * creates corpus/codec/<type>.bin (one valid frame per message type, plus AppendEntries
- * with several entries and a full membership snapshot chunk) and corpus/resp/<name>.txt (a
- * split-seed byte, then requests and replies). The files are committed; rerun this after
- * a wire format change. corpus/resp/redis_benchmark.txt and redis_cli.txt are not made
- * here: they are the bytes redis-benchmark and redis-cli (7.0) sent to redis-server
- * through a recording proxy, behind the same split-seed byte. */
+ * with several entries and a full membership snapshot chunk), corpus/resp/<name>.txt (a
+ * split-seed byte, then requests and replies), and the corpora of the file header,
+ * membership, envelope and argument targets (corpus/hardstate, snapshot_header, conf,
+ * envelope, args; each file's first byte is the target's mode byte where it has one).
+ * The files are committed; rerun this after a format change. corpus/resp/
+ * redis_benchmark.txt and redis_cli.txt are not made here: they are the bytes
+ * redis-benchmark and redis-cli (7.0) sent to redis-server through a recording proxy,
+ * behind the same split-seed byte. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "engine/conf.h"
 #include "net/codec.h"
+#include "pipeline/envelope.h"
+#include "pipeline/hardstate.h"
+#include "pipeline/snapshot_file.h"
 
 static void write_file(const char *dir, const char *name, const void *data, size_t len)
 {
@@ -134,6 +142,155 @@ static void gen_resp(const char *root)
     }
 }
 
+static void make_dir(char *dir, size_t cap, const char *root, const char *name)
+{
+    snprintf(dir, cap, "%s/%s", root, name);
+    mkdir(dir, 0755); /* EEXIST is fine; a real failure shows at the first write. */
+}
+
+/* The mode byte 0x01 asks the header targets to recompute the CRC (they are valid here
+ * anyway); 0x00 files feed the bytes as they are. */
+static void write_moded(const char *dir, const char *name, uint8_t mode, const uint8_t *data,
+                        size_t len)
+{
+    uint8_t *buf = malloc(len + 1);
+
+    buf[0] = mode;
+    memcpy(buf + 1, data, len);
+    write_file(dir, name, buf, len + 1);
+    free(buf);
+}
+
+static void gen_hardstate(const char *root)
+{
+    uint8_t file[AEGIS_HARDSTATE_FILE_BYTES] = {0};
+    struct aegis_hard_state a = {.term = 3, .vote = 2, .commit = 41};
+    struct aegis_hard_state b = {.term = UINT64_MAX - 1, .vote = 0, .commit = 1u << 20};
+    char dir[1024];
+
+    make_dir(dir, sizeof(dir), root, "hardstate");
+    aegis__hardstate_encode_slot(1, &(struct aegis_hard_state){0}, file);
+    write_moded(dir, "created", 0, file, sizeof(file));
+    aegis__hardstate_encode_slot(2, &a, file + AEGIS_HARDSTATE_SLOT_STRIDE);
+    write_moded(dir, "two_slots", 0, file, sizeof(file));
+    aegis__hardstate_encode_slot(3, &b, file);
+    write_moded(dir, "slot0_newer", 1, file, sizeof(file));
+    file[40] = 1; /* A reserved byte, CRC recomputed by mode 1: must be refused. */
+    write_moded(dir, "reserved_set", 1, file, sizeof(file));
+    write_moded(dir, "torn_second", 0, file, AEGIS_HARDSTATE_SLOT_STRIDE + 30);
+}
+
+static void gen_snapshot_header(const char *root)
+{
+    static const uint32_t counts[] = {0, 1, 3, AEGIS_MEMBERS_MAX};
+    uint8_t file[AEGIS_SNAPSHOT_HEADER_BYTES + 5];
+    char dir[1024], name[64];
+
+    make_dir(dir, sizeof(dir), root, "snapshot_header");
+    for (size_t c = 0; c < sizeof(counts) / sizeof(counts[0]); c++) {
+        struct aegis_snapshot_meta m;
+
+        memset(&m, 0, sizeof(m));
+        m.index = 1000 + c;
+        m.term = 7;
+        m.conf.count = counts[c];
+        for (uint32_t i = 0; i < counts[c] && i < AEGIS_MEMBERS_MAX; i++) {
+            m.conf.members[i].id = i + 1;
+            m.conf.members[i].role = i < 3 ? AEGIS_MEMBER_VOTER : AEGIS_MEMBER_LEARNER;
+        }
+        aegis__snapshot_header_encode(&m, 5, 0x12345678, file);
+        memcpy(file + AEGIS_SNAPSHOT_HEADER_BYTES, "hello", 5);
+        snprintf(name, sizeof(name), "members_%u", counts[c]);
+        write_moded(dir, name, (uint8_t)(c % 2), file, sizeof(file));
+    }
+    file[36] = 1; /* Reserved: refused once the CRC is recomputed. */
+    write_moded(dir, "reserved_set", 1, file, AEGIS_SNAPSHOT_HEADER_BYTES);
+}
+
+static void gen_conf(const char *root)
+{
+    uint8_t buf[AEGIS_CONF_ENCODED_MAX];
+    char dir[1024], name[64];
+
+    make_dir(dir, sizeof(dir), root, "conf");
+    for (uint8_t op = AEGIS_CONF_ADD_LEARNER; op <= AEGIS_CONF_REMOVE; op++) {
+        struct aegis_conf_change cc;
+        uint32_t n = op == AEGIS_CONF_REMOVE ? 2 : op == AEGIS_CONF_PROMOTE ? 4 : 16;
+
+        memset(&cc, 0, sizeof(cc));
+        cc.op = op;
+        cc.id = op == AEGIS_CONF_REMOVE ? 3 : 4;
+        cc.conf.count = n;
+        for (uint32_t i = 0; i < n; i++) {
+            cc.conf.members[i].id = i + 1;
+            cc.conf.members[i].role = i < 3 || (op == AEGIS_CONF_PROMOTE && i == 3)
+                                          ? AEGIS_MEMBER_VOTER
+                                          : AEGIS_MEMBER_LEARNER;
+        }
+        snprintf(name, sizeof(name), "op%u_%u_members", op, n);
+        write_file(dir, name, buf, aegis__conf_encode(&cc, buf));
+    }
+}
+
+static void gen_envelope(const char *root)
+{
+    struct aegis_peer_addr addrs[3] = {
+        {.id = 1, .host = "127.0.0.1", .port = 7001},
+        {.id = 2, .host = "::1", .port = 7002},
+        {.id = 18446744073709551615u, .host = "node-c.example", .port = 65535},
+    };
+    struct aegis_buf *b;
+    char dir[1024];
+
+    make_dir(dir, sizeof(dir), root, "envelope");
+    b = aegis__env_snapshot(NULL, addrs, 3, "kv-bytes", 8);
+    write_file(dir, "snapshot_3_addrs", b->data, b->len);
+    aegis__buf_unref(b);
+    b = aegis__env_snapshot(NULL, NULL, 0, NULL, 0);
+    write_file(dir, "snapshot_empty", b->data, b->len);
+    aegis__buf_unref(b);
+    b = aegis__env_meta_addr(NULL, &addrs[1]);
+    write_file(dir, "meta_ipv6", b->data, b->len);
+    aegis__buf_unref(b);
+    b = aegis__env_meta_addr(NULL, &addrs[2]);
+    write_file(dir, "meta_name", b->data, b->len);
+    aegis__buf_unref(b);
+}
+
+static void gen_args(const char *root)
+{
+    /* Mode byte (see fuzz_args.c): % 5 picks the parser, / 5 its bounds. */
+    static const struct {
+        const char *name;
+        uint8_t mode;
+        const char *arg;
+    } files[] = {
+        {"u64_id", 0, "1"},
+        {"u64_max", 0, "18446744073709551615"},
+        {"u64_overflow", 0, "18446744073709551616"},
+        {"u64_negative", 0, " -1"},
+        {"u64_tick", 10, "1000"},
+        {"hostport_v4", 1, "127.0.0.1:6379"},
+        {"hostport_v6", 1, "[::1]:7001"},
+        {"hostport_zone", 1, "[fe80::1%eth0]:65535"},
+        {"hostport_name", 21, "node-a.example_1:1"},
+        {"peers_three", 77, "1=127.0.0.1:7001,2=[::1]:7002,3=node-c:7003"},
+        {"peers_negative", 2, "-1=host:7001"},
+        {"peers_duplicate", 77, "1=h:1,2=h:1"},
+        {"bench_target", 3, "[::1]:6379"},
+        {"bench_seconds", 3, "0.5"},
+        {"ratio_named", 4, "set=70,get=20,incr=10,cas=0"},
+        {"ratio_plain", 4, "1:2:3:4"},
+    };
+    char dir[1024];
+
+    make_dir(dir, sizeof(dir), root, "args");
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        write_moded(dir, files[i].name, files[i].mode, (const uint8_t *)files[i].arg,
+                    strlen(files[i].arg));
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -142,5 +299,10 @@ int main(int argc, char **argv)
     }
     gen_codec(argv[1]);
     gen_resp(argv[1]);
+    gen_hardstate(argv[1]);
+    gen_snapshot_header(argv[1]);
+    gen_conf(argv[1]);
+    gen_envelope(argv[1]);
+    gen_args(argv[1]);
     return 0;
 }

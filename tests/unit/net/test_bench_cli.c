@@ -119,6 +119,24 @@ TEST(bench_config, numbers_strict)
     return TEST_PASS;
 }
 
+TEST(bench_config, seconds_strict)
+{
+    static const char *const bad[] = {" 1", "1 ", "+1", "-0", "1e3", "0x10", "inf", "nan",
+                                      ".", "1..2", "1.2.3", "", "86401"};
+    double d = -1;
+
+    ASSERT_TRUE(bench_parse_seconds("10", &d) && d == 10.0);
+    ASSERT_TRUE(bench_parse_seconds("0.5", &d) && d == 0.5);
+    ASSERT_TRUE(bench_parse_seconds(".25", &d) && d == 0.25);
+    ASSERT_TRUE(bench_parse_seconds("3.", &d) && d == 3.0);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (bench_parse_seconds(bad[i], &d)) {
+            FAIL("'%s' accepted as %g", bad[i], d);
+        }
+    }
+    return TEST_PASS;
+}
+
 TEST(bench_config, ratio_syntaxes)
 {
     unsigned w[BENCH_OP_COUNT];

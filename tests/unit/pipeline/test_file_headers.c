@@ -155,3 +155,20 @@ TEST(hardstate_slot, reserved_refused_and_round_trip)
     }
     return TEST_PASS;
 }
+
+/* A slot of sequence 0 (never written: the first is 1) is refused without touching the
+ * outputs (found by fuzz_hardstate: the value was written before the sequence check). */
+TEST(hardstate_slot, sequence_zero_refused_outputs_untouched)
+{
+    struct aegis_hard_state hs = {.term = 5, .vote = 1, .commit = 2}, got = {11, 22, 33};
+    uint8_t slot[AEGIS_HARDSTATE_SLOT_BYTES];
+    uint64_t seq = 44;
+
+    aegis__hardstate_encode_slot(0, &hs, slot);
+    ASSERT_ERR(aegis__hardstate_decode(slot, sizeof(slot), &seq, &got), AEGIS_ECORRUPT);
+    ASSERT_EQ_U64(seq, 44);
+    ASSERT_EQ_U64(got.term, 11);
+    ASSERT_EQ_U64(got.vote, 22);
+    ASSERT_EQ_U64(got.commit, 33);
+    return TEST_PASS;
+}
