@@ -521,6 +521,15 @@ int aegis_node_transfer_leadership(struct aegis_node *n, aegis_node_id target)
     return inbox_push(n, &q);
 }
 
+int aegis__node_transfer(struct aegis_node *n, aegis_node_id target, aegis_done_cb cb,
+                         void *data)
+{
+    struct aegis_req q = {.kind = AEGIS_REQ_TRANSFER, .target = target, .cb = cb,
+                          .data = data};
+
+    return inbox_push(n, &q);
+}
+
 int aegis_node_snapshot(struct aegis_node *n)
 {
     struct aegis_req q = {.kind = AEGIS_REQ_SNAPSHOT};

@@ -260,6 +260,10 @@ struct aegis_node {
     int stopping;                       /* Atomic: set by stop(). */
     pthread_mutex_t status_lock;
     struct aegis_status status;         /* Guarded by status_lock; raft thread writes. */
+    struct aegis_peer_addr addrs[AEGIS_PEERS_MAX]; /* Guarded by status_lock; the apply
+                                           thread writes what it knows: --peers, then
+                                           addresses learned from the log and snapshots. */
+    uint32_t addrs_count;
     struct aegis_node_stats stats;
     struct aegis_metrics metrics;       /* pipeline/metrics.h: each part names its writer. */
 };
@@ -304,6 +308,17 @@ uint16_t aegis__node_client_port(const struct aegis_node *n);
  * installing a snapshot from the leader. 0, AEGIS_ECORRUPT, or the restore's error. */
 int aegis__apply_restore(struct aegis_node *n, const struct aegis_buf *data,
                          struct aegis_peer_addr *addrs, uint32_t *addrs_count_out);
+
+/* The address of member @id as this node knows it (from --peers, the log or a snapshot):
+ * true and *out filled, or false. Any thread. */
+bool aegis__node_member_addr(struct aegis_node *n, aegis_node_id id,
+                             struct aegis_peer_addr *out);
+
+/* Leadership transfer with a completion (AEGIS.TRANSFER): on a follower it is forwarded
+ * to the leader; @cb gets 0 once the leader's core started the transfer, or the core's
+ * refusal (AEGIS_EUNKNOWNNODE, AEGIS_ENOTLEADER, ...). Any thread. */
+int aegis__node_transfer(struct aegis_node *n, aegis_node_id target, aegis_done_cb cb,
+                         void *data);
 
 /* Called by node.c after restore; see apply.c. */
 void aegis__apply_restored(struct aegis_node *n, const struct aegis_snapshot_meta *meta,

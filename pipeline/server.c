@@ -18,6 +18,7 @@
 #include <sys/uio.h>
 
 #include "net/resp.h"
+#include "pipeline/conn_order.h"
 #include "pipeline/logging.h"
 #include "pipeline/probes.h"
 
@@ -37,8 +38,10 @@ struct srv_conn {
     uint64_t next_seq;           /* Next command's slot. */
     uint64_t flushed_seq;        /* Slots below were written. */
     uint32_t refs;               /* Completions in flight holding this connection. */
+    struct aegis_conn_order order; /* Reads / writes in flight (pipeline/conn_order.h). */
     bool authed;
     bool paused;
+    bool held;                   /* Paused: the next command waits for the other kind. */
     bool close_after_flush;
     bool closed;
     bool dirty;                  /* On the server's dirty list: replies to write. */
@@ -73,6 +76,7 @@ struct srv_op {
     struct srv_conn *conn;
     uint64_t seq;
     uint8_t kind;
+    uint8_t order;               /* enum aegis_order_class: what it counts as in flight. */
     bool is_write;
     char *reply;
     uint32_t reply_len;
@@ -378,6 +382,13 @@ static void deliver(struct aegis_node *n, void *arg, uint64_t u)
     }
     AEGIS_PROBE2(reply_sent, op, c->id);
     c->refs--;
+    if (aegis__order_done(&c->order, (enum aegis_order_class)op->order) && c->held &&
+        !c->closed) {
+        /* The last command of its kind is answered: the held one may go now. */
+        c->held = false;
+        c->paused = false;
+        aegis__uring_loop_client_resume(n->loop, c->id);
+    }
     if (c->closed) {
         free(op->reply);
         if (c->refs == 0 && !c->dirty) {
@@ -539,9 +550,23 @@ static bool submit(struct srv_conn *c, struct srv_op *op, struct aegis_buf *cmd,
         reply_now(c, p, len);
         return true;
     }
+    op->order = read ? AEGIS_ORDER_READ : AEGIS_ORDER_WRITE;
+    aegis__order_started(&c->order, (enum aegis_order_class)op->order);
     c->next_seq++;
     c->refs++;
     return true;
+}
+
+/* Whether a command of class @k must wait for the connection's commands of the other
+ * class (pipeline/conn_order.h). Returns false, as a push back does, when it must: the
+ * command stays unparsed and the connection is resumed once the way is free. */
+static bool order_admits(struct srv_conn *c, enum aegis_order_class k)
+{
+    if (aegis__order_may_start(&c->order, k)) {
+        return true;
+    }
+    c->held = true;
+    return false;
 }
 
 static bool parse_i64(const struct aegis_resp_arg *a, int64_t *out)
@@ -631,6 +656,9 @@ static bool cmd_write(struct srv_conn *c, const struct aegis_resp_cmd *cmd, int 
     bool ok;
     int rv;
 
+    if (!order_admits(c, AEGIS_ORDER_WRITE)) {
+        return false;
+    }
     switch (which) {
     case 's': /* SET key value */
         rv = aegis__kv_encode_set(NULL, a[1].ptr, a[1].len, a[2].ptr, a[2].len, &b);
@@ -700,10 +728,14 @@ static bool cmd_write(struct srv_conn *c, const struct aegis_resp_cmd *cmd, int 
 /* Reads: GET, EXISTS, MGET go through ReadIndex (aegis_node_read). */
 static bool cmd_read(struct srv_conn *c, const struct aegis_resp_cmd *cmd, uint8_t kind)
 {
-    struct srv_op *op = op_new(c, kind, false);
+    struct srv_op *op;
     struct aegis_buf *b = NULL;
     int rv;
 
+    if (!order_admits(c, AEGIS_ORDER_READ)) {
+        return false;
+    }
+    op = op_new(c, kind, false);
     if (op != NULL && kind != OP_GET && !op_keys(op, cmd, 1)) {
         free(op->keys);
         free(op->keys_buf);
@@ -737,15 +769,15 @@ static const char *role_name(enum aegis_node_role r)
     }
 }
 
+/* A member's peer address as this node knows it: from --peers, or learned from the log
+ * (AEGIS.ADD puts it there) or a snapshot, so members added at runtime show theirs. */
 static const char *peer_addr(struct aegis_server *s, aegis_node_id id, char *buf, size_t cap)
 {
-    const struct aegis_node_config *cfg = &s->node->config;
+    struct aegis_peer_addr a;
 
-    for (uint32_t i = 0; i < cfg->peers_count; i++) {
-        if (cfg->peers[i].id == id) {
-            snprintf(buf, cap, "%s:%u", cfg->peers[i].host, cfg->peers[i].port);
-            return buf;
-        }
+    if (aegis__node_member_addr(s->node, id, &a)) {
+        snprintf(buf, cap, "%s:%u", a.host, a.port);
+        return buf;
     }
     return "?";
 }
@@ -862,6 +894,20 @@ static void admin_submit(struct srv_conn *c, int rv, struct srv_op *op)
     c->refs++;
 }
 
+/* The op of an admin command answered on completion; NULL (answered already) on
+ * exhaustion. */
+static struct srv_op *admin_op(struct srv_conn *c)
+{
+    struct srv_op *op = op_new(c, OP_OK, true);
+
+    if (op == NULL) {
+        REPLY_LIT(c, "-ERR out of memory\r\n");
+        return NULL;
+    }
+    op->seq = c->next_seq;
+    return op;
+}
+
 static bool parse_id(const struct aegis_resp_arg *a, aegis_node_id *out)
 {
     int64_t v;
@@ -904,24 +950,21 @@ static void cmd_admin(struct srv_conn *c, const struct aegis_resp_cmd *cmd)
         }
         memcpy(peer.host, a[2].ptr, (size_t)(colon - a[2].ptr));
         peer.port = (uint16_t)port;
-        op = op_new(c, OP_OK, true);
-        op->seq = c->next_seq;
+        if ((op = admin_op(c)) == NULL) {
+            return;
+        }
         admin_submit(c, aegis_node_add_member(n, &peer, op_done, op), op);
     } else if (arg_is(&a[0], "aegis.remove") && cmd->argc == 2 && parse_id(&a[1], &id)) {
-        op = op_new(c, OP_OK, true);
-        op->seq = c->next_seq;
+        if ((op = admin_op(c)) == NULL) {
+            return;
+        }
         admin_submit(c, aegis_node_remove_member(n, id, op_done, op), op);
     } else if (arg_is(&a[0], "aegis.transfer") && cmd->argc == 2 && parse_id(&a[1], &id)) {
-        int rv = aegis_node_transfer_leadership(n, id);
-        uint32_t len;
-
-        if (rv == 0) {
-            REPLY_LIT(c, "+OK\r\n");
-        } else {
-            char *reply_ = error_reply(rv, false, &len);
-
-            reply_now(c, reply_, len);
+        /* Forwarded from a follower; answers once the leader's core took or refused it. */
+        if ((op = admin_op(c)) == NULL) {
+            return;
         }
+        admin_submit(c, aegis__node_transfer(n, id, op_done, op), op);
     } else if (arg_is(&a[0], "aegis.snapshot") && cmd->argc == 1) {
         if (aegis_node_snapshot(n) == 0) {
             REPLY_LIT(c, "+OK\r\n");
@@ -1101,7 +1144,7 @@ static size_t on_data(struct aegis_node *n, aegis_uring_client_id id, const uint
         }
         if (cmd.argc > 0 && !dispatch(c, &cmd)) {
             c->paused = true;
-            s->overloaded = true;
+            s->overloaded = s->overloaded || !c->held; /* Held: waits for its own replies. */
             aegis__uring_loop_client_pause(n->loop, id);
             break;
         }
