@@ -157,8 +157,9 @@ AEGIS_API int aegis_node_status(struct aegis_node *n, struct aegis_status *out);
 
 /** Membership, one server at a time. Adding makes @peer a learner that catches up and is
  * then promoted to voter automatically; removing a voter shrinks the group. The
- * callback reports when the change committed. Leader only (AEGIS_ENOTLEADER otherwise);
- * AEGIS_EBUSY while another change is in flight. Any thread. */
+ * callback reports when the change committed. On a follower the request is forwarded to
+ * the leader (AEGIS_ENOTLEADER when no leader is known); AEGIS_EBUSY while another change
+ * is in flight. Any thread. */
 AEGIS_API int aegis_node_add_member(struct aegis_node *n, const struct aegis_peer_addr *peer,
                                     aegis_done_cb cb, void *data);
 AEGIS_API int aegis_node_remove_member(struct aegis_node *n, aegis_node_id id,
