@@ -42,6 +42,9 @@ struct srv_conn {
     bool authed;
     bool paused;
     bool held;                   /* Paused: the next command waits for the other kind. */
+    struct aegis_resp_cmd *pending; /* A command taken off the input that the node did
+                                       not take yet (held, or pushed back): a copy (one
+                                       malloc), run before anything else is parsed. */
     bool close_after_flush;
     bool closed;
     bool dirty;                  /* On the server's dirty list: replies to write. */
@@ -205,8 +208,41 @@ static void conn_free(struct srv_conn *c)
         free(c->slots[q & mask].bytes);
     }
     aegis__resp_parser_close(&c->parser);
+    free(c->pending);
     free(c->slots);
     free(c);
+}
+
+/* A copy of @cmd in one allocation (arguments and their bytes), or NULL. The parser's
+ * argv and the loop's buffer are valid only until on_data returns, and the bytes of an
+ * inline command were unescaped in place, so parsing them again would not give the same
+ * command: a command the node cannot take yet is kept as this copy. */
+static struct aegis_resp_cmd *cmd_copy(const struct aegis_resp_cmd *cmd)
+{
+    size_t total = sizeof(*cmd) + cmd->argc * sizeof(cmd->argv[0]);
+    struct aegis_resp_cmd *copy;
+    char *data;
+
+    for (uint32_t i = 0; i < cmd->argc; i++) {
+        total += cmd->argv[i].len;
+    }
+    copy = malloc(total);
+    if (copy == NULL) {
+        return NULL;
+    }
+    copy->argc = cmd->argc;
+    copy->bytes = cmd->bytes;
+    copy->argv = (struct aegis_resp_arg *)(copy + 1);
+    data = (char *)(copy->argv + cmd->argc);
+    for (uint32_t i = 0; i < cmd->argc; i++) {
+        if (cmd->argv[i].len > 0) {
+            memcpy(data, cmd->argv[i].ptr, cmd->argv[i].len);
+        }
+        copy->argv[i].ptr = data;
+        copy->argv[i].len = cmd->argv[i].len;
+        data += cmd->argv[i].len;
+    }
+    return copy;
 }
 
 /* One write in the loop's queue; freed when the kernel is done with it. */
@@ -216,15 +252,32 @@ struct srv_write {
 };
 
 static void conn_flush(struct srv_conn *c);
+static bool run_pending(struct srv_conn *c);
+
+/* Let a paused connection go on: first its pending command, if any; reading resumes only
+ * once the node took it. */
+static void conn_resume(struct srv_conn *c)
+{
+    if (c->pending != NULL && !run_pending(c)) {
+        return; /* Still paused; resumed again by the event it now waits for. */
+    }
+    c->paused = false;
+    aegis__uring_loop_client_resume(c->srv->node->loop, c->id);
+    conn_flush(c); /* The pending command may have been answered at once. */
+}
+
+/* Whether a paused connection may be resumed for room: replies written, and it does not
+ * wait for its own commands of the other kind (those resume it, in deliver). */
+static bool resumable(const struct srv_conn *c)
+{
+    return c->paused && !c->held && c->next_seq - c->flushed_seq <= c->srv->slots_mask / 2;
+}
 
 static void flush_and_resume(struct srv_conn *c)
 {
-    struct aegis_server *s = c->srv;
-
     conn_flush(c);
-    if (c->paused && c->next_seq - c->flushed_seq <= s->slots_mask / 2) {
-        c->paused = false;
-        aegis__uring_loop_client_resume(s->node->loop, c->id);
+    if (resumable(c)) {
+        conn_resume(c);
     }
 }
 
@@ -386,8 +439,7 @@ static void deliver(struct aegis_node *n, void *arg, uint64_t u)
         !c->closed) {
         /* The last command of its kind is answered: the held one may go now. */
         c->held = false;
-        c->paused = false;
-        aegis__uring_loop_client_resume(n->loop, c->id);
+        conn_resume(c);
     }
     if (c->closed) {
         free(op->reply);
@@ -409,9 +461,8 @@ static void deliver(struct aegis_node *n, void *arg, uint64_t u)
         for (uint32_t i = 0; i <= s->map_mask; i++) {
             struct srv_conn *o = s->map[i];
 
-            if (o != NULL && o->paused && o->next_seq - o->flushed_seq <= s->slots_mask / 2) {
-                o->paused = false;
-                aegis__uring_loop_client_resume(n->loop, o->id);
+            if (o != NULL && resumable(o)) {
+                conn_resume(o);
             }
         }
     }
@@ -1083,6 +1134,21 @@ static bool dispatch(struct srv_conn *c, const struct aegis_resp_cmd *cmd)
     return true;
 }
 
+/* Run the connection's pending command. Returns whether the node took it (it is then
+ * gone); otherwise it stays pending and the reason is recorded (held or overloaded). */
+static bool run_pending(struct srv_conn *c)
+{
+    c->srv->rx_ns = aegis__now_ns(); /* Its request latency counts from now (metrics). */
+    c->held = false;
+    if (!dispatch(c, c->pending)) {
+        c->srv->overloaded = c->srv->overloaded || !c->held;
+        return false;
+    }
+    free(c->pending);
+    c->pending = NULL;
+    return true;
+}
+
 static void on_open(struct aegis_node *n, aegis_uring_client_id id, void *data)
 {
     struct aegis_server *s = data;
@@ -1120,6 +1186,12 @@ static size_t on_data(struct aegis_node *n, aegis_uring_client_id id, const uint
         return len;
     }
     s->rx_ns = aegis__now_ns(); /* One clock read for every command in these bytes. */
+    if (c->pending != NULL && !run_pending(c)) {
+        c->paused = true;
+        aegis__uring_loop_client_pause(n->loop, id);
+        conn_flush(c);
+        return 0;
+    }
     while (used < len) {
         struct aegis_resp_cmd cmd;
         int rv;
@@ -1142,10 +1214,15 @@ static size_t on_data(struct aegis_node *n, aegis_uring_client_id id, const uint
             used = len;
             break;
         }
+        c->held = false;
         if (cmd.argc > 0 && !dispatch(c, &cmd)) {
             c->paused = true;
             s->overloaded = s->overloaded || !c->held; /* Held: waits for its own replies. */
             aegis__uring_loop_client_pause(n->loop, id);
+            c->pending = cmd_copy(&cmd);
+            if (c->pending != NULL) {
+                used += cmd.bytes; /* Kept as a copy; else parsed again on resume. */
+            }
             break;
         }
         used += cmd.bytes;

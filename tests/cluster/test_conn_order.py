@@ -10,6 +10,8 @@ On three nodes, for the leader and then a follower, over one connection each:
 - one key written and read alternately in one pipeline (SET 1, GET, SET 2, GET, INCR,
   GET, DEL, EXISTS, MSET, MGET): every read sees exactly the writes before it and none
   after it (a write never overtakes an earlier read of its connection);
+- the same with inline commands (telnet style, quotes and escapes unescaped in place by the
+  parser): a held command runs as it was parsed, not parsed again from rewritten bytes;
 - monotonic reads: while another connection INCRs a counter through the leader, 20
   pipelines of 50 GETs of it through the follower never see the value go down, within a
   pipeline or from one pipeline to the next.
@@ -75,6 +77,17 @@ def alternate(node, tag):
                   (node.id, k, r, want))
 
 
+def inline(node, tag):
+    k = "%s:inl" % tag
+    raw = ('SET %s 1\r\nGET %s\r\nSET %s "a b\\x41"\r\nGET %s\r\nINCR %s:c\r\n'
+           'GET %s:c\r\nDEL %s\r\nEXISTS %s\r\n' % ((k,) * 8)).encode()
+    with node.conn() as c:
+        c.send_raw(raw)
+        r = [c.read_reply() for _ in range(8)]
+    want = ["OK", b"1", "OK", b"a bA", 1, b"1", 1, 0]
+    check(r == want, "node %d: inline pipeline answered %r, want %r" % (node.id, r, want))
+
+
 def monotonic(leader, follower, tag):
     k = "%s:mono" % tag
     leader.call("SET", k, "0")
@@ -132,6 +145,7 @@ def scenario(opts):
             pairs_one_pipeline(node, tag)
             set_incr_get(node, tag)
             alternate(node, tag)
+            inline(node, tag)
             log("node %d (%s): every pipelined read saw exactly its connection's earlier "
                 "writes" % (node.id, "leader" if node is leader else "follower"))
         monotonic(leader, follower, "M")
