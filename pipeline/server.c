@@ -608,9 +608,10 @@ static bool submit(struct srv_conn *c, struct srv_op *op, struct aegis_buf *cmd,
     return true;
 }
 
-/* Whether a command of class @k must wait for the connection's commands of the other
- * class (pipeline/conn_order.h). Returns false, as a push back does, when it must: the
- * command stays unparsed and the connection is resumed once the way is free. */
+/* Whether a command of class @k may go now, or must wait for the connection's commands of
+ * the other class (pipeline/conn_order.h). Returns false, as a push back does, when it
+ * must: the command is kept pending, reading stops, and deliver resumes the connection
+ * once the last command of the other class is answered. */
 static bool order_admits(struct srv_conn *c, enum aegis_order_class k)
 {
     if (aegis__order_may_start(&c->order, k)) {
