@@ -10,7 +10,9 @@
  * just after (committed and applied before the read is served: the read sees it).
  *
  * So a connection alternates between two kinds of in-flight commands: any number of
- * writes, or any number of reads, never both. A read that arrives while the connection
+ * writes, or any number of reads, never both. (The server sends a GET that arrives while
+ * writes are in flight through the log, right behind them, as a write: it needs no wait.
+ * MGET and EXISTS have no log form and wait.) A read that arrives while the connection
  * has writes outstanding waits until they are answered (a write is answered after it
  * was applied on the leader, so a ReadIndex started afterwards, on the leader or through
  * a follower, has a read index at or past it); a write that arrives while reads are

@@ -777,14 +777,19 @@ static bool cmd_write(struct srv_conn *c, const struct aegis_resp_cmd *cmd, int 
     return submit(c, op_new(c, kind, true), b, false);
 }
 
-/* Reads: GET, EXISTS, MGET go through ReadIndex (aegis_node_read). */
+/* Reads: GET, EXISTS, MGET go through ReadIndex (aegis_node_read). A GET sent while the
+ * connection has writes in flight goes through the log instead, right behind them (the
+ * state machine answers a GET entry with the value at that point, on the leader, and the
+ * answer travels back to a follower like a write's): it needs no wait and counts as a
+ * write for the order of the connection's next commands. MGET and EXISTS wait. */
 static bool cmd_read(struct srv_conn *c, const struct aegis_resp_cmd *cmd, uint8_t kind)
 {
+    bool via_log = kind == OP_GET && c->order.writes > 0;
     struct srv_op *op;
     struct aegis_buf *b = NULL;
     int rv;
 
-    if (!order_admits(c, AEGIS_ORDER_READ)) {
+    if (!via_log && !order_admits(c, AEGIS_ORDER_READ)) {
         return false;
     }
     op = op_new(c, kind, false);
@@ -804,7 +809,7 @@ static bool cmd_read(struct srv_conn *c, const struct aegis_resp_cmd *cmd, uint8
         reply_encode_error(c, rv);
         return true;
     }
-    return submit(c, op, b, true);
+    return submit(c, op, b, !via_log);
 }
 
 static const char *role_name(enum aegis_node_role r)
