@@ -622,6 +622,10 @@ static void complete_leftovers(struct aegis_node *n)
             n->forwards[i].request_id = 0;
         }
     }
+    if (n->admin_forward.request_id != 0) {
+        complete_one(n->admin_forward.cb, n->admin_forward.data, AEGIS_ELEADERLOST);
+        n->admin_forward.request_id = 0;
+    }
     if (n->adding.id != AEGIS_NODE_NONE) {
         complete_one(n->adding.cb, n->adding.data, AEGIS_ELEADERLOST);
         n->adding.id = AEGIS_NODE_NONE;

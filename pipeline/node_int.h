@@ -204,6 +204,9 @@ struct aegis_node {
     uint32_t forwards_mask;
     uint64_t next_request_id;
     uint64_t forward_oldest;            /* Forwards with ids <= this are settled. */
+    struct aegis_forward admin_forward; /* A forwarded member addition: it waits far longer
+                                           than a write, so it is kept out of the forwards
+                                           ring, whose expiry walks in id order. */
     struct aegis_pending_add adding;
     struct aegis_read_batch read_batches[AEGIS_READ_BATCHES];
     struct aegis_read_req *read_wait;   /* AEGIS_READ_BATCH_MAX slots. */

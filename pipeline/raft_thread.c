@@ -275,6 +275,9 @@ static void handle_client_resp(struct aegis_node *n, const struct aegis_msg *m)
     struct aegis_forward *f = &n->forwards[m->client_resp.request_id & n->forwards_mask];
     struct aegis_apply_item it;
 
+    if (n->admin_forward.request_id == m->client_resp.request_id) {
+        f = &n->admin_forward;
+    }
     if (f->request_id != m->client_resp.request_id || f->request_id == 0) {
         return; /* Timed out already. */
     }
@@ -650,16 +653,19 @@ static void start_read_round(struct aegis_node *n)
 }
 
 /* Send @q's command (q->buf) to @leader as a CLIENT_REQ; its answer (CLIENT_RESP) or its
- * expiry after @timeout_ticks completes q->cb. */
+ * expiry after @timeout_ticks completes q->cb. A forward that waits longer than a write
+ * (a member addition) takes the single admin_forward slot instead of the ring. */
 static void forward(struct aegis_node *n, struct aegis_req *q, aegis_node_id leader,
                     uint64_t timeout_ticks)
 {
     uint64_t id = ++n->next_request_id;
-    struct aegis_forward *f = &n->forwards[id & n->forwards_mask];
+    bool long_wait = timeout_ticks > FORWARD_TIMEOUT_TICKS(n);
+    struct aegis_forward *f = long_wait ? &n->admin_forward
+                                        : &n->forwards[id & n->forwards_mask];
     struct aegis_msg m = {.type = AEGIS_MSG_CLIENT_REQ, .from = n->config.id, .to = leader};
 
     if (f->request_id != 0) {
-        complete_now(n, q->cb, q->data, AEGIS_EFULL, leader);
+        complete_now(n, q->cb, q->data, long_wait ? AEGIS_EBUSY : AEGIS_EFULL, leader);
         return;
     }
     *f = (struct aegis_forward){.request_id = id, .cb = q->cb, .data = q->data,
@@ -911,6 +917,12 @@ static void expire(struct aegis_node *n)
             __atomic_fetch_sub(&n->inflight, 1, __ATOMIC_RELEASE);
         }
         n->forward_oldest++;
+    }
+    if (n->admin_forward.request_id != 0 &&
+        (n->admin_forward.deadline_tick <= n->tick_count || n->admin_forward.leader != leader)) {
+        complete_now(n, n->admin_forward.cb, n->admin_forward.data, AEGIS_ELEADERLOST, leader);
+        n->admin_forward.request_id = 0;
+        __atomic_fetch_sub(&n->inflight, 1, __ATOMIC_RELEASE);
     }
     for (uint32_t b = 0; b < AEGIS_READ_BATCHES; b++) {
         struct aegis_read_batch *batch = &n->read_batches[b];
