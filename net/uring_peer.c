@@ -266,11 +266,18 @@ static void hello_refuse(struct aegis_uring_conn *conn, const struct aegis_hello
     struct aegis_uring_loop *loop = conn->loop;
 
     loop->stats.peer_hello_rejects++;
-    aegis__uring_log_limited(loop, &loop->rl_peer, AEGIS_URING_LOG_WARN,
-                             "refused hello from node %" PRIu64 " (cluster %" PRIu64
-                             ", to node %" PRIu64 "%s): %s",
-                             h->sender, h->cluster_id, h->receiver,
-                             conn->tls != NULL ? ", TLS" : "", aegis_strerror(status));
+    if (conn->tls != NULL && conn->tls_node != h->sender) {
+        aegis__uring_log_limited(loop, &loop->rl_peer, AEGIS_URING_LOG_WARN,
+                                 "refused hello from node %" PRIu64 ": its TLS certificate "
+                                 "names node %" PRIu64,
+                                 h->sender, conn->tls_node);
+    } else {
+        aegis__uring_log_limited(loop, &loop->rl_peer, AEGIS_URING_LOG_WARN,
+                                 "refused hello from node %" PRIu64 " (cluster %" PRIu64
+                                 ", to node %" PRIu64 "%s): %s",
+                                 h->sender, h->cluster_id, h->receiver,
+                                 conn->tls != NULL ? ", TLS" : "", aegis_strerror(status));
+    }
     aegis__uring_conn_close(conn, status);
 }
 
