@@ -122,6 +122,7 @@ struct aegis_uring_conn {
                               * node id checked). */
     aegis_node_id tls_node;  /* Peers: the node id the peer's certificate names. */
     uint8_t *tls_rx;
+    size_t tls_rx_cap;
     uint8_t *tls_tx;
     size_t tls_tx_cap;
     size_t tls_tx_len;

@@ -2,9 +2,9 @@
  * and rbuf / the write queue, which hold plaintext. net/tls.c does the cryptography on
  * memory buffers; this file moves bytes between those buffers and io_uring.
  *
- * Receiving. A recv lands in tls_rx (TLS_RX_BYTES); the bytes are fed to TLS and
- * decrypted into rbuf, and each run of plaintext goes to the peer or client code exactly
- * as a plaintext read would. While the plaintext buffer is full (a paused client) the
+ * Receiving. A recv lands in tls_rx (TLS_RX_PEER or TLS_RX_CLIENT bytes); the bytes are
+ * fed to TLS and decrypted into rbuf, and each run of plaintext goes to the peer or client
+ * code exactly as a plaintext read would. While the plaintext buffer is full (a paused client) the
  * ciphertext stays in TLS; no recv is armed once TLS_IN_MAX bytes wait there, so TCP
  * pushes back as it does without TLS. Decrypting resumes from prepare once there is room.
  *
@@ -27,7 +27,9 @@
 #include "engine/assert.h"
 #include "net/uring_loop_int.h"
 
-#define TLS_RX_BYTES (64u << 10)  /* One recv of ciphertext. */
+#define TLS_RX_PEER (64u << 10)   /* One recv of ciphertext on a peer link. */
+#define TLS_RX_CLIENT (17u << 10) /* On a client connection: one whole record (16 KiB plus
+                                   * overhead), so 1024 clients cost 17 MiB, not 64. */
 #define TLS_IN_MAX (256u << 10)   /* Ciphertext waiting in TLS above which no recv. */
 #define TLS_PT_BUDGET (256u << 10) /* Plaintext encrypted per sendmsg. */
 
@@ -41,7 +43,8 @@ int aegis__uring_tls_start(struct aegis_uring_conn *conn, struct aegis_tls_ctx *
     if (rv != 0) {
         return rv;
     }
-    conn->tls_rx = aegis__malloc(conn->loop->alloc, TLS_RX_BYTES);
+    conn->tls_rx_cap = conn->kind == URING_CONN_CLIENT ? TLS_RX_CLIENT : TLS_RX_PEER;
+    conn->tls_rx = aegis__malloc(conn->loop->alloc, conn->tls_rx_cap);
     if (conn->tls_rx == NULL) {
         aegis__uring_tls_free(conn);
         return AEGIS_ENOMEM;
@@ -57,7 +60,7 @@ void aegis__uring_tls_free(struct aegis_uring_conn *conn)
     conn->tls = NULL;
     conn->tls_rx = NULL;
     conn->tls_tx = NULL;
-    conn->tls_tx_cap = conn->tls_tx_len = conn->tls_tx_off = 0;
+    conn->tls_tx_cap = conn->tls_tx_len = conn->tls_tx_off = conn->tls_rx_cap = 0;
     conn->tls_up = false;
 }
 
@@ -121,7 +124,7 @@ static void pump(struct aegis_uring_conn *conn)
 {
     char why[AEGIS_TLS_ERR_BYTES];
 
-    /* Bounded by the ciphertext buffered (at most TLS_IN_MAX + TLS_RX_BYTES): each pass
+    /* Bounded by the ciphertext buffered (at most TLS_IN_MAX + tls_rx_cap): each pass
      * decrypts at least one byte or stops. */
     while (!conn->closing && conn->rlen < conn->rcap) {
         size_t n = 0;
@@ -153,7 +156,7 @@ static void input(struct aegis_uring_conn *conn)
 
 void aegis__uring_tls_received(struct aegis_uring_conn *conn, size_t n)
 {
-    AEGIS_ASSERT(n <= TLS_RX_BYTES);
+    AEGIS_ASSERT(n <= conn->tls_rx_cap);
     if (aegis__tls_feed(conn->tls, conn->tls_rx, n) != 0) {
         aegis__uring_conn_close(conn, AEGIS_ENOMEM);
         return;
@@ -167,7 +170,7 @@ bool aegis__uring_tls_read_buf(struct aegis_uring_conn *conn, uint8_t **buf, siz
         return false;
     }
     *buf = conn->tls_rx;
-    *len = TLS_RX_BYTES;
+    *len = conn->tls_rx_cap;
     return true;
 }
 

@@ -125,9 +125,10 @@ TEST(tls, node_uri_parsing)
     aegis_node_id id = 0;
     static const char *const bad[] = {
         "aegis://node/", "aegis://node/0", "aegis://node/01", "aegis://node/-1",
-        "aegis://node/+1", "aegis://node/1 ", "aegis://node/1/x", "aegis://node/18446744073709551616",
-        "aegis://node/99999999999999999999", "aegis://nodes/1", "AEGIS://node/1", "aegis:/node/1",
-        "aegis://node/1x", "aegis://node/123456789012345678901",
+        "aegis://node/+1", "aegis://node/1 ", "aegis://node/1/x",
+        "aegis://node/18446744073709551616", "aegis://node/99999999999999999999",
+        "aegis://nodes/1", "AEGIS://node/1", "aegis:/node/1", "aegis://node/1x",
+        "aegis://node/123456789012345678901",
     };
 
     ASSERT_OK(aegis__tls_parse_node_uri("aegis://node/1", 14, &id));
