@@ -887,3 +887,76 @@ TEST(uring, churn_with_restarts)
     free(s);
     return TEST_PASS;
 }
+
+/* What a flood test's on_log saw. */
+struct log_count {
+    int warn_lines;
+    int suppressed_lines; /* Lines that report held-back ones. */
+};
+
+static void count_log(int level, const char *line, void *data)
+{
+    struct tnode *n = data;
+    struct log_count *lc = n->user;
+
+    if (level <= AEGIS_URING_LOG_WARN) {
+        lc->warn_lines++;
+        if (strstr(line, "similar suppressed") != NULL) {
+            lc->suppressed_lines++;
+        }
+    }
+}
+
+/* One stranger connection that sends 32 bytes of another protocol; wait for the close. */
+static bool stranger(struct tnode *b, struct tnode **nodes)
+{
+    uint8_t junk[32];
+    int fd = raw_connect(aegis__uring_loop_peer_port(b->loop));
+    bool ok;
+
+    if (fd < 0) {
+        return false;
+    }
+    memset(junk, 'x', sizeof(junk));
+    ok = raw_write(fd, junk, sizeof(junk), nodes, 1) && raw_eof(fd, nodes, 1, 2000);
+    close(fd);
+    return ok;
+}
+
+/* A flood of peer connections that never pass the hello writes about one warning per
+ * second, not one per connection; the count held back is reported with the next line. */
+TEST(uring, stranger_flood_is_rate_limited_in_the_log)
+{
+    struct tnode b;
+    struct tnode *nodes[] = {&b};
+    struct aegis_uring_callbacks cb = {.on_log = count_log};
+    struct aegis_uring_stats ls;
+    struct log_count lc = {0, 0};
+    uint64_t t0, elapsed;
+    int before;
+
+    SKIP_WITHOUT_URING();
+    memset(&b, 0, sizeof(b));
+    tn_config(&b, 5, 1);
+    b.cfg.log_level = AEGIS_URING_LOG_WARN;
+    b.user = &lc;
+    ASSERT_OK(tn_start_with(&b, &cb));
+    t0 = aegis__uring_loop_now_ms();
+    for (int i = 0; i < 60; i++) {
+        ASSERT_TRUE(stranger(&b, nodes));
+    }
+    elapsed = aegis__uring_loop_now_ms() - t0;
+    aegis__uring_loop_stats(b.loop, &ls);
+    ASSERT_EQ_U64(ls.peer_hello_rejects, 60); /* Every one counted... */
+    ASSERT_TRUE(lc.warn_lines >= 1);
+    /* ... but at most one line per started second. */
+    ASSERT_TRUE((uint64_t)lc.warn_lines <= elapsed / 1000 + 1);
+    /* A second later, the next refusal is logged with the count held back. */
+    before = lc.warn_lines;
+    PUMP_UNTIL(nodes, 1, aegis__uring_loop_now_ms() >= t0 + elapsed + 1100, 1500);
+    ASSERT_TRUE(stranger(&b, nodes));
+    ASSERT_EQ_I64(lc.warn_lines, before + 1);
+    ASSERT_EQ_I64(lc.suppressed_lines, 1);
+    tn_stop(&b);
+    return TEST_PASS;
+}
