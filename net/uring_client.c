@@ -63,7 +63,6 @@ void aegis__uring_client_accepted(struct aegis_uring_loop *loop, int fd)
     }
     aegis__uring_socket_options(fd);
     loop->clients_open++;
-
     loop->stats.client_accepts++;
     aegis__uring_conn_dirty(conn);
     if (loop->cb.on_client_open != NULL) {
