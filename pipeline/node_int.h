@@ -192,6 +192,9 @@ struct aegis_node_stats {
 struct aegis_node {
     struct aegis_node_config config;    /* Immutable after create; strings copied: */
     char data_dir[4096];
+    char tls_cert[4096];                /* Copies of the config's TLS paths; empty: none. */
+    char tls_key[4096];
+    char tls_ca[4096];
     const struct aegis_allocator *alloc;
     uint64_t rng_seed;
 

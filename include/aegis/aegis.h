@@ -90,6 +90,13 @@ struct aegis_node_config {
     uint64_t segment_bytes;           /* Log segment size. Default 64 MiB. */
     uint32_t max_command_bytes;       /* Largest command. Default 1 MiB. */
     uint32_t max_pending;             /* Proposals in flight per node. Default 65536. */
+    /* TLS (docs/security.md); PEM files, paths copied, read by aegis_node_start. All
+     * three set: peer links use mutual TLS (each certificate chains to tls_ca and names
+     * its node id as a SAN URI aegis://node/<id>). NULL: plaintext peer links. */
+    const char *tls_cert;
+    const char *tls_key;
+    const char *tls_ca;
+    bool client_tls;                  /* The client port speaks TLS too (same files). */
 };
 
 /** Fill @c with defaults; the caller sets id, peers and data_dir. Any thread. */
