@@ -1,18 +1,20 @@
 /* Fuzz target for the runtime's envelope (pipeline/envelope.c, formats in envelope.h):
  * snapshot data as a follower receives it from the leader or reads it from a snapshot
- * file (address records, then the state machine's bytes), and the member address record
- * of an 'M' log entry, which every node applies.
+ * file (address records, then the state machine's bytes), the member address record of
+ * an 'M' log entry, which every node applies, and a forwarded admin request (what a
+ * leader receives from a follower in a CLIENT_REQ).
  *
- * Every input goes through both decoders: aegis__env_snapshot_parse on the whole input,
- * aegis__env_addr_decode on the whole input and, when it starts with the 'M' tag, on the
- * rest (as pipeline/apply.c does).
+ * Every input goes through every decoder: aegis__env_snapshot_parse,
+ * aegis__env_admin_decode and aegis__env_addr_decode on the whole input and, when it
+ * starts with the 'M' tag, the address decoder on the rest (as pipeline/apply.c does).
  *
  * Properties (abort() on violation): no crash, no read past the input, failures only
  * with AEGIS_ECORRUPT; an accepted snapshot has at most AEGIS_PEERS_MAX addresses with
  * non-zero ids and hosts of 1..AEGIS_HOST_MAX-1 bytes without NUL, its state machine
  * bytes are the input's tail, and aegis__env_snapshot() of what was parsed rebuilds the
- * input exactly; an accepted address record re-encodes (aegis__env_addr_encode and, for
- * a valid record, aegis__env_meta_addr with its tag) to exactly the input. */
+ * input exactly; an accepted address record re-encodes (aegis__env_addr_encode, and
+ * aegis__env_meta_addr with its tag) to exactly the input; an accepted admin request
+ * re-encodes (aegis__env_admin) to exactly the input. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -83,9 +85,28 @@ static void snapshot_round_trip(const uint8_t *data, size_t size)
     aegis__buf_unref(b);
 }
 
+static void admin_round_trip(const uint8_t *data, size_t size)
+{
+    struct aegis_peer_addr addr;
+    aegis_node_id target;
+    uint8_t op;
+    struct aegis_buf *b;
+    int rv = aegis__env_admin_decode(data, size, &op, &target, &addr);
+
+    if (rv != 0) {
+        check(rv == AEGIS_ECORRUPT);
+        return;
+    }
+    b = aegis__env_admin(NULL, op, target, op == AEGIS_ENV_ADMIN_ADD ? &addr : NULL);
+    check(b != NULL && b->len == size + 1 && b->data[0] == AEGIS_ENV_ADMIN &&
+          memcmp(b->data + 1, data, size) == 0);
+    aegis__buf_unref(b);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     snapshot_round_trip(data, size);
+    admin_round_trip(data, size);
     addr_round_trip(data, size, false);
     if (size > 0 && data[0] == AEGIS_ENV_META) {
         addr_round_trip(data + 1, size - 1, true);
