@@ -27,25 +27,25 @@ static void err_set(char *err, size_t cap, const char *fmt, ...)
 int aegis__role_parse(const char *s, size_t len)
 {
     if (len == 4 && strncmp(s, "read", 4) == 0) {
-        return AEGIS_ROLE_READ;
+        return AEGIS_ACCESS_READ;
     }
     if (len == 5 && strncmp(s, "write", 5) == 0) {
-        return AEGIS_ROLE_WRITE;
+        return AEGIS_ACCESS_WRITE;
     }
     if (len == 5 && strncmp(s, "admin", 5) == 0) {
-        return AEGIS_ROLE_ADMIN;
+        return AEGIS_ACCESS_ADMIN;
     }
     return -1;
 }
 
-const char *aegis__role_name(enum aegis_role r)
+const char *aegis__role_name(enum aegis_access r)
 {
     switch (r) {
-    case AEGIS_ROLE_READ:
+    case AEGIS_ACCESS_READ:
         return "read";
-    case AEGIS_ROLE_WRITE:
+    case AEGIS_ACCESS_WRITE:
         return "write";
-    case AEGIS_ROLE_ADMIN:
+    case AEGIS_ACCESS_ADMIN:
         return "admin";
     default:
         return "none";
@@ -133,14 +133,14 @@ static int users_append(struct aegis_users *u, const struct aegis_user *add, uin
     return 0;
 }
 
-int aegis__users_add(struct aegis_users *u, const char *name, enum aegis_role role,
+int aegis__users_add(struct aegis_users *u, const char *name, enum aegis_access role,
                      const char *pw, size_t pw_len, const char *salt, size_t salt_len)
 {
     struct aegis_user one = {.role = (uint8_t)role};
     size_t name_len = strlen(name);
     int rv;
 
-    if (!name_ok(name, name_len) || role < AEGIS_ROLE_READ || role > AEGIS_ROLE_ADMIN ||
+    if (!name_ok(name, name_len) || role < AEGIS_ACCESS_READ || role > AEGIS_ACCESS_ADMIN ||
         pw_len > AEGIS_PASSWORD_MAX || !salt_ok(salt, salt_len) ||
         find(u, name, name_len) != NULL) {
         return AEGIS_EINVAL;
@@ -288,14 +288,14 @@ int aegis__users_parse(struct aegis_users *u, const char *text, size_t len, char
     return rv;
 }
 
-int aegis__users_format_line(char *out, size_t cap, const char *name, enum aegis_role role,
+int aegis__users_format_line(char *out, size_t cap, const char *name, enum aegis_access role,
                              const char *pw, size_t pw_len, const char *salt, size_t salt_len)
 {
     uint8_t h[AEGIS_SHA256_BYTES];
     char hex[2 * AEGIS_SHA256_BYTES + 1];
     int n;
 
-    if (!name_ok(name, strlen(name)) || role < AEGIS_ROLE_READ || role > AEGIS_ROLE_ADMIN ||
+    if (!name_ok(name, strlen(name)) || role < AEGIS_ACCESS_READ || role > AEGIS_ACCESS_ADMIN ||
         pw_len > AEGIS_PASSWORD_MAX || !salt_ok(salt, salt_len)) {
         return AEGIS_EINVAL;
     }
@@ -311,7 +311,7 @@ int aegis__users_format_line(char *out, size_t cap, const char *name, enum aegis
     return n;
 }
 
-enum aegis_role aegis__users_check(const struct aegis_users *u, const char *name,
+enum aegis_access aegis__users_check(const struct aegis_users *u, const char *name,
                                    size_t name_len, const char *pw, size_t pw_len)
 {
     static const struct aegis_user dummy = {.salt = "0000000000000000", .salt_len = 16};
@@ -330,9 +330,9 @@ enum aegis_role aegis__users_check(const struct aegis_users *u, const char *name
     ok = aegis__ct_equal(h, user != NULL ? user->hash : dummy.hash, AEGIS_SHA256_BYTES);
     memset(h, 0, sizeof(h));
     if (user == NULL || !ok || pw_len > AEGIS_PASSWORD_MAX) {
-        return AEGIS_ROLE_NONE;
+        return AEGIS_ACCESS_NONE;
     }
-    return (enum aegis_role)user->role;
+    return (enum aegis_access)user->role;
 }
 
 void aegis__users_free(struct aegis_users *u)
@@ -350,7 +350,7 @@ static bool is(const char *s, size_t len, const char *name)
     return strlen(name) == len && strncasecmp(s, name, len) == 0;
 }
 
-enum aegis_role aegis__command_role(const char *name, size_t len, const char *sub,
+enum aegis_access aegis__command_role(const char *name, size_t len, const char *sub,
                                     size_t sub_len)
 {
     static const char *const none[] = {"auth", "hello", "quit"};
@@ -362,21 +362,21 @@ enum aegis_role aegis__command_role(const char *name, size_t len, const char *su
 
     for (size_t i = 0; i < sizeof(none) / sizeof(none[0]); i++) {
         if (is(name, len, none[i])) {
-            return AEGIS_ROLE_NONE;
+            return AEGIS_ACCESS_NONE;
         }
     }
     for (size_t i = 0; i < sizeof(read) / sizeof(read[0]); i++) {
         if (is(name, len, read[i])) {
-            return AEGIS_ROLE_READ;
+            return AEGIS_ACCESS_READ;
         }
     }
     for (size_t i = 0; i < sizeof(write) / sizeof(write[0]); i++) {
         if (is(name, len, write[i])) {
-            return AEGIS_ROLE_WRITE;
+            return AEGIS_ACCESS_WRITE;
         }
     }
     if (is(name, len, "config") && sub != NULL && is(sub, sub_len, "get")) {
-        return AEGIS_ROLE_READ;
+        return AEGIS_ACCESS_READ;
     }
-    return AEGIS_ROLE_ADMIN;
+    return AEGIS_ACCESS_ADMIN;
 }

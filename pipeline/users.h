@@ -2,7 +2,7 @@
  * AEGIS_REQUIREPASS): Redis 6's ACL in miniature.
  *
  * Roles are ordered: admin implies write implies read. A connection starts with no role
- * (AEGIS_ROLE_NONE) when any user is configured, and gets the role of the user it AUTHs
+ * (AEGIS_ACCESS_NONE) when any user is configured, and gets the role of the user it AUTHs
  * as; with no user configured at all the port is open and every connection is admin.
  * aegis__command_role() is the one table saying which role each command needs.
  *
@@ -38,11 +38,11 @@
 
 #include "pipeline/sha256.h"
 
-enum aegis_role {
-    AEGIS_ROLE_NONE = 0,  /* Not authenticated: AUTH, HELLO and QUIT only. */
-    AEGIS_ROLE_READ = 1,
-    AEGIS_ROLE_WRITE = 2,
-    AEGIS_ROLE_ADMIN = 3,
+enum aegis_access {
+    AEGIS_ACCESS_NONE = 0,  /* Not authenticated: AUTH, HELLO and QUIT only. */
+    AEGIS_ACCESS_READ = 1,
+    AEGIS_ACCESS_WRITE = 2,
+    AEGIS_ACCESS_ADMIN = 3,
 };
 
 #define AEGIS_USER_NAME_MAX 64u
@@ -57,7 +57,7 @@ enum aegis_role {
 
 struct aegis_user {
     char name[AEGIS_USER_NAME_MAX + 1];
-    uint8_t role;                           /* enum aegis_role, READ..ADMIN. */
+    uint8_t role;                           /* enum aegis_access, READ..ADMIN. */
     uint8_t salt_len;
     char salt[AEGIS_SALT_HEX_MAX];          /* Hex text, not NUL-terminated. */
     uint8_t hash[AEGIS_SHA256_BYTES];       /* SHA-256(salt || password). */
@@ -77,18 +77,18 @@ int aegis__users_parse(struct aegis_users *u, const char *text, size_t len, char
 /* Add one user with a password in clear (@pw_len <= AEGIS_PASSWORD_MAX) and a salt of
  * @salt_len hex characters. Returns 0, AEGIS_EINVAL (bad name, salt, length; duplicate
  * name) or AEGIS_ENOMEM. */
-int aegis__users_add(struct aegis_users *u, const char *name, enum aegis_role role,
+int aegis__users_add(struct aegis_users *u, const char *name, enum aegis_access role,
                      const char *pw, size_t pw_len, const char *salt, size_t salt_len);
 
 /* Format a users-file line for @name, @role, @pw and @salt into @out (NUL-terminated).
  * Returns its length, or AEGIS_EINVAL / AEGIS_ETOOBIG. */
-int aegis__users_format_line(char *out, size_t cap, const char *name, enum aegis_role role,
+int aegis__users_format_line(char *out, size_t cap, const char *name, enum aegis_access role,
                              const char *pw, size_t pw_len, const char *salt, size_t salt_len);
 
 /* The role of user @name (NULL or "": "default") when @pw is its password, else
- * AEGIS_ROLE_NONE. The hash is computed and compared (in constant time) whether or not
+ * AEGIS_ACCESS_NONE. The hash is computed and compared (in constant time) whether or not
  * the user exists, so the time does not tell a wrong name from a wrong password. */
-enum aegis_role aegis__users_check(const struct aegis_users *u, const char *name,
+enum aegis_access aegis__users_check(const struct aegis_users *u, const char *name,
                                    size_t name_len, const char *pw, size_t pw_len);
 
 /* Free the table. */
@@ -96,7 +96,7 @@ void aegis__users_free(struct aegis_users *u);
 
 /* "read", "write", "admin"; -1 for anything else. */
 int aegis__role_parse(const char *s, size_t len);
-const char *aegis__role_name(enum aegis_role r);
+const char *aegis__role_name(enum aegis_access r);
 
 /* The role command @name (with its first argument @sub, NULL when none) needs:
  *   NONE   AUTH, HELLO, QUIT;
@@ -107,7 +107,7 @@ const char *aegis__role_name(enum aegis_role r);
  *          CONFIG SET, and every other command (unknown commands included: a command
  *          added to the server without an entry here is admin-only until it gets one).
  * Names are case-insensitive. */
-enum aegis_role aegis__command_role(const char *name, size_t len, const char *sub,
+enum aegis_access aegis__command_role(const char *name, size_t len, const char *sub,
                                     size_t sub_len);
 
 #endif /* AEGIS_PIPELINE_USERS_H */

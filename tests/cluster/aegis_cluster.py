@@ -343,10 +343,15 @@ class Cluster:
         self.aegisd = opts.aegisd
         self.opts = opts
         self.flags = list(flags)
-        self.password = password          # --requirepass; the harness AUTHs with it.
-        if password is not None:
-            self.flags += ["--requirepass", password]
+        self.password = password          # The default user's; the harness AUTHs with it.
         self.dir = tempfile.mkdtemp(prefix="aegis-%s." % name)
+        if password is not None:
+            # Never in argv (/proc/PID/cmdline is world-readable): a file only we read.
+            path = os.path.join(self.dir, "requirepass")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(password + "\n")
+            self.flags += ["--requirepass-file", path]
         self.nodes = {}
         self.failed = False
         for i in range(1, n + 1):

@@ -82,7 +82,7 @@ TEST(users, parse_and_check)
 
     /* The line aegis-cli hash-password prints, and the openssl one-liner's hash:
      * printf '%s%s' 0123456789abcdef0123456789abcdef s3cret | openssl dgst -sha256 */
-    n = aegis__users_format_line(line, sizeof(line), "alice", AEGIS_ROLE_ADMIN, "s3cret", 6,
+    n = aegis__users_format_line(line, sizeof(line), "alice", AEGIS_ACCESS_ADMIN, "s3cret", 6,
                                  SALT, 32);
     ASSERT_TRUE(n > 0);
     ASSERT_STR_EQ(line, "alice admin "
@@ -93,14 +93,14 @@ TEST(users, parse_and_check)
              line, line + 12, line + 12);
     ASSERT_OK(aegis__users_parse(&u, text, strlen(text), err, sizeof(err)));
     ASSERT_EQ_U64(u.count, 3);
-    ASSERT_EQ_U64(aegis__users_check(&u, "alice", 5, "s3cret", 6), AEGIS_ROLE_ADMIN);
-    ASSERT_EQ_U64(aegis__users_check(&u, "bob", 3, "s3cret", 6), AEGIS_ROLE_WRITE);
-    ASSERT_EQ_U64(aegis__users_check(&u, NULL, 0, "s3cret", 6), AEGIS_ROLE_READ);
-    ASSERT_EQ_U64(aegis__users_check(&u, "alice", 5, "s3creT", 6), AEGIS_ROLE_NONE);
-    ASSERT_EQ_U64(aegis__users_check(&u, "alice", 5, "s3cre", 5), AEGIS_ROLE_NONE);
-    ASSERT_EQ_U64(aegis__users_check(&u, "alice", 5, "s3cret\0", 7), AEGIS_ROLE_NONE);
-    ASSERT_EQ_U64(aegis__users_check(&u, "carol", 5, "s3cret", 6), AEGIS_ROLE_NONE);
-    ASSERT_EQ_U64(aegis__users_check(&u, "ALICE", 5, "s3cret", 6), AEGIS_ROLE_NONE);
+    ASSERT_EQ_U64(aegis__users_check(&u, "alice", 5, "s3cret", 6), AEGIS_ACCESS_ADMIN);
+    ASSERT_EQ_U64(aegis__users_check(&u, "bob", 3, "s3cret", 6), AEGIS_ACCESS_WRITE);
+    ASSERT_EQ_U64(aegis__users_check(&u, NULL, 0, "s3cret", 6), AEGIS_ACCESS_READ);
+    ASSERT_EQ_U64(aegis__users_check(&u, "alice", 5, "s3creT", 6), AEGIS_ACCESS_NONE);
+    ASSERT_EQ_U64(aegis__users_check(&u, "alice", 5, "s3cre", 5), AEGIS_ACCESS_NONE);
+    ASSERT_EQ_U64(aegis__users_check(&u, "alice", 5, "s3cret\0", 7), AEGIS_ACCESS_NONE);
+    ASSERT_EQ_U64(aegis__users_check(&u, "carol", 5, "s3cret", 6), AEGIS_ACCESS_NONE);
+    ASSERT_EQ_U64(aegis__users_check(&u, "ALICE", 5, "s3cret", 6), AEGIS_ACCESS_NONE);
     /* A second file may not redefine a user. */
     ASSERT_EQ_I64(aegis__users_parse(&u, line, strlen(line), err, sizeof(err)), AEGIS_EINVAL);
     ASSERT_TRUE(strstr(err, "already defined") != NULL);
@@ -157,23 +157,23 @@ TEST(users, add_limits)
     ASSERT_TRUE(pw != NULL);
     memset(pw, 'p', AEGIS_PASSWORD_MAX + 1);
     /* Exactly the maximum is kept whole (no silent cut: one byte more or less fails). */
-    ASSERT_OK(aegis__users_add(&u, "default", AEGIS_ROLE_ADMIN, pw, AEGIS_PASSWORD_MAX, SALT,
+    ASSERT_OK(aegis__users_add(&u, "default", AEGIS_ACCESS_ADMIN, pw, AEGIS_PASSWORD_MAX, SALT,
                                32));
-    ASSERT_EQ_U64(aegis__users_check(&u, NULL, 0, pw, AEGIS_PASSWORD_MAX), AEGIS_ROLE_ADMIN);
-    ASSERT_EQ_U64(aegis__users_check(&u, NULL, 0, pw, AEGIS_PASSWORD_MAX - 1), AEGIS_ROLE_NONE);
-    ASSERT_EQ_U64(aegis__users_check(&u, NULL, 0, pw, 255), AEGIS_ROLE_NONE);
-    ASSERT_EQ_I64(aegis__users_add(&u, "x", AEGIS_ROLE_ADMIN, pw, AEGIS_PASSWORD_MAX + 1, SALT,
+    ASSERT_EQ_U64(aegis__users_check(&u, NULL, 0, pw, AEGIS_PASSWORD_MAX), AEGIS_ACCESS_ADMIN);
+    ASSERT_EQ_U64(aegis__users_check(&u, NULL, 0, pw, AEGIS_PASSWORD_MAX - 1), AEGIS_ACCESS_NONE);
+    ASSERT_EQ_U64(aegis__users_check(&u, NULL, 0, pw, 255), AEGIS_ACCESS_NONE);
+    ASSERT_EQ_I64(aegis__users_add(&u, "x", AEGIS_ACCESS_ADMIN, pw, AEGIS_PASSWORD_MAX + 1, SALT,
                                    32),
                   AEGIS_EINVAL);
-    ASSERT_EQ_I64(aegis__users_add(&u, "default", AEGIS_ROLE_READ, "a", 1, SALT, 32),
+    ASSERT_EQ_I64(aegis__users_add(&u, "default", AEGIS_ACCESS_READ, "a", 1, SALT, 32),
                   AEGIS_EINVAL);
-    ASSERT_EQ_I64(aegis__users_add(&u, "y", AEGIS_ROLE_NONE, "a", 1, SALT, 32), AEGIS_EINVAL);
+    ASSERT_EQ_I64(aegis__users_add(&u, "y", AEGIS_ACCESS_NONE, "a", 1, SALT, 32), AEGIS_EINVAL);
     aegis__users_free(&u);
     free(pw);
     return TEST_PASS;
 }
 
-static enum aegis_role role_of(const char *cmd, const char *sub)
+static enum aegis_access role_of(const char *cmd, const char *sub)
 {
     return aegis__command_role(cmd, strlen(cmd), sub, sub != NULL ? strlen(sub) : 0);
 }
@@ -193,23 +193,23 @@ TEST(users, role_table)
                                         "client", "aegis.members", "AEGIS.STATUS"};
 
     for (size_t i = 0; i < sizeof(admin) / sizeof(admin[0]); i++) {
-        enum aegis_role need = role_of(admin[i][0], admin[i][1]);
+        enum aegis_access need = role_of(admin[i][0], admin[i][1]);
 
         /* Refused for read and write users, taken from admins. */
-        ASSERT_EQ_U64(need, AEGIS_ROLE_ADMIN);
-        ASSERT_TRUE(AEGIS_ROLE_READ < need && AEGIS_ROLE_WRITE < need);
+        ASSERT_EQ_U64(need, AEGIS_ACCESS_ADMIN);
+        ASSERT_TRUE(AEGIS_ACCESS_READ < need && AEGIS_ACCESS_WRITE < need);
     }
     for (size_t i = 0; i < sizeof(writes) / sizeof(writes[0]); i++) {
-        ASSERT_EQ_U64(role_of(writes[i], NULL), AEGIS_ROLE_WRITE);
+        ASSERT_EQ_U64(role_of(writes[i], NULL), AEGIS_ACCESS_WRITE);
     }
     for (size_t i = 0; i < sizeof(reads) / sizeof(reads[0]); i++) {
-        ASSERT_EQ_U64(role_of(reads[i], NULL), AEGIS_ROLE_READ);
+        ASSERT_EQ_U64(role_of(reads[i], NULL), AEGIS_ACCESS_READ);
     }
-    ASSERT_EQ_U64(role_of("config", "get"), AEGIS_ROLE_READ);
-    ASSERT_EQ_U64(role_of("AUTH", NULL), AEGIS_ROLE_NONE);
-    ASSERT_EQ_U64(role_of("quit", NULL), AEGIS_ROLE_NONE);
-    ASSERT_EQ_U64(role_of("hello", NULL), AEGIS_ROLE_NONE);
-    ASSERT_EQ_I64(aegis__role_parse("admin", 5), AEGIS_ROLE_ADMIN);
+    ASSERT_EQ_U64(role_of("config", "get"), AEGIS_ACCESS_READ);
+    ASSERT_EQ_U64(role_of("AUTH", NULL), AEGIS_ACCESS_NONE);
+    ASSERT_EQ_U64(role_of("quit", NULL), AEGIS_ACCESS_NONE);
+    ASSERT_EQ_U64(role_of("hello", NULL), AEGIS_ACCESS_NONE);
+    ASSERT_EQ_I64(aegis__role_parse("admin", 5), AEGIS_ACCESS_ADMIN);
     ASSERT_EQ_I64(aegis__role_parse("Admin", 5), -1);
     ASSERT_EQ_I64(aegis__role_parse("adm", 3), -1);
     return TEST_PASS;
