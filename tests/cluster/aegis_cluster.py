@@ -268,7 +268,8 @@ class Node:
     def peer_addr(self):
         return "127.0.0.1:%d" % self.peer_port
 
-    def start(self, peers, join=False, extra=()):
+    def start(self, peers, join=False, extra=(), env=None):
+        """@env: extra environment variables for aegisd (e.g. AEGIS_REQUIREPASS)."""
         check(self.proc is None or self.proc.poll() is not None,
               "node %d already running" % self.id)
         args = [self.cluster.aegisd, "--id", str(self.id), "--peers", peers,
@@ -281,7 +282,8 @@ class Node:
         logf.write(("=== start %d: %s\n" % (self.starts, " ".join(args))).encode())
         logf.flush()
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
-                                     preexec_fn=_child_setup)
+                                     preexec_fn=_child_setup,
+                                     env=dict(os.environ, **env) if env else None)
         logf.close()
         log("node %d started (pid %d, client %d, peer %d)%s" %
             (self.id, self.proc.pid, self.client_port, self.peer_port, " --join" if join else ""))
@@ -374,11 +376,11 @@ class Cluster:
         ids = sorted(self.nodes) if ids is None else sorted(ids)
         return ",".join("%d=%s" % (i, self.nodes[i].peer_addr) for i in ids)
 
-    def start(self, ids=None, peer_ids=None, extra=()):
+    def start(self, ids=None, peer_ids=None, extra=(), env=None):
         ids = sorted(self.nodes) if ids is None else ids
         peers = self.peers(peer_ids)
         for i in ids:
-            self.nodes[i].start(peers, extra=extra)
+            self.nodes[i].start(peers, extra=extra, env=env)
         for i in ids:
             wait_until(self.nodes[i].ping, 20, "node %d to answer PING" % i)
 
