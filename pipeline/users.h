@@ -87,7 +87,8 @@ int aegis__users_format_line(char *out, size_t cap, const char *name, enum aegis
 
 /* The role of user @name (NULL or "": "default") when @pw is its password, else
  * AEGIS_ACCESS_NONE. The hash is computed and compared (in constant time) whether or not
- * the user exists, so the time does not tell a wrong name from a wrong password. */
+ * the user exists, so the time does not tell a wrong name from a wrong password. A
+ * password longer than AEGIS_PASSWORD_MAX is refused at once, without hashing. */
 enum aegis_access aegis__users_check(const struct aegis_users *u, const char *name,
                                    size_t name_len, const char *pw, size_t pw_len);
 

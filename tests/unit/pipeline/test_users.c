@@ -162,6 +162,8 @@ TEST(users, add_limits)
     ASSERT_EQ_U64(aegis__users_check(&u, NULL, 0, pw, AEGIS_PASSWORD_MAX), AEGIS_ACCESS_ADMIN);
     ASSERT_EQ_U64(aegis__users_check(&u, NULL, 0, pw, AEGIS_PASSWORD_MAX - 1), AEGIS_ACCESS_NONE);
     ASSERT_EQ_U64(aegis__users_check(&u, NULL, 0, pw, 255), AEGIS_ACCESS_NONE);
+    ASSERT_EQ_U64(aegis__users_check(&u, NULL, 0, pw, AEGIS_PASSWORD_MAX + 1),
+                  AEGIS_ACCESS_NONE);
     ASSERT_EQ_I64(aegis__users_add(&u, "x", AEGIS_ACCESS_ADMIN, pw, AEGIS_PASSWORD_MAX + 1, SALT,
                                    32),
                   AEGIS_EINVAL);
