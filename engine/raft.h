@@ -53,6 +53,13 @@ struct aegis_raft_config {
     bool pre_vote;
     bool check_quorum;
     uint32_t bugs;                /* AEGIS_RAFT_BUG_* bits; 0 in production. */
+    /* Optional: checks a snapshot received from the leader once its last chunk is in,
+     * before anything is reset. Non-zero refuses it: the assembly is dropped, the leader
+     * is told to start over and step() returns AEGIS_ECORRUPT, so a snapshot that would
+     * not restore is never installed. Called inside the core: it must be pure. */
+    int (*snapshot_check)(void *data, const struct aegis_snapshot_meta *meta,
+                          const struct aegis_buf *snapshot);
+    void *snapshot_check_data;
 };
 
 /* Deliberately broken variants, compiled only with AEGIS_SIM_BUGS, to prove that the
