@@ -439,12 +439,30 @@ static int step_leader_side(struct aegis_raft *r, const struct aegis_msg *m)
     return 0;
 }
 
+/* A whole snapshot in one chunk (offset 0, done) that would be installed goes through
+ * the runtime's check here, before the term rules, so that one that would not restore
+ * cannot even move our term. (The last chunk of a longer transfer is checked when it
+ * completes the assembly, raft_snapshot.c; by then the term is the offer's.) */
+static bool whole_snapshot_ok(const struct aegis_raft *r, const struct aegis_msg *m)
+{
+    const struct aegis_snapshot_req *s = &m->snapshot_req;
+
+    if (m->type != AEGIS_MSG_SNAPSHOT_REQ || m->term < r->term || s->offset != 0 || !s->done ||
+        s->meta.index <= r->log.commit || r->cfg.snapshot_check == NULL) {
+        return true;
+    }
+    return r->cfg.snapshot_check(r->cfg.snapshot_check_data, &s->meta, s->chunk) == 0;
+}
+
 /* Checks that depend on our state, made before the term rules so that a refused message
  * changes nothing (not even the term). Returns 0 or AEGIS_EINVAL. */
 static int check_in_place(const struct aegis_raft *r, const struct aegis_msg *m)
 {
     if (m->from == r->id || (m->to != AEGIS_NODE_NONE && m->to != r->id)) {
         return AEGIS_EINVAL;
+    }
+    if (!whole_snapshot_ok(r, m)) {
+        return AEGIS_ECORRUPT;
     }
     if (m->term != r->term) {
         /* A TimeoutNow comes from the leader of our term; one from a higher term is from

@@ -183,7 +183,7 @@ int aegis__raft_handle_snapshot_req(struct aegis_raft *r, const struct aegis_msg
     if (s->done) {
         /* Validated: done means offset + len == total, and offset was where we stood. */
         AEGIS_ASSERT(r->recv.received == r->recv.buf->len);
-        if (check_assembled(r) != 0) {
+        if (s->offset > 0 && check_assembled(r) != 0) { /* Offset 0: raft.c checked it. */
             aegis__raft_trace(r, "snapshot_refused", s->meta.index, s->meta.term);
             aegis__raft_recv_reset(r);
             reply_snapshot(r, m, false, 0);
