@@ -458,27 +458,27 @@ static bool whole_snapshot_ok(const struct aegis_raft *r, const struct aegis_msg
  * changes nothing (not even the term). Returns 0 or AEGIS_EINVAL. */
 static int check_in_place(const struct aegis_raft *r, const struct aegis_msg *m)
 {
+    bool leader_msg = from_leader(m->type) || m->type == AEGIS_MSG_TIMEOUT_NOW;
+
     if (m->from == r->id || (m->to != AEGIS_NODE_NONE && m->to != r->id)) {
+        return AEGIS_EINVAL;
+    }
+    /* Election safety (§5.2): one leader per term. Leader traffic in our term from
+     * another node than the leader we know (or while we lead) is forged or broken. */
+    if (leader_msg && m->term == r->term &&
+        (r->role == AEGIS_ROLE_LEADER ||
+         (r->leader != AEGIS_NODE_NONE && r->leader != m->from))) {
+        return AEGIS_EINVAL;
+    }
+    /* A TimeoutNow comes from the leader we know in our term: one from a higher term, or
+     * before we know a leader, is from nobody we follow (a lower one is stale and is
+     * dropped by the term rules). */
+    if (m->type == AEGIS_MSG_TIMEOUT_NOW &&
+        (m->term > r->term || (m->term == r->term && r->leader != m->from))) {
         return AEGIS_EINVAL;
     }
     if (!whole_snapshot_ok(r, m)) {
         return AEGIS_ECORRUPT;
-    }
-    if (m->term != r->term) {
-        /* A TimeoutNow comes from the leader of our term; one from a higher term is from
-         * no leader we know (a lower one is stale and dropped by the term rules). */
-        return m->type == AEGIS_MSG_TIMEOUT_NOW && m->term > r->term ? AEGIS_EINVAL : 0;
-    }
-    if (from_leader(m->type) || m->type == AEGIS_MSG_TIMEOUT_NOW) {
-        /* Election safety (§5.2): one leader per term. Leader traffic in our term from
-         * another node than the leader we know (or while we lead) is forged or broken. */
-        if (r->role == AEGIS_ROLE_LEADER ||
-            (r->leader != AEGIS_NODE_NONE && r->leader != m->from)) {
-            return AEGIS_EINVAL;
-        }
-        if (m->type == AEGIS_MSG_TIMEOUT_NOW && r->leader != m->from) {
-            return AEGIS_EINVAL;
-        }
     }
     return 0;
 }
