@@ -32,8 +32,9 @@
  * member's: what it may then do is the business of peer authentication (mutual TLS), so
  * after one the quorum and agreement checks stand down and the rest stay on.
  *
- * Seeds: tests/fuzz/corpus/peer/, made by gen_corpus.c (gen_peer), one per attack of
- * issue 12 and a few plain runs. */
+ * Seeds: tests/fuzz/corpus/peer/: <name>.bin made by gen_corpus.c (gen_peer), one per
+ * attack of issue 12 and a few plain runs, and found-* kept from a libFuzzer campaign
+ * (ASan + UBSan, merged with -merge=1), which reach states the named ones do not. */
 #include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
