@@ -144,8 +144,12 @@ int aegis__raft_create(struct aegis_raft **out, const struct aegis_raft_config *
                        const struct aegis_allocator *a);
 void aegis__raft_destroy(struct aegis_raft *r);
 
-/* Feed one message. The message is borrowed. Returns 0 or a negative code for a message
- * that cannot apply (unknown sender is ignored, not an error). */
+/* Feed one message. The message is borrowed. Returns 0, or refuses it and changes
+ * nothing: AEGIS_ECORRUPT for values no correct peer sends (aegis__msg_validate, a
+ * snapshot the snapshot_check refuses), AEGIS_EINVAL for a message out of place (from
+ * ourselves, addressed to another node, leader traffic in our term from another node
+ * than our leader, a TimeoutNow not from our leader). docs/raft.md, "Refusing peer
+ * messages". A stale message (lower term) is dropped and returns 0. */
 int aegis__raft_step(struct aegis_raft *r, const struct aegis_msg *m);
 void aegis__raft_tick(struct aegis_raft *r);
 
