@@ -58,7 +58,8 @@
     XX(ECONFIG, -4019, "invalid configuration")                                           \
     XX(ESTALE, -4020, "stale term or request")                                            \
     XX(ECASMISMATCH, -4021, "compare-and-swap mismatch")                                  \
-    XX(EINTERNAL, -4022, "internal error")
+    XX(EINTERNAL, -4022, "internal error")                                                \
+    XX(ETLS, -4030, "TLS handshake or record failed")
 
 enum aegis_errno {
 #define XX(name, value, text) AEGIS_##name = (value),
