@@ -446,6 +446,12 @@ int aegis__engine_process_message(struct aegis_engine *e, const struct aegis_msg
     if (rv != 0) {
         return rv;
     }
+    /* Peer input: refused before anything (the cluster view included) takes note of it;
+     * the core's step checks it again along with its own state (engine/msg.h). */
+    rv = aegis__msg_validate(m);
+    if (rv != 0) {
+        return rv;
+    }
     if (m->from != e->self.id && aegis__cluster_contains(&e->cluster, m->from)) {
         (void)aegis__cluster_heartbeat(&e->cluster, m->from, now_ms(e));
     }

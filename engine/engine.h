@@ -119,9 +119,10 @@ int aegis__engine_start_election(struct aegis_engine *e, struct aegis_msg *reque
  * Returns true when this response made this node the leader. */
 bool aegis__engine_handle_vote_response(struct aegis_engine *e, const struct aegis_msg *resp);
 
-/* process_message: feed any message from a peer (borrowed). A message from a known peer
- * also counts as a heartbeat in the cluster view. Returns 0, the core's error for the
- * message, or the error of starting the core. */
+/* process_message: feed any message from a peer (borrowed). It is validated first
+ * (aegis__msg_validate: AEGIS_ECORRUPT, nothing noted); a valid message from a known
+ * peer also counts as a heartbeat in the cluster view. Returns 0, the core's error for
+ * the message (a refusal changes nothing), or the error of starting the core. */
 int aegis__engine_process_message(struct aegis_engine *e, const struct aegis_msg *m);
 
 /* tick: advance logical time by one tick (core and failure detection), then collect the

@@ -207,6 +207,12 @@ int aegis__kv_snapshot(const struct aegis_kv *kv, struct aegis_buf **snapshot_ou
  * AEGIS_ENOMEM; on error @kv is exactly as it was. The custom handler is kept. */
 int aegis__kv_restore(struct aegis_kv *kv, const uint8_t *data, size_t len);
 
+/* Check that @data (@len bytes) would restore (every check of aegis__kv_restore, without
+ * building anything) and give its applied index and term. Returns 0, AEGIS_ECORRUPT or
+ * AEGIS_EVERSION. For a snapshot received from a peer, before it replaces anything. */
+int aegis__kv_snapshot_check(const uint8_t *data, size_t len, aegis_index *index_out,
+                             aegis_term *term_out);
+
 /* Decode the command in @data (@len bytes) into the view @cmd_out, which points into
  * @data. Returns 0 or AEGIS_ECORRUPT (truncated, trailing bytes, unknown type, a
  * limit exceeded, a non-canonical number). */

@@ -197,35 +197,95 @@ static int check_header(const uint8_t *data, size_t len, struct snapshot_header 
     return 0;
 }
 
+/* One record's header, checked against the snapshot header and the bytes left. */
+struct snapshot_record {
+    uint64_t key_len;
+    uint64_t value_len;
+    uint64_t version;
+};
+
+/* Check the record at @r (with @left bytes before the CRC) whose key must sort after
+ * @prev_key (NULL before the first record). */
+static int check_record(const struct snapshot_header *h, const uint8_t *r, size_t left,
+                        const uint8_t *prev_key, size_t prev_key_len,
+                        struct snapshot_record *out)
+{
+    if (left < SNAPSHOT_RECORD_HEADER_BYTES) {
+        return AEGIS_ECORRUPT;
+    }
+    out->key_len = get_le(r, 4);
+    out->value_len = get_le(r + 4, 4);
+    out->version = get_le(r + 8, 8);
+    if (out->key_len > AEGIS_KV_KEY_LEN_MAX || out->value_len > AEGIS_BUF_LEN_MAX) {
+        return AEGIS_ECORRUPT;
+    }
+    if (out->version == 0 || out->version > h->index) {
+        return AEGIS_ECORRUPT;
+    }
+    if (out->key_len + out->value_len > left - SNAPSHOT_RECORD_HEADER_BYTES) {
+        return AEGIS_ECORRUPT;
+    }
+    if (prev_key != NULL && compare_keys(prev_key, prev_key_len,
+                                         r + SNAPSHOT_RECORD_HEADER_BYTES,
+                                         (size_t)out->key_len) >= 0) {
+        return AEGIS_ECORRUPT; /* Out of order or duplicate. */
+    }
+    return 0;
+}
+
+int aegis__kv_snapshot_check(const uint8_t *data, size_t len, aegis_index *index_out,
+                             aegis_term *term_out)
+{
+    struct snapshot_header h;
+    struct snapshot_record rec;
+    const uint8_t *p, *prev_key = NULL;
+    size_t left, prev_key_len = 0;
+    int rv;
+
+    rv = check_header(data, len, &h);
+    if (rv != 0) {
+        return rv;
+    }
+    p = data + SNAPSHOT_HEADER_BYTES;
+    left = len - SNAPSHOT_HEADER_BYTES - SNAPSHOT_CRC_BYTES;
+    for (uint64_t i = 0; i < h.count; i++) { /* Bounded by the length (check_header). */
+        rv = check_record(&h, p, left, prev_key, prev_key_len, &rec);
+        if (rv != 0) {
+            return rv;
+        }
+        prev_key = p + SNAPSHOT_RECORD_HEADER_BYTES;
+        prev_key_len = (size_t)rec.key_len;
+        p += SNAPSHOT_RECORD_HEADER_BYTES + rec.key_len + rec.value_len;
+        left -= SNAPSHOT_RECORD_HEADER_BYTES + (size_t)(rec.key_len + rec.value_len);
+    }
+    if (left != 0) {
+        return AEGIS_ECORRUPT;
+    }
+    *index_out = h.index;
+    *term_out = h.term;
+    return 0;
+}
+
 /* Check one record at *@p (with *@left bytes before the CRC) and add it to @kv. *@prev
  * is the previous record's item (NULL before the first) and becomes this record's. */
 static int read_record(struct aegis_kv *kv, const struct snapshot_header *h, const uint8_t **p,
                        size_t *left, const struct aegis_kv_item **prev)
 {
+    struct snapshot_record rec;
     uint64_t key_len, value_len, version;
     struct aegis_kv_item *item;
     const uint8_t *r = *p;
+    int rv;
 
-    if (*left < SNAPSHOT_RECORD_HEADER_BYTES) {
-        return AEGIS_ECORRUPT;
+    rv = check_record(h, r, *left, *prev != NULL ? (*prev)->key : NULL,
+                      *prev != NULL ? (*prev)->key_len : 0, &rec);
+    if (rv != 0) {
+        return rv;
     }
-    key_len = get_le(r, 4);
-    value_len = get_le(r + 4, 4);
-    version = get_le(r + 8, 8);
-    if (key_len > AEGIS_KV_KEY_LEN_MAX || value_len > AEGIS_BUF_LEN_MAX) {
-        return AEGIS_ECORRUPT;
-    }
-    if (version == 0 || version > h->index) {
-        return AEGIS_ECORRUPT;
-    }
-    if (key_len + value_len > *left - SNAPSHOT_RECORD_HEADER_BYTES) {
-        return AEGIS_ECORRUPT;
-    }
+    key_len = rec.key_len;
+    value_len = rec.value_len;
+    version = rec.version;
     r += SNAPSHOT_RECORD_HEADER_BYTES;
-    if (*prev != NULL &&
-        compare_keys((*prev)->key, (*prev)->key_len, r, (size_t)key_len) >= 0) {
-        return AEGIS_ECORRUPT; /* Out of order or duplicate. */
-    }
     item = aegis__malloc(kv->alloc, sizeof(*item) + (size_t)key_len);
     if (item == NULL) {
         return AEGIS_ENOMEM;

@@ -83,6 +83,12 @@ struct aegis_heartbeat_resp {
     uint64_t read_ctx;
 };
 
+struct aegis_timeout_now {
+    aegis_node_id target; /* The node the leader hands over to. Sent to the target (start
+                             an election now) and to every other voter (a transfer vote
+                             from the target for the next term may bypass stickiness). */
+};
+
 struct aegis_read_index_req {
     uint64_t ctx;         /* Chosen by the follower; echoed back. */
 };
@@ -122,12 +128,34 @@ struct aegis_msg {
         struct aegis_snapshot_resp snapshot_resp;
         struct aegis_heartbeat heartbeat;
         struct aegis_heartbeat_resp heartbeat_resp;
+        struct aegis_timeout_now timeout_now;
         struct aegis_read_index_req read_index_req;
         struct aegis_read_index_resp read_index_resp;
         struct aegis_client_req client_req;
         struct aegis_client_resp client_resp;
     };
 };
+
+/* Ceilings for values that come from the wire. Every term and every log index a peer
+ * message carries must be below these (exclusive bounds), and the core never raises its
+ * own term to AEGIS_TERM_MAX or beyond. Why 2^62: a term is only ever incremented by one
+ * per election and an index by one per entry, so no real history comes near it (an
+ * election every millisecond takes 146 million years to reach 2^62); the headroom makes
+ * every sum the core and the runtime compute from these values (term + 1, prev_index +
+ * entries_count, index + AEGIS_METRICS_STAMPS, ...) free of overflow, and it leaves the
+ * core a next term to campaign in. A term of 2^64-1, once stored, would forbid every
+ * later election. */
+#define AEGIS_TERM_MAX ((aegis_term)1 << 62)
+#define AEGIS_INDEX_MAX ((aegis_index)1 << 62)
+
+/* Check a message received from a peer before anything acts on it: the fields that do
+ * not depend on the receiver's state (type, sender, ceilings on every term and index,
+ * a term that is at least any term the message names, the shape of appended entries,
+ * a snapshot chunk within its total and its metadata, a TimeoutNow's target). Pure and
+ * bounded by the message's own arrays. Returns 0, or AEGIS_ECORRUPT for a message no
+ * correct peer sends. The core's step runs it again (the engine facade relies on that);
+ * state-dependent checks (leader of the term, offer in progress) live in the core. */
+int aegis__msg_validate(const struct aegis_msg *m);
 
 /* Drop the references a decoded (or deep-copied) message holds and free its entries
  * array with @a. Leaves @m zeroed. */

@@ -214,6 +214,9 @@ static int restore(struct aegis_raft *r, const struct aegis_raft_restore *rs)
             aegis__raft_conf_appended(r, &rs->entries[i]);
         }
     }
+    if (rs->hs.term >= AEGIS_TERM_MAX) {
+        return AEGIS_ECORRUPT; /* No election could ever follow (msg.h, AEGIS_TERM_MAX). */
+    }
     r->term = rs->hs.term;
     r->vote = rs->hs.vote;
     if (r->log.commit < rs->hs.commit) {
@@ -374,7 +377,7 @@ static bool step_term(struct aegis_raft *r, const struct aegis_msg *m)
             bool in_lease = r->cfg.check_quorum && r->leader != AEGIS_NODE_NONE &&
                             r->election_elapsed < r->cfg.election_timeout_min_ticks;
 
-            if (in_lease && !m->vote_req.leadership_transfer) {
+            if (in_lease && !aegis__raft_transfer_sanctioned(r, m)) {
                 return false;
             }
             if (m->vote_req.pre_vote) {
@@ -398,9 +401,8 @@ static bool step_term(struct aegis_raft *r, const struct aegis_msg *m)
 /* A message from the current term's leader: learn it and reset the election timer. */
 static bool step_from_leader(struct aegis_raft *r, const struct aegis_msg *m)
 {
-    if (r->role == AEGIS_ROLE_LEADER) {
-        return false; /* Two leaders in one term: only a broken peer sends this. */
-    }
+    /* check_in_place refused a second leader in our term; a higher term made us follow. */
+    AEGIS_ASSERT(r->role != AEGIS_ROLE_LEADER);
     if (r->role == AEGIS_ROLE_CANDIDATE || r->role == AEGIS_ROLE_PRECANDIDATE ||
         r->leader != m->from) {
         aegis__raft_become_follower(r, m->term, m->from);
@@ -437,14 +439,63 @@ static int step_leader_side(struct aegis_raft *r, const struct aegis_msg *m)
     return 0;
 }
 
+/* A whole snapshot in one chunk (offset 0, done) that would be installed goes through
+ * the runtime's check here, before the term rules, so that one that would not restore
+ * cannot even move our term. (The last chunk of a longer transfer is checked when it
+ * completes the assembly, raft_snapshot.c; by then the term is the offer's.) */
+static bool whole_snapshot_ok(const struct aegis_raft *r, const struct aegis_msg *m)
+{
+    const struct aegis_snapshot_req *s = &m->snapshot_req;
+
+    if (m->type != AEGIS_MSG_SNAPSHOT_REQ || m->term < r->term || s->offset != 0 || !s->done ||
+        s->meta.index <= r->log.commit || r->cfg.snapshot_check == NULL) {
+        return true;
+    }
+    return r->cfg.snapshot_check(r->cfg.snapshot_check_data, &s->meta, s->chunk) == 0;
+}
+
+/* Checks that depend on our state, made before the term rules so that a refused message
+ * changes nothing (not even the term). Returns 0 or AEGIS_EINVAL. */
+static int check_in_place(const struct aegis_raft *r, const struct aegis_msg *m)
+{
+    bool leader_msg = from_leader(m->type) || m->type == AEGIS_MSG_TIMEOUT_NOW;
+
+    if (m->from == r->id || (m->to != AEGIS_NODE_NONE && m->to != r->id)) {
+        return AEGIS_EINVAL;
+    }
+    /* Election safety (§5.2): one leader per term. Leader traffic in our term from
+     * another node than the leader we know (or while we lead) is forged or broken. */
+    if (leader_msg && m->term == r->term &&
+        (r->role == AEGIS_ROLE_LEADER ||
+         (r->leader != AEGIS_NODE_NONE && r->leader != m->from))) {
+        return AEGIS_EINVAL;
+    }
+    /* A TimeoutNow comes from the leader we know in our term: one from a higher term, or
+     * before we know a leader, is from nobody we follow (a lower one is stale and is
+     * dropped by the term rules). */
+    if (m->type == AEGIS_MSG_TIMEOUT_NOW &&
+        (m->term > r->term || (m->term == r->term && r->leader != m->from))) {
+        return AEGIS_EINVAL;
+    }
+    if (!whole_snapshot_ok(r, m)) {
+        return AEGIS_ECORRUPT;
+    }
+    return 0;
+}
+
 int aegis__raft_step(struct aegis_raft *r, const struct aegis_msg *m)
 {
-    if (m->from == AEGIS_NODE_NONE || m->from == r->id || m->type < AEGIS_MSG_TYPE_MIN ||
-        m->type > AEGIS_MSG_TYPE_MAX) {
-        return AEGIS_EINVAL;
+    int rv = aegis__msg_validate(m);
+
+    if (rv != 0) {
+        return rv;
     }
     if (m->type == AEGIS_MSG_CLIENT_REQ || m->type == AEGIS_MSG_CLIENT_RESP) {
         return 0; /* The runtime's business. */
+    }
+    rv = check_in_place(r, m);
+    if (rv != 0) {
+        return rv;
     }
     if (!step_term(r, m)) {
         return 0;

@@ -53,6 +53,13 @@ struct aegis_raft_config {
     bool pre_vote;
     bool check_quorum;
     uint32_t bugs;                /* AEGIS_RAFT_BUG_* bits; 0 in production. */
+    /* Optional: checks a snapshot received from the leader once its last chunk is in,
+     * before anything is reset. Non-zero refuses it: the assembly is dropped, the leader
+     * is told to start over and step() returns AEGIS_ECORRUPT, so a snapshot that would
+     * not restore is never installed. Called inside the core: it must be pure. */
+    int (*snapshot_check)(void *data, const struct aegis_snapshot_meta *meta,
+                          const struct aegis_buf *snapshot);
+    void *snapshot_check_data;
 };
 
 /* Deliberately broken variants, compiled only with AEGIS_SIM_BUGS, to prove that the
@@ -137,8 +144,12 @@ int aegis__raft_create(struct aegis_raft **out, const struct aegis_raft_config *
                        const struct aegis_allocator *a);
 void aegis__raft_destroy(struct aegis_raft *r);
 
-/* Feed one message. The message is borrowed. Returns 0 or a negative code for a message
- * that cannot apply (unknown sender is ignored, not an error). */
+/* Feed one message. The message is borrowed. Returns 0, or refuses it and changes
+ * nothing: AEGIS_ECORRUPT for values no correct peer sends (aegis__msg_validate, a
+ * snapshot the snapshot_check refuses), AEGIS_EINVAL for a message out of place (from
+ * ourselves, addressed to another node, leader traffic in our term from another node
+ * than our leader, a TimeoutNow not from our leader). docs/raft.md, "Refusing peer
+ * messages". A stale message (lower term) is dropped and returns 0. */
 int aegis__raft_step(struct aegis_raft *r, const struct aegis_msg *m);
 void aegis__raft_tick(struct aegis_raft *r);
 

@@ -11,7 +11,16 @@
  * timeout ignores (pre-)vote requests of higher terms (raft.c step_term), unless they
  * carry leadership_transfer, so a partitioned node rejoining cannot depose a healthy
  * leader. Check-quorum: a leader that has not heard from a quorum within an election
- * timeout steps down, which keeps stickiness from pinning followers to a dead leader. */
+ * timeout steps down, which keeps stickiness from pinning followers to a dead leader.
+ *
+ * The transfer flag is a claim by the candidate, so it is not believed on its own word:
+ * when the leader hands over it sends TimeoutNow to the target and a TimeoutNow naming
+ * the target to every other voter (a notice). A node honours the flag only on a real
+ * vote for exactly the next term from the target its leader named in this term (or, on
+ * the leader, from its own transfer target); any other flagged vote is an ordinary one.
+ *
+ * The term ceiling: no term at or above AEGIS_TERM_MAX is ever taken (msg.h); a node
+ * whose term is AEGIS_TERM_MAX - 1 does not campaign (no history reaches it). */
 #include <aegis/error.h>
 
 #include "engine/assert.h"
@@ -133,6 +142,12 @@ void aegis__raft_start_election(struct aegis_raft *r, bool pre_vote, bool transf
 
     AEGIS_ASSERT(aegis__raft_promotable(r));
     AEGIS_ASSERT(r->role != AEGIS_ROLE_LEADER);
+    AEGIS_ASSERT(r->term < AEGIS_TERM_MAX);
+    if (r->term + 1 >= AEGIS_TERM_MAX) {
+        aegis__raft_trace(r, "term_exhausted", r->term, 0);
+        aegis__raft_reset_timeout(r);
+        return;
+    }
     if (pre_vote) {
         r->role = AEGIS_ROLE_PRECANDIDATE;
         term = r->term + 1;
@@ -224,8 +239,30 @@ void aegis__raft_handle_vote_resp(struct aegis_raft *r, const struct aegis_msg *
     poll(r);
 }
 
+bool aegis__raft_transfer_sanctioned(const struct aegis_raft *r, const struct aegis_msg *m)
+{
+    const struct aegis_vote_req *v = &m->vote_req;
+
+    if (!v->leadership_transfer || v->pre_vote || m->term != r->term + 1) {
+        return false;
+    }
+    if (r->role == AEGIS_ROLE_LEADER) {
+        return r->transfer_target == m->from;
+    }
+    return r->transfer_notice.term == r->term && r->transfer_notice.leader == r->leader &&
+           r->leader != AEGIS_NODE_NONE && r->transfer_notice.target == m->from;
+}
+
 void aegis__raft_handle_timeout_now(struct aegis_raft *r, const struct aegis_msg *m)
 {
+    /* raft.c check_in_place: from the leader we know, in our term. */
+    AEGIS_ASSERT(m->term == r->term && m->from == r->leader);
+    if (m->timeout_now.target != r->id) {
+        r->transfer_notice.term = r->term;
+        r->transfer_notice.leader = m->from;
+        r->transfer_notice.target = m->timeout_now.target;
+        return;
+    }
     if (r->role == AEGIS_ROLE_LEADER || !aegis__raft_promotable(r)) {
         return;
     }
@@ -307,8 +344,22 @@ void aegis__raft_transfer_check(struct aegis_raft *r, struct aegis_progress *pr)
         return;
     }
     m = aegis__raft_push(r, AEGIS_MSG_TIMEOUT_NOW, pr->id, false);
-    if (m != NULL) {
-        aegis__raft_trace(r, "transfer_timeout_now", r->term, pr->id);
+    if (m == NULL) {
+        return;
+    }
+    m->timeout_now.target = pr->id;
+    aegis__raft_trace(r, "transfer_timeout_now", r->term, pr->id);
+    /* The notices: the other voters may then honour the target's transfer vote. */
+    for (uint32_t i = 0; i < r->conf.count; i++) {
+        const struct aegis_member *mb = &r->conf.members[i];
+
+        if (mb->id == r->id || mb->id == pr->id || mb->role != AEGIS_MEMBER_VOTER) {
+            continue;
+        }
+        m = aegis__raft_push(r, AEGIS_MSG_TIMEOUT_NOW, mb->id, false);
+        if (m != NULL) {
+            m->timeout_now.target = pr->id;
+        }
     }
 }
 

@@ -90,6 +90,14 @@ struct aegis_raft {
     aegis_node_id transfer_target;
     uint32_t transfer_elapsed;
 
+    /* Follower: the leader's notice that it hands over to target in term (TimeoutNow
+     * naming another node); honours that target's transfer vote for term + 1 only. */
+    struct {
+        aegis_term term;
+        aegis_node_id leader;
+        aegis_node_id target;
+    } transfer_notice;
+
     /* ReadIndex (leader): a FIFO ring of pending reads. */
     struct aegis_read_pending *reads;
     uint32_t reads_start;
@@ -110,6 +118,8 @@ struct aegis_raft {
     bool snap_asked;    /* snapshot_wanted was raised; not again until one is taken. */
     struct {
         struct aegis_snapshot_meta meta;
+        aegis_term term;       /* The offer in progress: the term and leader that sent */
+        aegis_node_id leader;  /* its first chunk; later chunks must come from them. */
         struct aegis_buf *buf; /* total_bytes long, filled up to received. */
         uint64_t received;
     } recv;
@@ -148,6 +158,7 @@ void aegis__raft_start_election(struct aegis_raft *r, bool pre_vote, bool transf
 void aegis__raft_handle_vote_req(struct aegis_raft *r, const struct aegis_msg *m);
 void aegis__raft_handle_vote_resp(struct aegis_raft *r, const struct aegis_msg *m);
 void aegis__raft_handle_timeout_now(struct aegis_raft *r, const struct aegis_msg *m);
+bool aegis__raft_transfer_sanctioned(const struct aegis_raft *r, const struct aegis_msg *m);
 void aegis__raft_tick_follower(struct aegis_raft *r);
 void aegis__raft_tick_leader(struct aegis_raft *r);
 void aegis__raft_transfer_check(struct aegis_raft *r, struct aegis_progress *pr);

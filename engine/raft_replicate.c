@@ -205,27 +205,6 @@ void aegis__raft_maybe_commit(struct aegis_raft *r)
     aegis__raft_commit_to(r, candidate);
 }
 
-/* Entries from the network are input: check their shape before the log sees them. */
-static bool append_req_valid(const struct aegis_msg *m)
-{
-    const struct aegis_append_req *a = &m->append_req;
-    aegis_term prev_term = a->prev_term;
-
-    if (a->entries_count > 0 && a->entries == NULL) {
-        return false;
-    }
-    for (uint32_t i = 0; i < a->entries_count; i++) {
-        const struct aegis_entry *e = &a->entries[i];
-
-        if (e->index != a->prev_index + 1 + i || e->term == 0 || e->term < prev_term ||
-            e->term > m->term || e->type < AEGIS_ENTRY_COMMAND || e->type > AEGIS_ENTRY_NOOP) {
-            return false;
-        }
-        prev_term = e->term;
-    }
-    return true;
-}
-
 static void reply_append(struct aegis_raft *r, const struct aegis_msg *m,
                          const struct aegis_log_match *res, aegis_index match)
 {
@@ -291,9 +270,8 @@ int aegis__raft_handle_append_req(struct aegis_raft *r, const struct aegis_msg *
     struct aegis_log_match res;
     int rv;
 
-    if (!append_req_valid(m)) {
-        return AEGIS_ECORRUPT;
-    }
+    /* aegis__msg_validate (in step) checked the entries' indexes, terms and types, and
+     * that prev_index + n stays below AEGIS_INDEX_MAX. */
     if (prev < commit) {
         /* Everything up to our commit index is known to match: skip it. */
         uint32_t skip = commit - prev >= n ? n : (uint32_t)(commit - prev);

@@ -14,7 +14,12 @@
  * election while a large snapshot crawls in.
  *
  * Receiving one. The follower assembles chunks in order into one buffer of total_bytes
- * (bounded by AEGIS_BUF_LEN_MAX); offset 0 restarts the assembly. On the last chunk it
+ * (bounded by AEGIS_BUF_LEN_MAX); offset 0 restarts the assembly. A chunk extends the
+ * offer in progress only when it matches it: same term and leader as its first chunk,
+ * same snapshot index and term, same total, and its offset exactly where the assembly
+ * stands; anything else changes nothing and is answered with where the follower stands
+ * (or 0), never treated as fatal. Once complete, the runtime's snapshot_check (when
+ * given) must accept the data before it replaces anything. On the last chunk it
  * either fast-forwards its commit index (its log already holds the snapshot's last entry)
  * or resets its log to the snapshot and hands it out in the next ready (snapshot_meta and
  * snapshot_data), which the runtime persists and restores before applying anything later.
@@ -113,24 +118,34 @@ static void install(struct aegis_raft *r)
 
 /* Take in one chunk. Returns false when it does not follow on from what was assembled
  * (or the assembly cannot start): the leader then restarts from where we are. */
-static bool take_chunk(struct aegis_raft *r, const struct aegis_snapshot_req *s)
+/* Whether @m belongs to the offer being assembled (same sender, term and snapshot). */
+static bool same_offer(const struct aegis_raft *r, const struct aegis_msg *m)
 {
+    const struct aegis_snapshot_req *s = &m->snapshot_req;
+
+    return r->recv.buf != NULL && r->recv.term == m->term && r->recv.leader == m->from &&
+           r->recv.meta.index == s->meta.index && r->recv.meta.term == s->meta.term &&
+           r->recv.buf->len == s->total_bytes;
+}
+
+static bool take_chunk(struct aegis_raft *r, const struct aegis_msg *m)
+{
+    const struct aegis_snapshot_req *s = &m->snapshot_req;
     uint64_t len = s->chunk != NULL ? s->chunk->len : 0;
 
+    AEGIS_ASSERT(s->total_bytes <= AEGIS_BUF_LEN_MAX); /* aegis__msg_validate. */
     if (s->offset == 0) {
         aegis__raft_recv_reset(r);
-        if (s->total_bytes > AEGIS_BUF_LEN_MAX) {
-            return false;
-        }
         r->recv.buf = aegis__buf_create(r->alloc, (size_t)s->total_bytes);
         if (r->recv.buf == NULL) {
             return false;
         }
         r->recv.meta = s->meta;
+        r->recv.term = m->term;
+        r->recv.leader = m->from;
     }
-    if (r->recv.buf == NULL || r->recv.meta.index != s->meta.index ||
-        r->recv.meta.term != s->meta.term || s->offset != r->recv.received ||
-        s->total_bytes != r->recv.buf->len || len > s->total_bytes - s->offset) {
+    if (!same_offer(r, m) || s->offset != r->recv.received ||
+        len > s->total_bytes - s->offset) {
         return false;
     }
     if (len > 0) {
@@ -140,31 +155,39 @@ static bool take_chunk(struct aegis_raft *r, const struct aegis_snapshot_req *s)
     return true;
 }
 
+/* The runtime's verdict on the assembled data (0 when it gave no check). */
+static int check_assembled(const struct aegis_raft *r)
+{
+    if (r->cfg.snapshot_check == NULL) {
+        return 0;
+    }
+    return r->cfg.snapshot_check(r->cfg.snapshot_check_data, &r->recv.meta, r->recv.buf);
+}
+
 int aegis__raft_handle_snapshot_req(struct aegis_raft *r, const struct aegis_msg *m)
 {
     const struct aegis_snapshot_req *s = &m->snapshot_req;
-    bool same;
 
-    if (!aegis__conf_valid(&s->meta.conf) || s->meta.index == 0 || s->meta.term == 0 ||
-        s->meta.term > m->term) {
-        return AEGIS_ECORRUPT;
-    }
+    /* aegis__msg_validate checked the metadata and the chunk's bounds. */
+    AEGIS_ASSERT(aegis__conf_valid(&s->meta.conf) && s->meta.index > 0 && s->meta.term > 0 &&
+                 s->meta.term <= m->term);
     if (s->meta.index <= r->log.commit) {
         aegis__raft_recv_reset(r);
         reply_snapshot(r, m, true, s->total_bytes); /* Nothing to install. */
         return 0;
     }
-    if (!take_chunk(r, s)) {
-        same = r->recv.buf != NULL && r->recv.meta.index == s->meta.index &&
-               r->recv.meta.term == s->meta.term;
-        reply_snapshot(r, m, false, same ? r->recv.received : 0);
+    if (!take_chunk(r, m)) {
+        reply_snapshot(r, m, false, same_offer(r, m) ? r->recv.received : 0);
         return 0;
     }
     if (s->done) {
-        if (r->recv.received != r->recv.buf->len) {
+        /* Validated: done means offset + len == total, and offset was where we stood. */
+        AEGIS_ASSERT(r->recv.received == r->recv.buf->len);
+        if (s->offset > 0 && check_assembled(r) != 0) { /* Offset 0: raft.c checked it. */
+            aegis__raft_trace(r, "snapshot_refused", s->meta.index, s->meta.term);
             aegis__raft_recv_reset(r);
             reply_snapshot(r, m, false, 0);
-            return 0;
+            return AEGIS_ECORRUPT;
         }
         install(r);
         reply_snapshot(r, m, true, s->total_bytes);

@@ -33,7 +33,8 @@
  *   SNAPSHOT_RESP (6), 17 bytes: 0 u64 index | 8 u64 next_offset | 16 bool success
  *   HEARTBEAT (7), 16 bytes: 0 u64 commit | 8 u64 read_ctx
  *   HEARTBEAT_RESP (8), 8 bytes: 0 u64 read_ctx
- *   TIMEOUT_NOW (9), 0 bytes.
+ *   TIMEOUT_NOW (9), 8 bytes: 0 u64 target (the node the leader hands over to; sent to the
+ *     target and, as a notice, to every other voter)
  *   READ_INDEX_REQ (10), 8 bytes: 0 u64 ctx
  *   READ_INDEX_RESP (11), 17 bytes: 0 u64 ctx | 8 u64 index | 16 bool ok
  *   CLIENT_REQ (12), 12 + len bytes: 0 u64 request_id | 8 u32 len | 12 len bytes (command)
@@ -69,6 +70,7 @@ AEGIS_STATIC_ASSERT(AEGIS_BUF_LEN_MAX <= UINT32_MAX);
 #define SNAPSHOT_RESP_BYTES 17u
 #define HEARTBEAT_BYTES 16u
 #define HEARTBEAT_RESP_BYTES 8u
+#define TIMEOUT_NOW_BYTES 8u
 #define READ_INDEX_REQ_BYTES 8u
 #define READ_INDEX_RESP_BYTES 17u
 #define CLIENT_REQ_FIXED_BYTES 12u
@@ -89,7 +91,7 @@ static const struct body_rule body_rules[AEGIS_MSG_TYPE_MAX + 1] = {
     [AEGIS_MSG_SNAPSHOT_RESP] = {SNAPSHOT_RESP_BYTES, true},
     [AEGIS_MSG_HEARTBEAT] = {HEARTBEAT_BYTES, true},
     [AEGIS_MSG_HEARTBEAT_RESP] = {HEARTBEAT_RESP_BYTES, true},
-    [AEGIS_MSG_TIMEOUT_NOW] = {0, true},
+    [AEGIS_MSG_TIMEOUT_NOW] = {TIMEOUT_NOW_BYTES, true},
     [AEGIS_MSG_READ_INDEX_REQ] = {READ_INDEX_REQ_BYTES, true},
     [AEGIS_MSG_READ_INDEX_RESP] = {READ_INDEX_RESP_BYTES, true},
     [AEGIS_MSG_CLIENT_REQ] = {CLIENT_REQ_FIXED_BYTES, false},
@@ -362,6 +364,7 @@ static void enc_body(struct enc *e, const struct aegis_msg *m)
         enc_u64(e, m->heartbeat_resp.read_ctx);
         break;
     case AEGIS_MSG_TIMEOUT_NOW:
+        enc_u64(e, m->timeout_now.target);
         break;
     case AEGIS_MSG_READ_INDEX_REQ:
         enc_u64(e, m->read_index_req.ctx);
@@ -758,6 +761,7 @@ static int dec_fixed_body(struct dec *d, struct aegis_msg *m)
         ok = get_u64(d, &m->heartbeat_resp.read_ctx);
         break;
     case AEGIS_MSG_TIMEOUT_NOW:
+        ok = get_u64(d, &m->timeout_now.target);
         break;
     case AEGIS_MSG_READ_INDEX_REQ:
         ok = get_u64(d, &m->read_index_req.ctx);

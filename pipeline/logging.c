@@ -39,20 +39,25 @@ uint64_t aegis__now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-bool aegis__log_ratelimit(uint64_t *last_ns, uint64_t *dropped)
+bool aegis__log_ratelimit(struct aegis_log_limit *l, uint64_t *suppressed_out)
 {
     uint64_t now = aegis__now_ns();
-    uint64_t last = __atomic_load_n(last_ns, __ATOMIC_RELAXED);
+    uint64_t window = __atomic_load_n(&l->window_ns, __ATOMIC_RELAXED);
 
-    if (last != 0 && now - last < 1000000000ull) {
-        __atomic_fetch_add(dropped, 1, __ATOMIC_RELAXED);
+    if (window == 0 || now - window >= 1000000000ull) {
+        __atomic_store_n(&l->window_ns, now, __ATOMIC_RELAXED);
+        __atomic_store_n(&l->lines, 0, __ATOMIC_RELAXED);
+    }
+    if (__atomic_fetch_add(&l->lines, 1, __ATOMIC_RELAXED) >= AEGIS_LOG_RATELIMIT_LINES) {
+        __atomic_fetch_add(&l->suppressed, 1, __ATOMIC_RELAXED);
         return false;
     }
-    __atomic_store_n(last_ns, now, __ATOMIC_RELAXED);
+    *suppressed_out = __atomic_exchange_n(&l->suppressed, 0, __ATOMIC_RELAXED);
     return true;
 }
 
-void aegis__log_write(int level, const char *file, int line, const char *fmt, ...)
+__attribute__((format(printf, 5, 0))) static void
+log_vwrite(int level, const char *file, int line, uint64_t suppressed, const char *fmt, va_list ap)
 {
     char buf[1024], thread[16] = "?";
     struct timespec ts;
@@ -60,7 +65,6 @@ void aegis__log_write(int level, const char *file, int line, const char *fmt, ..
     const char *base = strrchr(file, '/');
     size_t n;
     int k;
-    va_list ap;
 
     if (level < AEGIS_LOG_DEBUG || level > AEGIS_LOG_ERROR) {
         level = AEGIS_LOG_ERROR;
@@ -74,9 +78,12 @@ void aegis__log_write(int level, const char *file, int line, const char *fmt, ..
                  level_names[level], base != NULL ? base + 1 : file, line);
     n = k > 0 ? (size_t)k : 0;
     if (n < sizeof(buf)) {
-        va_start(ap, fmt);
         k = vsnprintf(buf + n, sizeof(buf) - n, fmt, ap);
-        va_end(ap);
+        n += k > 0 ? (size_t)k : 0;
+    }
+    if (suppressed > 0 && n < sizeof(buf)) {
+        k = snprintf(buf + n, sizeof(buf) - n, " (suppressed %llu)",
+                     (unsigned long long)suppressed);
         n += k > 0 ? (size_t)k : 0;
     }
     if (n > sizeof(buf) - 2) {
@@ -87,4 +94,23 @@ void aegis__log_write(int level, const char *file, int line, const char *fmt, ..
     if (write(STDERR_FILENO, buf, n) < 0) {
         return;
     }
+}
+
+void aegis__log_write(int level, const char *file, int line, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    log_vwrite(level, file, line, 0, fmt, ap);
+    va_end(ap);
+}
+
+void aegis__log_write_suppressed(int level, const char *file, int line, uint64_t suppressed,
+                                 const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    log_vwrite(level, file, line, suppressed, fmt, ap);
+    va_end(ap);
 }

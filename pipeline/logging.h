@@ -4,8 +4,9 @@
  * does) and writes one line to stderr:
  *   2026-11-26T14:31:38.123Z n2 aegis-raft INFO raft.c:120 became leader term=3
  * A line is written with a single write(2) so lines from different threads never
- * interleave. AEGIS_LOG_RATELIMITED drops repeats of one call site beyond one per second.
- * Per-message events use counters, not lines. */
+ * interleave. AEGIS_LOG_RATELIMITED writes at most AEGIS_LOG_RATELIMIT_LINES lines per
+ * second from one call site; the lines it drops are counted and the next line that gets
+ * through ends with "(suppressed K)". Per-message events use counters, not lines. */
 #ifndef AEGIS_LOGGING_H
 #define AEGIS_LOGGING_H
 
@@ -38,17 +39,37 @@ void aegis__log_write(int level, const char *file, int line, const char *fmt, ..
         }                                                                                  \
     } while (0)
 
-/* At most one line per second from this call site; the rest are counted and the count
- * is reported with the next line that gets through. */
+/* Like aegis__log_write, ending the line with " (suppressed K)" when @suppressed > 0. */
+void aegis__log_write_suppressed(int level, const char *file, int line, uint64_t suppressed,
+                                 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+#define AEGIS_LOG_RATELIMIT_LINES 3u /* Per call site and per second. */
+
+/* One call site's budget: the current one-second window, the lines written in it and the
+ * lines dropped since the last one written. Fields are updated with relaxed atomics (a
+ * site may be reached from several threads; a race costs at most a line more or less). */
+struct aegis_log_limit {
+    uint64_t window_ns;
+    uint64_t lines;
+    uint64_t suppressed;
+};
+
+/* Whether a line may be written now; if so, *@suppressed_out takes (and resets) the
+ * count of lines dropped since the last one written. */
+bool aegis__log_ratelimit(struct aegis_log_limit *l, uint64_t *suppressed_out);
+
+/* At most AEGIS_LOG_RATELIMIT_LINES lines per second from this call site; the rest are
+ * counted and the count is reported at the end of the next line that gets through. */
 #define AEGIS_LOG_RATELIMITED(level, ...)                                                  \
     do {                                                                                   \
-        static uint64_t rl_last_ns_, rl_dropped_;                                          \
-        if (aegis__log_ratelimit(&rl_last_ns_, &rl_dropped_)) {                            \
-            AEGIS_LOG((level), __VA_ARGS__);                                               \
+        static struct aegis_log_limit rl_limit_;                                           \
+        uint64_t rl_suppressed_;                                                           \
+        if ((int)(level) >= __atomic_load_n(&aegis__log_level, __ATOMIC_RELAXED) &&        \
+            aegis__log_ratelimit(&rl_limit_, &rl_suppressed_)) {                           \
+            aegis__log_write_suppressed((level), __FILE__, __LINE__, rl_suppressed_,       \
+                                        __VA_ARGS__);                                      \
         }                                                                                  \
     } while (0)
-
-bool aegis__log_ratelimit(uint64_t *last_ns, uint64_t *dropped);
 
 /* Monotonic clock in nanoseconds (CLOCK_MONOTONIC). */
 uint64_t aegis__now_ns(void);

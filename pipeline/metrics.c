@@ -84,14 +84,31 @@ void aegis__metrics_proposed(struct aegis_metrics *m, aegis_index index, uint64_
     aegis__metrics_since(m, AEGIS_MH_RECEIVE_PROPOSE, received_ns, now_ns);
 }
 
+/* The number of indexes in [@first, @last] to walk, at most the ring's worth (so a loop
+ * over them is bounded by AEGIS_METRICS_STAMPS whatever the values: the walks below
+ * count iterations, they never compare an index against a bound that could be the last
+ * value of the type). */
+static uint64_t walk_count(aegis_index first, aegis_index last)
+{
+    if (last < first) {
+        return 0;
+    }
+    return last - first >= AEGIS_METRICS_STAMPS ? AEGIS_METRICS_STAMPS : last - first + 1;
+}
+
 void aegis__metrics_appended(struct aegis_metrics *m, aegis_index first, aegis_index last,
                              uint64_t recv_ns)
 {
+    uint64_t n;
+
     AEGIS_ASSERT(first > 0);
-    if (last >= first + AEGIS_METRICS_STAMPS) {
-        first = last - AEGIS_METRICS_STAMPS + 1; /* Only the newest fit. */
+    n = walk_count(first, last);
+    if (n == 0) {
+        return;
     }
-    for (aegis_index i = first; i <= last; i++) {
+    first = last - (n - 1); /* Only the newest fit. */
+    for (uint64_t k = 0; k < n; k++) {
+        aegis_index i = first + k;
         struct aegis_metrics_stamp *s = stamp_of(m, i);
 
         if (s->index == i && s->kind == AEGIS_STAMP_RECEIVED && s->durable_ns == 0) {
@@ -121,11 +138,15 @@ static aegis_index walk_start(aegis_index seen, aegis_index upto)
 
 void aegis__metrics_durable(struct aegis_metrics *m, aegis_index index, uint64_t now_ns)
 {
+    aegis_index from;
+
     if (index <= m->durable_seen) {
         m->durable_seen = index; /* The log was cut back: walk again from there. */
         return;
     }
-    for (aegis_index i = walk_start(m->durable_seen, index); i <= index; i++) {
+    from = walk_start(m->durable_seen, index);
+    for (uint64_t k = 0, n = walk_count(from, index); k < n; k++) {
+        aegis_index i = from + k;
         struct aegis_metrics_stamp *s = stamp_of(m, i);
 
         if (s->index != i || s->durable_ns != 0) {
@@ -142,10 +163,14 @@ void aegis__metrics_durable(struct aegis_metrics *m, aegis_index index, uint64_t
 
 void aegis__metrics_committed(struct aegis_metrics *m, aegis_index index, uint64_t now_ns)
 {
+    aegis_index from;
+
     if (index <= m->commit_seen) {
         return;
     }
-    for (aegis_index i = walk_start(m->commit_seen, index); i <= index; i++) {
+    from = walk_start(m->commit_seen, index);
+    for (uint64_t k = 0, n = walk_count(from, index); k < n; k++) {
+        aegis_index i = from + k;
         struct aegis_metrics_stamp *s = stamp_of(m, i);
 
         if (s->index == i && s->kind == AEGIS_STAMP_PROPOSED) {
@@ -157,10 +182,14 @@ void aegis__metrics_committed(struct aegis_metrics *m, aegis_index index, uint64
 
 void aegis__metrics_acked(struct aegis_metrics *m, aegis_index index, uint64_t now_ns)
 {
+    aegis_index from;
+
     if (index <= m->acked_seen) {
         return;
     }
-    for (aegis_index i = walk_start(m->acked_seen, index); i <= index; i++) {
+    from = walk_start(m->acked_seen, index);
+    for (uint64_t k = 0, n = walk_count(from, index); k < n; k++) {
+        aegis_index i = from + k;
         struct aegis_metrics_stamp *s = stamp_of(m, i);
 
         if (s->index == i && s->kind == AEGIS_STAMP_RECEIVED) {
@@ -347,11 +376,13 @@ static void info_stats(struct aegis_node *n, struct aegis_text *t)
                        (unsigned long long)ctr(n, AEGIS_MC_APPEND_RECEIVED),
                        (unsigned long long)ctr(n, AEGIS_MC_APPEND_ACKED));
     aegis__text_printf(t, "peer_msgs_in:%llu\r\npeer_msgs_out:%llu\r\npeer_msgs_dropped:%llu\r\n"
+                          "peer_msgs_rejected:%llu\r\n"
                           "peer_send_failed:%llu\r\npeer_bytes_in:%llu\r\npeer_bytes_out:%llu\r\n"
                           "client_bytes_in:%llu\r\nclient_bytes_out:%llu\r\n",
                        (unsigned long long)stat_load(&st->peer_msgs_in),
                        (unsigned long long)stat_load(&st->peer_msgs_out),
                        (unsigned long long)stat_load(&st->peer_msgs_dropped),
+                       (unsigned long long)ctr(n, AEGIS_MC_PEER_REJECTED),
                        (unsigned long long)stat_load(&st->peer_send_failed),
                        (unsigned long long)ctr(n, AEGIS_MC_PEER_BYTES_IN),
                        (unsigned long long)ctr(n, AEGIS_MC_PEER_BYTES_OUT),
@@ -372,12 +403,15 @@ static void info_stats(struct aegis_node *n, struct aegis_text *t)
                        (unsigned long long)ctr(n, AEGIS_MC_SNAPSHOTS_SENT),
                        (unsigned long long)ctr(n, AEGIS_MC_SNAPSHOTS_RECEIVED));
     aegis__text_printf(t, "errors_tryagain:%llu\r\nerrors_unknown:%llu\r\nerrors_other:%llu\r\n"
-                          "errors_peer_decode:%llu\r\nerrors_log_write:%llu\r\n\r\n",
+                          "errors_peer_decode:%llu\r\nerrors_log_write:%llu\r\n"
+                          "auth_failures:%llu\r\nclient_timeouts:%llu\r\n\r\n",
                        (unsigned long long)ctr(n, AEGIS_MC_ERR_CLIENT_TRYAGAIN),
                        (unsigned long long)ctr(n, AEGIS_MC_ERR_CLIENT_UNKNOWN),
                        (unsigned long long)ctr(n, AEGIS_MC_ERR_CLIENT_OTHER),
                        (unsigned long long)ctr(n, AEGIS_MC_ERR_PEER_DECODE),
-                       (unsigned long long)ctr(n, AEGIS_MC_ERR_LOG_WRITE));
+                       (unsigned long long)ctr(n, AEGIS_MC_ERR_LOG_WRITE),
+                       (unsigned long long)ctr(n, AEGIS_MC_AUTH_FAILURES),
+                       (unsigned long long)ctr(n, AEGIS_MC_CLIENT_TIMEOUTS));
 }
 
 static void info_latency(struct aegis_node *n, struct aegis_text *t, struct aegis_hist *x)
@@ -546,6 +580,9 @@ static const struct prom_counter prom_counters[] = {
     NS("aegis_reads_total", NULL, "Linearizable reads requested.", reads),
     NS("aegis_peer_messages_sent_total", NULL, "Raft messages sent.", peer_msgs_out),
     NS("aegis_peer_messages_received_total", NULL, "Raft messages received.", peer_msgs_in),
+    MC("aegis_peer_messages_rejected_total", NULL,
+       "Peer messages refused: invalid values or out of place (peer_msgs_rejected).",
+       AEGIS_MC_PEER_REJECTED),
     MC("aegis_errors_total", "kind=\"client_tryagain\"", "Errors by kind.",
        AEGIS_MC_ERR_CLIENT_TRYAGAIN),
     MC("aegis_errors_total", "kind=\"client_unknown\"", NULL, AEGIS_MC_ERR_CLIENT_UNKNOWN),
@@ -554,6 +591,11 @@ static const struct prom_counter prom_counters[] = {
     NS("aegis_errors_total", "kind=\"peer_send\"", NULL, peer_send_failed),
     NS("aegis_errors_total", "kind=\"peer_dropped\"", NULL, peer_msgs_dropped),
     MC("aegis_errors_total", "kind=\"log_write\"", NULL, AEGIS_MC_ERR_LOG_WRITE),
+    MC("aegis_auth_failures_total", NULL, "Client AUTH attempts refused.",
+       AEGIS_MC_AUTH_FAILURES),
+    MC("aegis_client_timeouts_total", NULL,
+       "Client connections closed by the idle timeout or a request deadline.",
+       AEGIS_MC_CLIENT_TIMEOUTS),
 };
 
 static void prom_counters_all(struct aegis_node *n, struct aegis_text *t)

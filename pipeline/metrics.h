@@ -100,7 +100,11 @@ enum aegis_mctr {
     AEGIS_MC_ERR_CLIENT_UNKNOWN, /* -UNKNOWN replies (outcome unknown). */
     AEGIS_MC_ERR_CLIENT_OTHER,  /* Other error replies (-ERR, -NOAUTH, ...). */
     AEGIS_MC_ERR_PEER_DECODE,   /* Peer frames that did not decode. */
+    AEGIS_MC_PEER_REJECTED,     /* Decoded peer messages refused: invalid values
+                                   (aegis__msg_validate) or out of place (the core). */
     AEGIS_MC_ERR_LOG_WRITE,     /* Log write failures reported to the raft thread. */
+    AEGIS_MC_AUTH_FAILURES,     /* Client AUTH attempts refused (wrong name or password). */
+    AEGIS_MC_CLIENT_TIMEOUTS,   /* Client connections closed by a deadline (idle, request). */
     AEGIS_MC_COUNT
 };
 

@@ -124,9 +124,42 @@ static int rings_init(struct aegis_node *n)
     return rv;
 }
 
+/* The core's snapshot_check: a snapshot received from a peer must parse (envelope, and
+ * for the built-in KV machine every check of its restore) and claim no more than its
+ * metadata, before the core lets it replace the log. Otherwise the apply thread would
+ * fail to restore it and the node would stop taking writes. Pure: runs inside the core
+ * on the raft thread. */
+static int snapshot_check(void *data, const struct aegis_snapshot_meta *meta,
+                          const struct aegis_buf *snap)
+{
+    const struct aegis_node *n = data;
+    struct aegis_peer_addr addrs[AEGIS_PEERS_MAX];
+    uint32_t count = 0;
+    const uint8_t *sm;
+    size_t sm_len;
+    aegis_index index;
+    aegis_term term;
+    int rv;
+
+    if (snap == NULL) {
+        return AEGIS_ECORRUPT;
+    }
+    rv = aegis__env_snapshot_parse(snap->data, snap->len, addrs, &count, &sm, &sm_len);
+    if (rv != 0 || n->sm != NULL) {
+        return rv; /* An embedder's machine checks its own bytes in restore. */
+    }
+    rv = aegis__kv_snapshot_check(sm, sm_len, &index, &term);
+    if (rv == 0 && (index > meta->index || term > meta->term)) {
+        rv = AEGIS_ECORRUPT;
+    }
+    return rv;
+}
+
 static void raft_config_from(const struct aegis_node *n, struct aegis_raft_config *rc)
 {
     aegis__raft_config_default(rc);
+    rc->snapshot_check = snapshot_check;
+    rc->snapshot_check_data = (void *)n;
     rc->id = n->config.id;
     rc->election_timeout_min_ticks = n->config.election_ticks;
     rc->election_timeout_max_ticks = n->config.election_ticks * 2;

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "engine/conf.h"
+#include "net/codec.h"
 #include "pipeline/envelope.h"
 #include "pipeline/logging.h"
 #include "pipeline/node_int.h"
@@ -297,29 +298,57 @@ static void handle_client_resp(struct aegis_node *n, const struct aegis_msg *m)
     f->request_id = 0;
 }
 
+/* A peer message refused, by aegis__msg_validate or by the core: it changed nothing.
+ * The net thread has no call to close one peer link on the raft thread's word, so the
+ * message is dropped and counted (peer_msgs_rejected), with a rate-limited line. */
+static void reject_peer(struct aegis_node *n, const struct aegis_msg *m, int rv)
+{
+    aegis__metrics_add(&n->metrics, AEGIS_MT_RAFT, AEGIS_MC_PEER_REJECTED, 1);
+    AEGIS_LOG_RATELIMITED(AEGIS_LOG_WARN, "refused a %s from node %llu at term %llu: %s",
+                          aegis__codec_type_name(m->type), (unsigned long long)m->from,
+                          (unsigned long long)m->term, aegis_strerror(rv));
+}
+
+/* Metrics of an AppendEntries the core took: stamps only for indexes the log now holds,
+ * so the walk is bounded by local state, never by the message's range. */
+static void note_append_received(struct aegis_node *n, const struct aegis_msg *m,
+                                 uint64_t recv_ns)
+{
+    aegis_index first = m->append_req.prev_index + 1;
+    aegis_index last = aegis__raft_last_index(n->raft);
+
+    aegis__metrics_add(&n->metrics, AEGIS_MT_RAFT, AEGIS_MC_APPEND_RECEIVED, 1);
+    AEGIS_PROBE3(append_received, m->from, m->append_req.prev_index,
+                 m->append_req.entries_count);
+    if (m->append_req.entries_count == 0) {
+        return;
+    }
+    if (m->append_req.prev_index + m->append_req.entries_count < last) {
+        last = m->append_req.prev_index + m->append_req.entries_count;
+    }
+    if (first <= last) {
+        aegis__metrics_appended(&n->metrics, first, last, recv_ns);
+    }
+}
+
 static void drain_peer(struct aegis_node *n)
 {
     struct aegis_peer_msg pm;
 
     while (aegis__ring_peer_msg_pop_sc(&n->peer_ring, &pm)) {
         struct aegis_msg *m = pm.msg;
+        int rv = aegis__msg_validate(m); /* Before the core, the metrics or a handler. */
 
-        if (m->type == AEGIS_MSG_APPEND_REQ) {
-            aegis__metrics_add(&n->metrics, AEGIS_MT_RAFT, AEGIS_MC_APPEND_RECEIVED, 1);
-            if (m->append_req.entries_count > 0) {
-                aegis__metrics_appended(&n->metrics, m->append_req.prev_index + 1,
-                                        m->append_req.prev_index + m->append_req.entries_count,
-                                        pm.recv_ns);
-            }
-            AEGIS_PROBE3(append_received, m->from, m->append_req.prev_index,
-                         m->append_req.entries_count);
-        }
-        if (m->type == AEGIS_MSG_CLIENT_REQ) {
+        if (rv != 0) {
+            reject_peer(n, m, rv);
+        } else if (m->type == AEGIS_MSG_CLIENT_REQ) {
             handle_client_req(n, m, pm.recv_ns);
         } else if (m->type == AEGIS_MSG_CLIENT_RESP) {
             handle_client_resp(n, m);
-        } else {
-            aegis__raft_step(n->raft, m);
+        } else if ((rv = aegis__raft_step(n->raft, m)) != 0) {
+            reject_peer(n, m, rv);
+        } else if (m->type == AEGIS_MSG_APPEND_REQ) {
+            note_append_received(n, m, pm.recv_ns);
         }
         aegis__msg_release(m, n->alloc);
         aegis__free(n->alloc, m);

@@ -70,13 +70,13 @@ class V6Node(Node):
     def peer_addr(self):
         return "[::1]:%d" % self.peer_port
 
-    def start(self, peers, join=False, extra=()):
+    def start(self, peers, join=False, extra=(), **kw):
         # The last --client wins: this one replaces the harness's 127.0.0.1 address.
-        super().start(peers, join, list(extra) + ["--client", "[::1]:%d" % self.client_port])
+        super().start(peers, join, list(extra) + ["--client", "[::1]:%d" % self.client_port],
+                      **kw)
 
     def conn(self, timeout=10.0):
-        return Conn(self.client_port, timeout=timeout, host="::1",
-                    password=self.cluster.password)
+        return Conn(self.client_port, timeout=timeout, host="::1")
 
 
 def have_ipv6_loopback():

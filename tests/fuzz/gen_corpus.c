@@ -2,14 +2,16 @@
  *     gen_corpus tests/fuzz/corpus
  * creates corpus/codec/<type>.bin (one valid frame per message type, plus AppendEntries
  * with several entries and a full membership snapshot chunk), corpus/resp/<name>.txt (a
- * split-seed byte, then requests and replies), corpus/hello/<name>.bin (the limit and
- * chunk bytes of fuzz_hello, then a hello and frames), and the corpora of the file
- * header, membership, envelope and argument targets (corpus/hardstate, snapshot_header,
- * conf, envelope, args; each file's first byte is the target's mode byte where it has
- * one; corpus/envelope's admin_*, addr and snapshot files are not made here). The files
- * are committed; rerun this after a format change. corpus/resp/redis_benchmark.txt and
- * redis_cli.txt are not made here: they are the bytes redis-benchmark and redis-cli (7.0)
- * sent to redis-server through a recording proxy, behind the same split-seed byte. */
+ * split-seed byte, then requests and replies), corpus/peer/<name>.bin (programs for
+ * fuzz_peer.c: one per forged-message attack of issue 12, and plain runs),
+ * corpus/hello/<name>.bin (the limit and chunk bytes of fuzz_hello, then a hello and
+ * frames), and the corpora of the file header, membership, envelope and argument targets
+ * (corpus/hardstate, snapshot_header, conf, envelope, args; each file's first byte is the
+ * target's mode byte where it has one; corpus/envelope's admin_*, addr and snapshot files
+ * are not made here). The files are committed; rerun this after a format change.
+ * corpus/resp/redis_benchmark.txt and redis_cli.txt are not made here: they are the bytes
+ * redis-benchmark and redis-cli (7.0) sent to redis-server through a recording proxy,
+ * behind the same split-seed byte. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,6 +102,9 @@ static void gen_codec(const char *root)
             break;
         case AEGIS_MSG_HEARTBEAT_RESP:
             m.heartbeat_resp.read_ctx = 3;
+            break;
+        case AEGIS_MSG_TIMEOUT_NOW:
+            m.timeout_now.target = 2;
             break;
         case AEGIS_MSG_READ_INDEX_REQ:
             m.read_index_req.ctx = 3;
@@ -293,6 +298,67 @@ static void gen_args(const char *root)
     }
 }
 
+/* Programs for fuzz_peer.c (its header comment has the encoding). Shorthands: an op
+ * byte (T tick, P propose, S settle, I inject), then for an injection: victim (1 = node
+ * 2), type - 1, sender (0..2 = node 1..3, 3 = the victim's leader, 4 = none, 5 = an
+ * outsider), receiver (1 = the victim), and values by pick() selector: V_* below. */
+enum { T = 0, P = 1, S = 2, I = 4 };
+enum {
+    V_0 = 0, V_1 = 1, V_TERM = 4, V_TERM_UP = 5, V_LAST = 7, V_LAST_UP = 8, V_COMMIT = 9,
+    V_2_62_DOWN = 10, V_2_62 = 11, V_2_63 = 12, V_TOP_DOWN = 13, V_TOP = 14
+};
+
+struct program {
+    const char *name;
+    uint8_t bytes[64];
+    size_t len;
+};
+
+#define PROGRAM(name, ...)                                                                 \
+    {name, {__VA_ARGS__}, sizeof((uint8_t[]){__VA_ARGS__})}
+
+static const struct program peer_programs[] = {
+    /* Votes: transfer flag and terms 2^64-1, 2^62, 2^63, term + 1; then the cluster
+     * must still elect and commit. */
+    PROGRAM("vote_top_transfer", I, 1, 0, 2, 1, V_TOP, V_LAST, V_TOP, 0, 1, T, 7, P, S, T, 7, P, S),
+    PROGRAM("vote_2_62_transfer", I, 1, 0, 2, 1, V_2_62, V_LAST, V_2_62, 0, 1, T, 7, P, S),
+    PROGRAM("vote_2_63_plain", I, 0, 0, 2, 1, V_2_63, V_LAST, V_TERM, 0, 0, T, 7, P, S),
+    PROGRAM("vote_next_transfer", I, 1, 0, 2, 1, V_TERM_UP, V_LAST_UP, V_TERM_UP, 0, 1, P, S),
+    PROGRAM("prevote_top", I, 2, 0, 1, 1, V_TOP, V_LAST, V_TOP, 1, 0, T, 7, P, S),
+    /* Appends: prev 2^64-2 at term 0 with one entry; prev = last at term + 1. */
+    PROGRAM("append_top_term0", I, 1, 2, 0, 1, V_0, V_TOP_DOWN, V_0, V_TOP_DOWN, 1, 1, 0, 1,
+            P, S, T, 3),
+    PROGRAM("append_next_term", I, 1, 2, 0, 1, V_TERM_UP, V_LAST, V_TERM, V_LAST_UP, 1, 1, 0,
+            1, P, S, T, 3),
+    PROGRAM("append_resp_top", I, 0, 3, 1, 1, V_TERM, 1, V_TOP, V_TOP, V_TOP, V_TOP, P, S),
+    /* Snapshot chunks: whole, from the leader, junk or starting with 'S'; from another
+     * node; then more traffic. */
+    PROGRAM("snapshot_junk", I, 1, 4, 3, 1, V_TERM, 2, 8, V_LAST_UP, 0, 0, 0, 1, 'j', 'u', 'w',
+            'n', 'k', 'x', 'y', 'z', P, S, T, 5),
+    PROGRAM("snapshot_other_node", I, 1, 4, 2, 1, V_TERM, 2, 4, V_LAST_UP, 0, 0, 0, 0, 'n',
+            'a', 'p', P, S),
+    PROGRAM("snapshot_half_offer", I, 1, 4, 3, 1, V_TERM, 2, 4, V_LAST_UP, 0, 0, 3, 0, 'A',
+            'B', 'C', I, 1, 4, 3, 1, V_TERM, 2, 4, V_LAST_UP, 0, 4, 0, 1, 'Q', 'R', 'S', P, S),
+    PROGRAM("timeout_now_forged", I, 1, 8, 2, 1, V_TERM, 2, T, 5, P, S),
+    PROGRAM("heartbeat_top_commit", I, 1, 6, 3, 1, V_TERM, V_TOP, 0, P, S),
+    /* Plain runs: proposals, ticks, losses; enough to take snapshots (threshold 16). */
+    PROGRAM("plain_writes", P, S, P, P, S, T, 3, P, 3, P, S, T, 8, P, S),
+    PROGRAM("plain_snapshots", P, P, P, P, P, P, P, P, S, P, P, P, P, P, P, P, P, S, P, P, P,
+            P, S, T, 4, P, S),
+    PROGRAM("plain_elections", T, 7, T, 7, T, 7, 3, 3, 3, T, 7, P, S, T, 7),
+};
+
+static void gen_peer(const char *root)
+{
+    char dir[1024], name[64];
+
+    snprintf(dir, sizeof(dir), "%s/peer", root);
+    for (size_t i = 0; i < sizeof(peer_programs) / sizeof(peer_programs[0]); i++) {
+        snprintf(name, sizeof(name), "%s.bin", peer_programs[i].name);
+        write_file(dir, name, peer_programs[i].bytes, peer_programs[i].len);
+    }
+}
+
 static void gen_hello(const char *root)
 {
     static const struct {
@@ -341,6 +407,7 @@ int main(int argc, char **argv)
     }
     gen_codec(argv[1]);
     gen_resp(argv[1]);
+    gen_peer(argv[1]);
     gen_hello(argv[1]);
     gen_hardstate(argv[1]);
     gen_snapshot_header(argv[1]);

@@ -192,6 +192,7 @@ static bool sample(int variant, struct aegis_msg *m)
         return true;
     case 15:
         m->type = AEGIS_MSG_TIMEOUT_NOW;
+        m->timeout_now.target = 3;
         return true;
     case 16:
         m->type = AEGIS_MSG_READ_INDEX_REQ;
@@ -319,7 +320,7 @@ static bool msg_equal(const struct aegis_msg *a, const struct aegis_msg *b)
     case AEGIS_MSG_HEARTBEAT_RESP:
         return a->heartbeat_resp.read_ctx == b->heartbeat_resp.read_ctx;
     case AEGIS_MSG_TIMEOUT_NOW:
-        return true;
+        return a->timeout_now.target == b->timeout_now.target;
     case AEGIS_MSG_READ_INDEX_REQ:
         return a->read_index_req.ctx == b->read_index_req.ctx;
     case AEGIS_MSG_READ_INDEX_RESP:

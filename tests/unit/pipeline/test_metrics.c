@@ -128,6 +128,27 @@ TEST(metrics, walk_is_bounded_by_the_ring)
     return TEST_PASS;
 }
 
+/* Issue 12: an AppendEntries at prev_index 2^64-2 made the stamp walk loop to UINT64_MAX
+ * (the loop's index wrapped before passing its bound): the raft thread spun forever.
+ * Every walk counts at most a ring's worth of iterations, whatever the values. */
+TEST(metrics, walks_end_at_the_top_of_the_index_range)
+{
+    struct aegis_metrics *m = metrics_new();
+
+    ASSERT_TRUE(m != NULL);
+    aegis__metrics_appended(m, UINT64_MAX, UINT64_MAX, 100);
+    aegis__metrics_appended(m, UINT64_MAX - 3, UINT64_MAX, 100);
+    aegis__metrics_appended(m, 1, UINT64_MAX, 100);
+    aegis__metrics_appended(m, 9, 3, 100); /* An empty range. */
+    aegis__metrics_durable(m, UINT64_MAX, 200);
+    ASSERT_EQ_U64(hist_count(m, AEGIS_MH_FOLLOWER_RECEIVE_DURABLE), AEGIS_METRICS_STAMPS);
+    aegis__metrics_acked(m, UINT64_MAX, 300);
+    ASSERT_EQ_U64(hist_count(m, AEGIS_MH_FOLLOWER_DURABLE_ACK), AEGIS_METRICS_STAMPS);
+    aegis__metrics_committed(m, UINT64_MAX, 400);
+    metrics_free(m);
+    return TEST_PASS;
+}
+
 TEST(metrics, counters_sum_shards_and_observe_counts_elections)
 {
     struct aegis_metrics *m = metrics_new();
