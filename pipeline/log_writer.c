@@ -768,13 +768,14 @@ static int open_files(struct aegis_log_writer *w, const struct aegis_log_config 
     struct load_state ls = {.st = st, .alloc = w->alloc};
     int rv;
 
-    if (mkdir(c->dir, 0755) < 0 && errno != EEXIST) {
+    if (mkdir(c->dir, 0700) < 0 && errno != EEXIST) {
         return -errno;
     }
     rv = aegis__hardstate_open(&w->hsf, c->dir, w->io, w->alloc, &st->hs);
     if (rv != 0) {
         return rv;
     }
+    st->hs_fallback = w->hsf.fell_back;
     rv = aegis__snapshot_file_load(c->dir, w->io, w->alloc, &st->snapshot_meta,
                                    &st->snapshot_data, &st->has_snapshot);
     if (rv != 0) {

@@ -90,6 +90,11 @@ struct aegis_node_config {
     uint64_t segment_bytes;           /* Log segment size. Default 64 MiB. */
     uint32_t max_command_bytes;       /* Largest command. Default 1 MiB. */
     uint32_t max_pending;             /* Proposals in flight per node. Default 65536. */
+    uint32_t fail_stop_ms;            /* After a storage error (a log or hard state write or
+                                         sync failed) the node stops at once acting as
+                                         leader, candidate or voter and answers
+                                         AEGIS_ESTORAGE; aegisd exits (status 3) this long
+                                         after. Default 2000. */
 };
 
 /** Fill @c with defaults; the caller sets id, peers and data_dir. Any thread. */
