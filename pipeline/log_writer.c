@@ -267,7 +267,9 @@ static int submit_wait(struct aegis_log_writer *w, struct round_io *r, int n)
         }
         id = (uint64_t)cqe->user_data;
         AEGIS_ASSERT(id < (uint64_t)n);
-        r->res[id] = cqe->res;
+        /* The file layer may inject a fault here (tests: fileio.h); real: unchanged. */
+        r->res[id] = aegis__fileio_uring_result(
+            w->io, r->want[id] == 0 ? AEGIS_FAULT_OP_SYNC : AEGIS_FAULT_OP_WRITE, cqe->res);
         io_uring_cqe_seen(&w->ring, cqe);
         got++;
     }
