@@ -435,6 +435,7 @@ static void storage_fail(struct aegis_node *n, const struct aegis_log_report *re
         n->read_batches[b].count = 0;
         n->read_batches[b].ctx = 0;
     }
+    aegis__waker_wake(&n->apply_waker); /* It fails the registered proposals (apply.c). */
 }
 
 /* Once fail_stop_ms has passed since the storage failed: the hook, once. */
