@@ -8,6 +8,7 @@
 
 #include "lib/test.h"
 #include "pipeline/log_writer.h"
+#include "pipeline/segment.h"
 #include "pipeline/snapshot_file.h"
 #include "util.h"
 
@@ -509,6 +510,87 @@ TEST(log_writer, snapshot_compact_and_jump)
     ASSERT_TRUE(util_entry_ok(&fx.st.entries[9], 1010, 2, 30));
     ASSERT_EQ_U64(fx.st.last_index, 1010);
     fx_close(&fx);
+    util_rmrf(dir);
+    return TEST_PASS;
+}
+
+/* A snapshot that cannot be read: skipped with a warning while the log still covers what
+ * it held; once the log was compacted behind it, the start is refused (it used to be
+ * dropped silently and the node started with a hole at the front of its log). */
+TEST(log_writer, unreadable_snapshot_refused_when_log_no_longer_covers_it)
+{
+    struct aegis_snapshot_meta m = {.index = 250, .term = 1};
+    struct aegis_log_req req = {.op = AEGIS_LOG_OP_COMPACT};
+    struct fixture fx;
+    char dir[64], path[4096];
+    uint8_t *buf;
+    size_t len;
+
+    m.conf.count = 1;
+    m.conf.members[0] = (struct aegis_member){.id = 1, .role = AEGIS_MEMBER_VOTER};
+    ASSERT_TRUE(util_tmpdir(dir) != NULL);
+    ASSERT_OK(fx_open(&fx, dir, NULL, AEGIS_DURABILITY_BATCH, 16384));
+    ASSERT_OK(aegis__log_writer_start(fx.w));
+    fx_push_entries(&fx, 1, 300, 1, 100);
+    ASSERT_TRUE(fx_wait(&fx, fx.pushed));
+    ASSERT_OK(aegis__snapshot_file_write(dir, NULL, &m, "state", 5));
+    /* Damage it before any compaction: the log still starts at 1, so it is only skipped. */
+    snprintf(path, sizeof(path), "%s/%020llu.snap", dir, 250ull);
+    ASSERT_OK(util_read(path, &buf, &len));
+    buf[len - 1] ^= 1; /* The state bytes: data CRC mismatch. */
+    ASSERT_OK(util_write(path, buf, len));
+    fx_close(&fx);
+    ASSERT_OK(fx_open(&fx, dir, NULL, AEGIS_DURABILITY_BATCH, 16384));
+    ASSERT_FALSE(fx.st.has_snapshot);
+    ASSERT_EQ_U64(fx.st.entries_count, 300);
+    fx_close(&fx);
+    /* Repair it, compact behind it, then damage it again: refused. */
+    buf[len - 1] ^= 1;
+    ASSERT_OK(util_write(path, buf, len));
+    ASSERT_OK(fx_open(&fx, dir, NULL, AEGIS_DURABILITY_BATCH, 16384));
+    ASSERT_TRUE(fx.st.has_snapshot);
+    ASSERT_OK(aegis__log_writer_start(fx.w));
+    req.compact_index = 250;
+    fx_push(&fx, &req);
+    ASSERT_TRUE(fx_wait(&fx, fx.pushed));
+    fx_close(&fx);
+    buf[len - 1] ^= 1;
+    ASSERT_OK(util_write(path, buf, len));
+    ASSERT_ERR(fx_open(&fx, dir, NULL, AEGIS_DURABILITY_BATCH, 16384), AEGIS_ECORRUPT);
+    /* Missing altogether: refused as well. */
+    ASSERT_EQ_U64(unlink(path), 0);
+    ASSERT_ERR(fx_open(&fx, dir, NULL, AEGIS_DURABILITY_BATCH, 16384), AEGIS_ECORRUPT);
+    free(buf);
+    util_rmrf(dir);
+    return TEST_PASS;
+}
+
+/* A corrupt record is refused, and the scan says where: the byte offset of the record and
+ * the index expected there, with the reason (the open logs them with the file name). */
+TEST(log_writer, corrupt_record_names_offset_and_index)
+{
+    struct aegis_segment_scan scan;
+    struct fixture fx;
+    char dir[64], path[4096];
+    uint8_t *buf;
+    size_t len;
+
+    ASSERT_TRUE(util_tmpdir(dir) != NULL);
+    ASSERT_OK(fx_open(&fx, dir, NULL, AEGIS_DURABILITY_BATCH, 1 << 20));
+    ASSERT_OK(aegis__log_writer_start(fx.w));
+    fx_push_entries(&fx, 1, 10, 1, 100);
+    ASSERT_TRUE(fx_wait(&fx, fx.pushed));
+    fx_close(&fx);
+    snprintf(path, sizeof(path), "%s/%020llu.seg", dir, 1ull);
+    ASSERT_OK(util_read(path, &buf, &len));
+    buf[32 + 4 * 140 + 40 + 10] ^= 0x10; /* The payload of index 5. */
+    ASSERT_ERR(aegis__segment_scan(buf, len, 1, 0, &scan, NULL, NULL), AEGIS_ECORRUPT);
+    ASSERT_EQ_U64(scan.bad_offset, 32 + 4 * 140);
+    ASSERT_EQ_U64(scan.bad_index, 5);
+    ASSERT_TRUE(scan.bad_why != NULL && strstr(scan.bad_why, "payload CRC") != NULL);
+    ASSERT_OK(util_write(path, buf, len));
+    free(buf);
+    ASSERT_ERR(fx_open(&fx, dir, NULL, AEGIS_DURABILITY_BATCH, 1 << 20), AEGIS_ECORRUPT);
     util_rmrf(dir);
     return TEST_PASS;
 }
