@@ -144,8 +144,10 @@ void aegis__raft_start_election(struct aegis_raft *r, bool pre_vote, bool transf
 
     AEGIS_ASSERT(aegis__raft_promotable(r));
     AEGIS_ASSERT(r->role != AEGIS_ROLE_LEADER);
-    if (r->votes_withheld) {
-        /* A campaign votes for ourselves: not while a forgotten vote may exist. */
+    if (r->votes_withheld &&
+        !(aegis__conf_quorum(&r->conf) == 1 && aegis__conf_is_voter(&r->conf, r->id))) {
+        /* A campaign votes for ourselves: not while a forgotten vote may exist (unless we
+         * are the only voter: there is nobody else we could have voted for). */
         aegis__raft_reset_timeout(r);
         aegis__raft_trace(r, "campaign_withheld", r->term, 0);
         return;

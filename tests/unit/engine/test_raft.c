@@ -1062,5 +1062,11 @@ TEST(raft, withheld_votes_until_a_current_leader_is_heard)
     ASSERT_TRUE(aegis__raft_role(r) == AEGIS_ROLE_PRECANDIDATE ||
                 aegis__raft_role(r) == AEGIS_ROLE_CANDIDATE);
     aegis__raft_destroy(r);
+    /* The only voter could only have voted for itself: it may campaign. */
+    r = solo(1, 1, &rng, NULL);
+    aegis__raft_withhold_votes(r);
+    aegis__raft_campaign(r);
+    ASSERT_EQ_U64(aegis__raft_role(r), AEGIS_ROLE_LEADER);
+    aegis__raft_destroy(r);
     return TEST_PASS;
 }
