@@ -6,6 +6,8 @@
 - A node's data directory started under another --id (or --cluster-id) is refused with an
   error naming both values; the node then restarts under its own id and catches up.
 - The data directory is 0700 and every file in it 0600.
+- A damaged log record is refused at start with the segment file, the byte offset and the
+  index in the message.
 """
 import os
 import stat
@@ -70,6 +72,22 @@ def scenario(opts):
             mode = stat.S_IMODE(os.stat(os.path.join(n3.data_dir, name)).st_mode)
             check(mode == 0o600, "%s has mode %o, want 600" % (name, mode))
         log("modes: directory 700, files 600 (%s)" % ", ".join(sorted(os.listdir(n3.data_dir))))
+
+        # A damaged record: refused, naming the file, the byte offset and the index.
+        seg = os.path.join(n3.data_dir, "%020d.seg" % 1)
+        with open(seg, "rb") as f:
+            data = bytearray(f.read())
+        at = data.find(b"v1")
+        check(at > 0, "the value v1 is not in %s" % seg)
+        data[at] ^= 0x20
+        with open(seg, "wb") as f:
+            f.write(data)
+        _, out = run_refused(c, n3.id, n3.data_dir)
+        check("corrupt log segment %s at byte offset " % seg in out and "(index " in out,
+              "the refusal does not name the segment, offset and index")
+        data[at] ^= 0x20
+        with open(seg, "wb") as f:
+            f.write(data)
 
         n3.start(c.peers())
         wait_until(n3.ping, 20, "node %d back under its own id" % n3.id)
