@@ -10,7 +10,12 @@
  * the RESP2 server, starts the node's threads, then waits for SIGTERM or SIGINT with
  * sigwait() and stops gracefully (drain, fsync, close). The signals are blocked before
  * any thread starts, so only the main thread ever receives them. After SIGKILL a restart
- * with the same --id, --peers and --data-dir recovers every durable entry. */
+ * with the same --id, --peers and --data-dir recovers every durable entry.
+ *
+ * Exit status: 0 after SIGTERM/SIGINT, 1 when the node cannot start (bad data directory,
+ * locked by another process, another node's identity, corruption), 2 for bad flags, 3
+ * when the storage failed (a log or hard state write or sync): the node stopped acting at
+ * once and exits --fail-stop-ms later, for a supervisor to restart it. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -27,9 +32,12 @@
 
 #include <aegis/aegis.h>
 
+#include <pthread.h>
+
 #include "pipeline/args.h"
 #include "pipeline/logging.h"
 #include "pipeline/metrics.h"
+#include "pipeline/node_int.h"
 #include "pipeline/server.h"
 
 struct opts {
@@ -85,6 +93,9 @@ static void usage(FILE *f)
             "  --pipeline-max N           replies outstanding per client before it is no\n"
             "                             longer read (1024)\n"
             "  --max-pending N            commands in flight per node (65536)\n"
+            "  --fail-stop-ms N           after a storage error (disk full, I/O error) the\n"
+            "                             node stops serving at once and exits with status\n"
+            "                             3 this long after (2000)\n"
             "  --metrics HOST:PORT        serve Prometheus metrics at http://HOST:PORT/metrics\n"
             "  --tls-cert FILE            this node's certificate (PEM); with --tls-key and\n"
             "                             --tls-ca, peer links use mutual TLS: the\n"
@@ -142,6 +153,7 @@ enum {
     OPT_ID = 1000, OPT_PEERS, OPT_CLIENT, OPT_DATA_DIR, OPT_FSYNC, OPT_JOIN, OPT_CLUSTER,
     OPT_PASS, OPT_LOG, OPT_TICK, OPT_ELECTION, OPT_HEARTBEAT, OPT_SNAP, OPT_SEGMENT,
     OPT_MAXVAL, OPT_MAXCLIENTS, OPT_PIPELINE, OPT_PENDING, OPT_HELP, OPT_METRICS,
+    OPT_FAILSTOP,
     /* TLS (one block). */
     OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_CA, OPT_CLIENT_TLS,
     OPT_USERS, OPT_PASSFILE, OPT_INSECURE, OPT_IDLE, OPT_REQUEST, OPT_RESERVE,
@@ -168,6 +180,7 @@ static const struct option long_opts[] = {
     {"max-pending", required_argument, NULL, OPT_PENDING},
     {"help", no_argument, NULL, OPT_HELP},
     {"metrics", required_argument, NULL, OPT_METRICS},
+    {"fail-stop-ms", required_argument, NULL, OPT_FAILSTOP},
     /* TLS (one block). */
     {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
     {"tls-key", required_argument, NULL, OPT_TLS_KEY},
@@ -240,6 +253,10 @@ static int parse_number_opt(int opt, const char *arg, struct opts *o)
     case OPT_PENDING:
         rv = parse_u64("--max-pending", arg, 16, 1u << 22, &v);
         o->node.max_pending = (uint32_t)v;
+        break;
+    case OPT_FAILSTOP:
+        rv = parse_u64("--fail-stop-ms", arg, 0, 600000, &v);
+        o->node.fail_stop_ms = (uint32_t)v;
         break;
     default:
         rv = -1;
@@ -582,6 +599,22 @@ static int setup_security(struct opts *o)
     return 0;
 }
 
+#define EXIT_STORAGE 3
+
+static pthread_t main_thread;
+static int storage_failed; /* Atomic: set by the fail hook before it wakes main. */
+
+/* Runs on the node's raft thread fail_stop_ms after a storage error: wake the main thread
+ * (blocked in sigwait) to stop the node and exit with EXIT_STORAGE. */
+static void on_storage_failed(struct aegis_node *n, int err, void *data)
+{
+    (void)n;
+    (void)err;
+    (void)data;
+    __atomic_store_n(&storage_failed, 1, __ATOMIC_RELEASE);
+    pthread_kill(main_thread, SIGTERM);
+}
+
 int main(int argc, char **argv)
 {
     struct opts o;
@@ -611,6 +644,8 @@ int main(int argc, char **argv)
                   aegis_strerror(rv));
         return 1;
     }
+    main_thread = pthread_self();
+    aegis__node_set_fail_hook(node, on_storage_failed, NULL);
     rv = aegis__server_create(&server, node, &o.server);
     if (rv == 0) {
         rv = aegis_node_start(node);
@@ -633,10 +668,18 @@ int main(int argc, char **argv)
     aegis__args_format_hostport(o.client_host, aegis__node_client_port(node), addr, sizeof(addr));
     AEGIS_LOG(AEGIS_LOG_INFO, "serving RESP2 clients on %s", addr);
     sigwait(&set, &sig);
-    AEGIS_LOG(AEGIS_LOG_INFO, "%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    if (__atomic_load_n(&storage_failed, __ATOMIC_ACQUIRE)) {
+        AEGIS_LOG(AEGIS_LOG_ERROR, "storage failed (%s): exiting with status %d",
+                  aegis_strerror(aegis__node_storage_error(node)), EXIT_STORAGE);
+    } else {
+        AEGIS_LOG(AEGIS_LOG_INFO, "%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    }
     aegis__metrics_http_stop(metrics);
     rv = aegis_node_stop(node);
     aegis_node_destroy(node);
     aegis__server_destroy(server);
+    if (__atomic_load_n(&storage_failed, __ATOMIC_ACQUIRE)) {
+        return EXIT_STORAGE;
+    }
     return rv == 0 ? 0 : 1;
 }

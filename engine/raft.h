@@ -178,6 +178,14 @@ int aegis__raft_transfer(struct aegis_raft *r, aegis_node_id target);
 /* Start an election now (the seed's start_election). */
 void aegis__raft_campaign(struct aegis_raft *r);
 
+/* The runtime lost part of the hard state (it fell back to an older copy): a vote given
+ * since may be forgotten. Until an AppendEntries, heartbeat or snapshot of a leader of
+ * the current term or a newer one is accepted, the core grants no vote (pre-votes, which
+ * promise nothing, are still answered) and does not campaign (its self-vote is a vote
+ * too), so that the forgotten vote is never given twice. Call right after create. */
+void aegis__raft_withhold_votes(struct aegis_raft *r);
+bool aegis__raft_votes_withheld(const struct aegis_raft *r);
+
 bool aegis__raft_has_ready(const struct aegis_raft *r);
 void aegis__raft_ready(struct aegis_raft *r, struct aegis_ready *rd);
 void aegis__raft_advance(struct aegis_raft *r, struct aegis_ready *rd);

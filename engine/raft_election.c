@@ -20,7 +20,12 @@
  * the leader, from its own transfer target); any other flagged vote is an ordinary one.
  *
  * The term ceiling: no term at or above AEGIS_TERM_MAX is ever taken (msg.h); a node
- * whose term is AEGIS_TERM_MAX - 1 does not campaign (no history reaches it). */
+ * whose term is AEGIS_TERM_MAX - 1 does not campaign (no history reaches it).
+ *
+ * Withheld votes (aegis__raft_withhold_votes): after the runtime lost the newer copy of
+ * its hard state, the core neither grants a vote nor campaigns until it accepts a leader
+ * of its current term or a newer one (become_follower with a leader), so a vote it may
+ * have given and forgotten is never given again in that term. */
 #include <aegis/error.h>
 
 #include "engine/assert.h"
@@ -56,6 +61,12 @@ void aegis__raft_become_follower(struct aegis_raft *r, aegis_term term, aegis_no
                   ? AEGIS_ROLE_LEARNER
                   : AEGIS_ROLE_FOLLOWER;
     r->leader = leader;
+    if (leader != AEGIS_NODE_NONE && r->votes_withheld) {
+        /* A leader of this term or a newer one is accepted: whatever vote was forgotten
+         * belongs to a finished election. */
+        r->votes_withheld = false;
+        aegis__raft_trace(r, "votes_restored", r->term, leader);
+    }
     r->votes_count = 0;
     r->heartbeat_elapsed = 0;
     aegis__raft_reset_timeout(r);
@@ -148,6 +159,14 @@ void aegis__raft_start_election(struct aegis_raft *r, bool pre_vote, bool transf
         aegis__raft_reset_timeout(r);
         return;
     }
+    if (r->votes_withheld &&
+        !(aegis__conf_quorum(&r->conf) == 1 && aegis__conf_is_voter(&r->conf, r->id))) {
+        /* A campaign votes for ourselves: not while a forgotten vote may exist (unless we
+         * are the only voter: there is nobody else we could have voted for). */
+        aegis__raft_reset_timeout(r);
+        aegis__raft_trace(r, "campaign_withheld", r->term, 0);
+        return;
+    }
     if (pre_vote) {
         r->role = AEGIS_ROLE_PRECANDIDATE;
         term = r->term + 1;
@@ -202,7 +221,7 @@ void aegis__raft_handle_vote_req(struct aegis_raft *r, const struct aegis_msg *m
     bool can_vote = r->vote == m->from ||
                     (r->vote == AEGIS_NODE_NONE && r->leader == AEGIS_NODE_NONE) ||
                     (pre && m->term > r->term);
-    bool grant = can_vote && log_up_to_date(r, &m->vote_req);
+    bool grant = can_vote && log_up_to_date(r, &m->vote_req) && (pre || !r->votes_withheld);
     struct aegis_msg *resp;
 
     AEGIS_ASSERT(pre || m->term <= r->term);
@@ -391,4 +410,15 @@ int aegis__raft_transfer(struct aegis_raft *r, aegis_node_id target)
     }
     aegis__raft_send_appends(r, pr);
     return 0;
+}
+
+void aegis__raft_withhold_votes(struct aegis_raft *r)
+{
+    r->votes_withheld = true;
+    aegis__raft_trace(r, "votes_withheld", r->term, r->vote);
+}
+
+bool aegis__raft_votes_withheld(const struct aegis_raft *r)
+{
+    return r->votes_withheld;
 }

@@ -81,6 +81,10 @@ struct aegis_raft {
     uint32_t heartbeat_elapsed;
     uint32_t election_timeout; /* Randomised in [min, max] at each reset. */
 
+    /* Set by aegis__raft_withhold_votes(): no vote granted and no campaign until a
+     * leader of the current term or a newer one is accepted (raft_election.c). */
+    bool votes_withheld;
+
     /* Candidate and pre-candidate. */
     struct aegis_vote_record votes[AEGIS_MEMBERS_MAX];
     uint32_t votes_count;

@@ -792,6 +792,16 @@ void *aegis__apply_thread_main(void *arg)
             expire(n, now);
             next_expire = now + AEGIS_APPLY_WAIT_MS;
         }
+        if (__atomic_load_n(&n->storage_err, __ATOMIC_ACQUIRE) != 0) {
+            struct apply_reg *r;
+
+            /* Fail-stopped (raft_thread.c): nothing commits here any more; another leader
+             * may still commit these entries, so their outcome is unknown. */
+            while ((r = reg_head(s)) != NULL) {
+                fail_reg(n, r, AEGIS_ELEADERLOST);
+                reg_pop(s);
+            }
+        }
         if (__atomic_load_n(&n->stopping, __ATOMIC_ACQUIRE) >= 2) {
             break;
         }

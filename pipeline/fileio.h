@@ -47,6 +47,9 @@ struct aegis_fileio_ops {
     int (*unlink)(struct aegis_fileio *io, const char *path);
     int (*fsync_dir)(struct aegis_fileio *io, const char *dir);
     int (*size)(struct aegis_fileio *io, int fd, uint64_t *size_out);
+    /* The result of a write or fdatasync the log writer ran through io_uring (@kind: an
+     * enum aegis_fault_op bit), which the layer may replace; NULL: kept as is. */
+    int64_t (*uring_result)(struct aegis_fileio *io, uint32_t kind, int64_t res);
 };
 
 struct aegis_fileio {
@@ -82,6 +85,11 @@ int aegis__fileio_rename(struct aegis_fileio *io, const char *from, const char *
 int aegis__fileio_unlink(struct aegis_fileio *io, const char *path);
 int aegis__fileio_fsync_dir(struct aegis_fileio *io, const char *dir);
 int aegis__fileio_size(struct aegis_fileio *io, int fd, uint64_t *size_out);
+
+/* What the log writer takes as the result of one io_uring write or fdatasync (@kind:
+ * AEGIS_FAULT_OP_WRITE or AEGIS_FAULT_OP_SYNC) that returned @res: @res itself, unless the
+ * layer injects a fault there. */
+int64_t aegis__fileio_uring_result(struct aegis_fileio *io, uint32_t kind, int64_t res);
 
 /* Write all of @iov at @off, continuing after short writes. Returns 0 or a negative errno
  * (AEGIS_EIO when the layer makes no progress); *written_out (may be NULL) gets the bytes
@@ -140,6 +148,12 @@ struct aegis_fileio_fault {
 };
 
 void aegis__fileio_fault_init(struct aegis_fileio_fault *f);
+
+/* The same layer, but marked real, so that the log writer keeps its io_uring hot path:
+ * its writes and fdatasyncs go to the kernel and their completions pass through the
+ * injection above (fail_err, fail_short); they are not recorded for power loss. Every
+ * other operation goes through the layer as with aegis__fileio_fault_init. */
+void aegis__fileio_fault_init_uring(struct aegis_fileio_fault *f);
 void aegis__fileio_fault_close(struct aegis_fileio_fault *f);
 
 /* Apply a power cut to the files on disk (see the file comment) and forget the undo

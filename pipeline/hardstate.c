@@ -24,6 +24,7 @@
 
 #include "engine/assert.h"
 #include "engine/crc32c.h"
+#include "pipeline/logging.h"
 
 #define HS_NAME "hardstate"
 #define HS_TMP_NAME "hardstate.tmp"
@@ -125,7 +126,7 @@ static int create_file(struct aegis_hardstate_file *h)
     }
     encode_slot(1, &zero, file);
     aegis__fileio_unlink(h->io, tmp); /* A leftover from a crash; ENOENT is fine. */
-    fd = aegis__fileio_open(h->io, tmp, O_RDWR | O_CREAT | O_EXCL, 0644);
+    fd = aegis__fileio_open(h->io, tmp, O_RDWR | O_CREAT | O_EXCL, 0600);
     if (fd < 0) {
         rv = fd;
         goto out;
@@ -146,10 +147,38 @@ out:
     return rv;
 }
 
+/* Why a slot does not decode, for the operator (the decoder only says that it does not). */
+static const char *slot_why(const uint8_t *buf, size_t avail)
+{
+    static const uint8_t zero[AEGIS_HARDSTATE_SLOT_BYTES];
+    uint32_t crc = 0;
+
+    if (avail < AEGIS_HARDSTATE_SLOT_BYTES) {
+        return "cut short by the end of the file";
+    }
+    if (memcmp(buf, zero, sizeof(zero)) == 0) {
+        return "all zeros";
+    }
+    if (memcmp(buf, hs_magic, 4) != 0) {
+        return "bad magic";
+    }
+    for (int i = 3; i >= 0; i--) {
+        crc = (crc << 8) | buf[60 + i];
+    }
+    if (crc != aegis__crc32c(0, buf, 60)) {
+        return "CRC mismatch";
+    }
+    return "bad version, reserved bytes or sequence";
+}
+
+/* Pick the valid slot with the higher sequence. A slot that does not decode although it
+ * was written (anything but the untouched slot 1 of a new file) may have held a newer
+ * value: that is a fall back, logged with the slot, the reason, the file and the offset. */
 static int read_slots(struct aegis_hardstate_file *h)
 {
     uint8_t file[AEGIS_HARDSTATE_FILE_BYTES];
     int64_t n = aegis__fileio_pread(h->io, h->fd, file, sizeof(file), 0);
+    const char *why[2] = {NULL, NULL};
     bool found = false;
 
     if (n < 0) {
@@ -161,6 +190,7 @@ static int read_slots(struct aegis_hardstate_file *h)
 
         if ((uint64_t)n < off + AEGIS_HARDSTATE_SLOT_BYTES ||
             aegis__hardstate_decode(file + off, AEGIS_HARDSTATE_SLOT_BYTES, &seq, &hs) != 0) {
+            why[s] = slot_why(file + off, (uint64_t)n > off ? (size_t)((uint64_t)n - off) : 0);
             continue;
         }
         if (!found || seq > h->seq) {
@@ -170,7 +200,30 @@ static int read_slots(struct aegis_hardstate_file *h)
             found = true;
         }
     }
-    return found ? 0 : AEGIS_ECORRUPT;
+    if (!found) {
+        AEGIS_LOG(AEGIS_LOG_ERROR,
+                  "hard state %s: no valid slot (slot 0 at byte offset 0: %s; slot 1 at byte "
+                  "offset %u: %s): refusing to start",
+                  h->path, why[0], AEGIS_HARDSTATE_SLOT_STRIDE, why[1]);
+        return AEGIS_ECORRUPT;
+    }
+    {
+        uint32_t bad = 1 - h->slot;
+        bool untouched = bad == 1 && h->seq == 1 && strcmp(why[1] != NULL ? why[1] : "",
+                                                           "all zeros") == 0;
+
+        if (why[bad] != NULL && !untouched) {
+            h->fell_back = true;
+            AEGIS_LOG(AEGIS_LOG_WARN,
+                      "hard state %s: slot %u at byte offset %u is unreadable (%s); falling "
+                      "back to slot %u (sequence %llu: term %llu, vote %llu): a newer term or "
+                      "vote may be lost",
+                      h->path, bad, bad * AEGIS_HARDSTATE_SLOT_STRIDE, why[bad], h->slot,
+                      (unsigned long long)h->seq, (unsigned long long)h->hs.term,
+                      (unsigned long long)h->hs.vote);
+        }
+    }
+    return 0;
 }
 
 int aegis__hardstate_open(struct aegis_hardstate_file *h, const char *dir,

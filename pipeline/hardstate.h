@@ -27,6 +27,8 @@ struct aegis_hardstate_file {
     uint64_t seq;  /* Sequence of the current (newest valid) slot. */
     uint32_t slot; /* Which slot holds it: 0 or 1. */
     struct aegis_hard_state hs;
+    bool fell_back; /* Open: the other slot was unreadable yet had been written (torn or
+                       damaged): it may have held a newer value (logged as a warning). */
     struct aegis_fileio *io;
     const struct aegis_allocator *alloc;
 };

@@ -267,7 +267,9 @@ static int submit_wait(struct aegis_log_writer *w, struct round_io *r, int n)
         }
         id = (uint64_t)cqe->user_data;
         AEGIS_ASSERT(id < (uint64_t)n);
-        r->res[id] = cqe->res;
+        /* The file layer may inject a fault here (tests: fileio.h); real: unchanged. */
+        r->res[id] = aegis__fileio_uring_result(
+            w->io, r->want[id] == 0 ? AEGIS_FAULT_OP_SYNC : AEGIS_FAULT_OP_WRITE, cqe->res);
         io_uring_cqe_seen(&w->ring, cqe);
         got++;
     }
@@ -768,13 +770,14 @@ static int open_files(struct aegis_log_writer *w, const struct aegis_log_config 
     struct load_state ls = {.st = st, .alloc = w->alloc};
     int rv;
 
-    if (mkdir(c->dir, 0755) < 0 && errno != EEXIST) {
+    if (mkdir(c->dir, 0700) < 0 && errno != EEXIST) {
         return -errno;
     }
     rv = aegis__hardstate_open(&w->hsf, c->dir, w->io, w->alloc, &st->hs);
     if (rv != 0) {
         return rv;
     }
+    st->hs_fallback = w->hsf.fell_back;
     rv = aegis__snapshot_file_load(c->dir, w->io, w->alloc, &st->snapshot_meta,
                                    &st->snapshot_data, &st->has_snapshot);
     if (rv != 0) {

@@ -119,6 +119,9 @@ struct aegis_log_config {
 /* What open found on disk, for aegis__raft_create's restore. */
 struct aegis_log_state {
     struct aegis_hard_state hs;
+    bool hs_fallback;                /* The hard state came from the older slot because the
+                                        other was unreadable (hardstate.h): the node must
+                                        not vote until it hears from a current leader. */
     bool has_snapshot;
     struct aegis_snapshot_meta snapshot_meta;
     struct aegis_buf *snapshot_data; /* One reference, owned by the state; may be NULL. */

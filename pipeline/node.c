@@ -30,6 +30,7 @@ void aegis_node_config_init(struct aegis_node_config *c)
     c->segment_bytes = 64u << 20;
     c->max_command_bytes = 1u << 20;
     c->max_pending = 65536;
+    c->fail_stop_ms = 2000;
 }
 
 static int config_check(const struct aegis_node_config *c)
@@ -193,6 +194,19 @@ static int recover(struct aegis_node *n)
     struct aegis_raft_restore restore;
     int rv;
 
+    if (n->config.fsync != AEGIS_FSYNC_NONE) {
+        /* Lock and identity first: nothing else in the directory is read or written by a
+         * second process or under another node's name. */
+        rv = aegis__datadir_open(&n->datadir, n->data_dir, n->config.cluster_id,
+                                 n->config.id, NULL);
+        if (rv != 0) {
+            AEGIS_LOG(AEGIS_LOG_ERROR, "%s", n->datadir.msg);
+            return rv;
+        }
+        n->datadir_fresh = n->datadir.fresh;
+    } else {
+        n->datadir_fresh = true; /* Nothing is kept: every start is a fresh one. */
+    }
     memset(&lc, 0, sizeof(lc));
     lc.dir = n->data_dir;
     lc.segment_bytes = n->config.segment_bytes;
@@ -249,6 +263,16 @@ static int recover(struct aegis_node *n)
     raft_config_from(n, &rc);
     aegis__rng_seed(&n->rng, n->rng_seed);
     rv = aegis__raft_create(&n->raft, &rc, &restore, &n->rng, &tracer, n->alloc);
+    if (rv == 0 && rec.hs_fallback) {
+        /* The newer hard state slot was unreadable: a vote in it may have been sent. Never
+         * give that vote twice: no vote (and no campaign) until a leader of this term or
+         * a newer one is heard from. */
+        aegis__raft_withhold_votes(n->raft);
+        AEGIS_LOG(AEGIS_LOG_WARN,
+                  "votes withheld until a current leader is heard from (the hard state fell "
+                  "back to the older slot: term %llu, vote %llu may be stale)",
+                  (unsigned long long)rec.hs.term, (unsigned long long)rec.hs.vote);
+    }
     AEGIS_LOG(AEGIS_LOG_INFO,
               "recovered %s: term %llu, vote %llu, commit %llu, snapshot %llu, %u entries",
               n->data_dir, (unsigned long long)rec.hs.term, (unsigned long long)rec.hs.vote,
@@ -273,6 +297,7 @@ int aegis_node_create(struct aegis_node **out, const struct aegis_node_config *c
     if (n == NULL) {
         return AEGIS_ENOMEM;
     }
+    n->datadir.lock_fd = -1;
     aegis__metrics_init(&n->metrics);
     n->config = *c;
     snprintf(n->data_dir, sizeof(n->data_dir), "%s", c->data_dir);
@@ -400,6 +425,9 @@ static int inbox_push(struct aegis_node *n, const struct aegis_req *q)
 
     if (__atomic_load_n(&n->stopping, __ATOMIC_ACQUIRE) != 0 || !n->started) {
         return AEGIS_ESHUTDOWN;
+    }
+    if (__atomic_load_n(&n->storage_err, __ATOMIC_ACQUIRE) != 0) {
+        return AEGIS_ESTORAGE;
     }
     if (__atomic_load_n(&n->fatal, __ATOMIC_ACQUIRE) != 0) {
         return AEGIS_ESHUTDOWN;
@@ -732,5 +760,6 @@ void aegis_node_destroy(struct aegis_node *n)
     }
     aegis__free(n->alloc, n->read_wait);
     aegis__metrics_close(&n->metrics);
+    aegis__datadir_close(&n->datadir); /* Last: the directory is ours until here. */
     free(n);
 }

@@ -24,6 +24,7 @@
 #include "engine/kv.h"
 #include "engine/raft.h"
 #include "net/uring_loop.h"
+#include "pipeline/datadir.h"
 #include "pipeline/log_writer.h"
 #include "pipeline/metrics.h"
 #include "pipeline/ring.h"
@@ -230,6 +231,16 @@ struct aegis_node {
     uint64_t snapshot_retry_tick;       /* Retry a failed snapshot at this tick; 0: none. */
     aegis_index snapshot_index;
     int fatal;                          /* First fatal error (log write failed, ...). */
+    /* Fail-stop (raft thread writes, others read atomically): the first storage error
+     * (log or hard state write/sync); 0 while healthy. Once set the raft thread no longer
+     * drives the core (no tick, no message stepped, no ready routed: nothing that depends
+     * on state that is not durable leaves), answers requests with AEGIS_ESTORAGE, and
+     * calls fail_hook once fail_deadline_ns has passed (aegisd exits 3). */
+    int storage_err;
+    uint64_t fail_deadline_ns;
+    bool fail_hook_called;
+    void (*fail_hook)(struct aegis_node *n, int err, void *data);
+    void *fail_hook_data;
 
     /* Log thread (pipeline/log_writer.h). */
     struct aegis_log_writer *log;
@@ -262,6 +273,12 @@ struct aegis_node {
     uint32_t clients_max;
     uint32_t client_read_bytes_max;
 
+    /* Data directory (pipeline/datadir.h): lock held from create to destroy. */
+    struct aegis_datadir datadir;
+    /* True when this start found the data directory without identity, hard state, log or
+     * snapshot (it initialised it). Set by create, read-only afterwards. */
+    bool datadir_fresh;
+
     /* Shared. */
     pthread_t net_thread, raft_thread, apply_thread;
     bool started;
@@ -278,6 +295,15 @@ struct aegis_node {
 
 /* node.c */
 void aegis__node_fail(struct aegis_node *n, int rv, const char *what);
+
+/* Storage fail-stop (raft_thread.c). @hook runs once on the raft thread when the storage
+ * failed fail_stop_ms ago; aegisd exits with status 3 from it. Set before start. */
+void aegis__node_set_fail_hook(struct aegis_node *n,
+                               void (*hook)(struct aegis_node *n, int err, void *data),
+                               void *data);
+/* The storage error that stopped the node (a negative AEGIS_E* code, e.g. AEGIS_ENOSPC),
+ * or 0. Any thread. */
+int aegis__node_storage_error(const struct aegis_node *n);
 
 /* raft_thread.c */
 void *aegis__raft_thread_main(void *arg);

@@ -18,7 +18,16 @@
  *
  * Proposals from a follower are forwarded to the leader as CLIENT_REQ; the leader
  * registers them with the apply thread, which answers with CLIENT_RESP once applied.
- * Reads gathered during one pass share one ReadIndex round. */
+ * Reads gathered during one pass share one ReadIndex round.
+ *
+ * Storage fail-stop: when the log thread reports that a log or hard state write or sync
+ * failed, the node stops driving the core at once: no more ticks (no heartbeat, no
+ * election), no peer message stepped (no vote), no ready routed, and the messages held
+ * for durability are dropped, so nothing that depends on state that is not durable ever
+ * leaves. To its peers it is as good as dead: they elect another leader once their
+ * election timeout passes. Requests are answered AEGIS_ESTORAGE (a follower's forwarded
+ * command: AEGIS_ENOTLEADER, it was not proposed), and config.fail_stop_ms later the
+ * fail hook runs once (aegisd exits with status 3 so that a supervisor restarts it). */
 #include <string.h>
 
 #include "engine/conf.h"
@@ -331,6 +340,11 @@ static void note_append_received(struct aegis_node *n, const struct aegis_msg *m
     }
 }
 
+static bool storage_failed(const struct aegis_node *n)
+{
+    return n->storage_err != 0; /* Written by this thread only. */
+}
+
 static void drain_peer(struct aegis_node *n)
 {
     struct aegis_peer_msg pm;
@@ -341,6 +355,12 @@ static void drain_peer(struct aegis_node *n)
 
         if (rv != 0) {
             reject_peer(n, m, rv);
+        } else if (storage_failed(n) && m->type != AEGIS_MSG_CLIENT_RESP) {
+            /* Fail-stopped: the core hears nothing more (it would vote or acknowledge);
+             * a forwarded command was not proposed, so its follower may retry it. */
+            if (m->type == AEGIS_MSG_CLIENT_REQ) {
+                reply_client(n, m, AEGIS_ENOTLEADER);
+            }
         } else if (m->type == AEGIS_MSG_CLIENT_REQ) {
             handle_client_req(n, m, pm.recv_ns);
         } else if (m->type == AEGIS_MSG_CLIENT_RESP) {
@@ -483,15 +503,59 @@ static uint64_t log_submit(struct aegis_node *n, const struct aegis_ready *rd)
     return n->log_reqs_pushed;
 }
 
+static void fail_reads(struct aegis_node *n, struct aegis_read_req *reads, uint32_t count,
+                       int status);
+
+/* The log thread could not make something durable: fail-stop (see the file comment). */
+static void storage_fail(struct aegis_node *n, const struct aegis_log_report *rep)
+{
+    if (storage_failed(n)) {
+        return;
+    }
+    AEGIS_LOG(AEGIS_LOG_ERROR,
+              "storage failed: %s at byte offset %llu: %s; the node stops now acting as "
+              "leader, candidate or voter and exits in %u ms",
+              rep->file, (unsigned long long)rep->offset, aegis_strerror(rep->err),
+              n->config.fail_stop_ms);
+    __atomic_store_n(&n->storage_err, rep->err, __ATOMIC_RELEASE);
+    n->fail_deadline_ns = aegis__now_ns() + (uint64_t)n->config.fail_stop_ms * 1000000u;
+    aegis__node_fail(n, rep->err, "storage");
+    /* Votes and acknowledgements waiting for a durability that will never come. */
+    for (uint32_t i = 0; i < n->held_count; i++) {
+        aegis__msg_release(&n->held[i], n->alloc);
+    }
+    n->held_count = 0;
+    fail_reads(n, n->read_wait, n->read_wait_count, AEGIS_ESTORAGE);
+    n->read_wait_count = 0;
+    for (uint32_t b = 0; b < AEGIS_READ_BATCHES; b++) {
+        fail_reads(n, n->read_batches[b].reads, n->read_batches[b].count, AEGIS_ESTORAGE);
+        n->read_batches[b].count = 0;
+        n->read_batches[b].ctx = 0;
+    }
+    aegis__waker_wake(&n->apply_waker); /* It fails the registered proposals (apply.c). */
+}
+
+/* Once fail_stop_ms has passed since the storage failed: the hook, once. */
+static void fail_stop_check(struct aegis_node *n, uint64_t now)
+{
+    if (!storage_failed(n) || n->fail_hook_called || now < n->fail_deadline_ns) {
+        return;
+    }
+    n->fail_hook_called = true;
+    AEGIS_LOG(AEGIS_LOG_ERROR, "storage failed %u ms ago (%s): stopping",
+              n->config.fail_stop_ms, aegis_strerror(n->storage_err));
+    if (n->fail_hook != NULL) {
+        n->fail_hook(n, n->storage_err, n->fail_hook_data);
+    }
+}
+
 static void drain_log(struct aegis_node *n)
 {
     struct aegis_log_report rep;
 
     while (aegis__log_writer_pop_sc(n->log, &rep)) {
         if (rep.kind == AEGIS_LOG_REPORT_ERROR) {
-            AEGIS_LOG(AEGIS_LOG_ERROR, "log write failed in %s at offset %llu: %s", rep.file,
-                      (unsigned long long)rep.offset, aegis_strerror(rep.err));
-            aegis__node_fail(n, rep.err, "log write");
+            storage_fail(n, &rep);
             aegis__metrics_add(&n->metrics, AEGIS_MT_RAFT, AEGIS_MC_ERR_LOG_WRITE, 1);
             continue;
         }
@@ -841,6 +905,13 @@ static void handle_req(struct aegis_node *n, struct aegis_req *q, uint64_t now)
     aegis_index index;
     int rv;
 
+    if (storage_failed(n)) {
+        if (q->kind != AEGIS_REQ_SNAPSHOT && (q->kind != AEGIS_REQ_TRANSFER || q->cb != NULL)) {
+            complete_now(n, q->cb, q->data, AEGIS_ESTORAGE, AEGIS_NODE_NONE);
+        }
+        aegis__buf_unref(q->buf);
+        return;
+    }
     switch (q->kind) {
     case AEGIS_REQ_PROPOSE:
         handle_propose(n, q, now);
@@ -995,6 +1066,10 @@ static void update_status(struct aegis_node *n)
     s.applied_index = __atomic_load_n(&n->applied_index, __ATOMIC_RELAXED);
     s.last_index = aegis__raft_last_index(n->raft);
     s.snapshot_index = n->snapshot_index;
+    if (storage_failed(n)) {
+        s.role = AEGIS_NODE_FOLLOWER; /* Whatever the core last was, it acts as nothing. */
+        s.leader = AEGIS_NODE_NONE;
+    }
     aegis__metrics_observe(&n->metrics, aegis__raft_role(n->raft), s.term, s.leader);
     for (uint32_t i = 0; i < conf->count && i < AEGIS_PEERS_MAX; i++) {
         aegis_index match = 0, next = 0;
@@ -1016,7 +1091,22 @@ static bool inputs_pending(struct aegis_node *n)
     return !aegis__ring_peer_msg_empty(&n->peer_ring) ||
            !aegis__ring_report_empty(&n->report_ring) ||
            __atomic_load_n(&n->inbox.count, __ATOMIC_ACQUIRE) > 0 ||
-           !aegis__log_writer_reports_empty(n->log) || aegis__raft_has_ready(n->raft);
+           !aegis__log_writer_reports_empty(n->log) ||
+           (!storage_failed(n) && aegis__raft_has_ready(n->raft));
+}
+
+void aegis__node_set_fail_hook(struct aegis_node *n,
+                               void (*hook)(struct aegis_node *n, int err, void *data),
+                               void *data)
+{
+    AEGIS_ASSERT(!n->started);
+    n->fail_hook = hook;
+    n->fail_hook_data = data;
+}
+
+int aegis__node_storage_error(const struct aegis_node *n)
+{
+    return __atomic_load_n(&n->storage_err, __ATOMIC_ACQUIRE);
 }
 
 void *aegis__raft_thread_main(void *arg)
@@ -1030,7 +1120,12 @@ void *aegis__raft_thread_main(void *arg)
         uint64_t now = aegis__now_ns();
         int wait_ms;
 
-        if (now >= next_tick) {
+        fail_stop_check(n, now);
+        if (now >= next_tick && storage_failed(n)) {
+            n->tick_count++; /* No tick for the core: it neither heartbeats nor campaigns. */
+            expire(n);
+            next_tick = now + tick_ns;
+        } else if (now >= next_tick) {
             aegis__raft_tick(n->raft);
             n->tick_count++;
             expire(n);
@@ -1052,11 +1147,13 @@ void *aegis__raft_thread_main(void *arg)
         drain_log(n);
         drain_reports(n);
         drain_inbox(n);
-        while (aegis__raft_has_ready(n->raft)) {
+        while (!storage_failed(n) && aegis__raft_has_ready(n->raft)) {
             process_ready(n);
         }
-        start_read_round(n); /* A round that finished above frees a batch. */
-        while (aegis__raft_has_ready(n->raft)) {
+        if (!storage_failed(n)) {
+            start_read_round(n); /* A round that finished above frees a batch. */
+        }
+        while (!storage_failed(n) && aegis__raft_has_ready(n->raft)) {
             process_ready(n);
         }
         log_flush_backlog(n);

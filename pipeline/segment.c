@@ -65,6 +65,7 @@
 
 #include "engine/assert.h"
 #include "engine/crc32c.h"
+#include "pipeline/logging.h"
 
 #define SPARE_NAME "spare.seg.tmp"
 #define SECTOR 512u
@@ -165,9 +166,12 @@ static bool has_zero_sector_piece(const uint8_t *buf, uint64_t start, uint64_t e
 static int scan_header(const uint8_t *buf, size_t len, aegis_index expect_first,
                        struct aegis_segment_scan *out)
 {
+    out->bad_offset = 0;
+    out->bad_index = 0;
     if (len < AEGIS_SEGMENT_HEADER_BYTES || all_zero(buf, AEGIS_SEGMENT_HEADER_BYTES)) {
         /* Created but never given a header: only legitimate if nothing was written. */
         if (!all_zero(buf, len < AEGIS_SEGMENT_HEADER_BYTES ? len : AEGIS_SEGMENT_HEADER_BYTES)) {
+            out->bad_why = "segment header cut short";
             return AEGIS_ECORRUPT;
         }
         out->zero_header = true;
@@ -177,10 +181,12 @@ static int scan_header(const uint8_t *buf, size_t len, aegis_index expect_first,
     if (memcmp(buf, segment_magic, 8) != 0 || get32(buf + 28) != aegis__crc32c(0, buf, 28) ||
         get32(buf + 8) != AEGIS_SEGMENT_VERSION || get32(buf + 12) != AEGIS_SEGMENT_HEADER_BYTES ||
         get32(buf + 24) != 0) {
+        out->bad_why = "bad segment header (magic, version, size or CRC)";
         return AEGIS_ECORRUPT;
     }
     out->first_index = get64(buf + 16);
     if (out->first_index == 0 || (expect_first != 0 && out->first_index != expect_first)) {
+        out->bad_why = "segment header names another first index than its file name";
         return AEGIS_ECORRUPT;
     }
     return 0;
@@ -189,7 +195,7 @@ static int scan_header(const uint8_t *buf, size_t len, aegis_index expect_first,
 /* Check one record at @off. Returns 1 for a good record (filled in @rec), 0 for the end
  * of the data (zero header), 2 for a torn record, or AEGIS_ECORRUPT. */
 static int scan_record(const uint8_t *buf, size_t len, uint64_t off, aegis_index expect,
-                       aegis_term prev_term, struct aegis_record *rec)
+                       aegis_term prev_term, struct aegis_record *rec, const char **why)
 {
     const uint8_t *h = buf + off;
     uint64_t rest = len - off;
@@ -202,6 +208,7 @@ static int scan_record(const uint8_t *buf, size_t len, uint64_t off, aegis_index
         return 0;
     }
     if (get32(h + 36) != aegis__crc32c(0, h, 36)) {
+        *why = "record header CRC mismatch";
         return has_zero_sector_piece(buf, off, off + AEGIS_RECORD_HEADER_BYTES) ? 2
                                                                                : AEGIS_ECORRUPT;
     }
@@ -212,9 +219,11 @@ static int scan_record(const uint8_t *buf, size_t len, uint64_t off, aegis_index
     rec->type = h[32];
     if (plen > AEGIS_BUF_LEN_MAX || rec->type < AEGIS_ENTRY_COMMAND ||
         rec->type > AEGIS_ENTRY_NOOP || h[33] != 0 || h[34] != 0 || h[35] != 0) {
+        *why = "record header has a bad length, type or reserved byte";
         return AEGIS_ECORRUPT;
     }
     if (rec->index != expect || rec->term == 0 || rec->term < prev_term) {
+        *why = rec->index != expect ? "record index out of sequence" : "record term goes down";
         return AEGIS_ECORRUPT;
     }
     if (rest - AEGIS_RECORD_HEADER_BYTES < plen) {
@@ -223,6 +232,7 @@ static int scan_record(const uint8_t *buf, size_t len, uint64_t off, aegis_index
     if (get32(h + 4) != (plen > 0 ? aegis__crc32c(0, h + AEGIS_RECORD_HEADER_BYTES, plen) : 0)) {
         uint64_t start = off + AEGIS_RECORD_HEADER_BYTES;
 
+        *why = "record payload CRC mismatch";
         return has_zero_sector_piece(buf, start, start + plen) ? 2 : AEGIS_ECORRUPT;
     }
     rec->len = plen;
@@ -253,8 +263,11 @@ int aegis__segment_scan(const uint8_t *buf, size_t len, aegis_index expect_first
     while (off < len) {
         struct aegis_record rec;
 
-        rv = scan_record(buf, len, off, out->last_index + 1, out->last_term, &rec);
+        rv = scan_record(buf, len, off, out->last_index + 1, out->last_term, &rec,
+                         &out->bad_why);
         if (rv < 0) {
+            out->bad_offset = off;
+            out->bad_index = out->last_index + 1;
             return rv;
         }
         if (rv == 0) {
@@ -417,7 +430,7 @@ static int read_file(struct aegis_seglog *log, const char *path, int flags, int 
     uint8_t *buf;
     int fd, rv;
 
-    fd = aegis__fileio_open(log->io, path, flags, 0644);
+    fd = aegis__fileio_open(log->io, path, flags, 0600);
     if (fd < 0) {
         return fd;
     }
@@ -521,6 +534,13 @@ static int recover_segment(struct aegis_seglog *log, uint32_t i, aegis_term prev
     rv = aegis__segment_scan(buf, (size_t)len, log->segs[i].first_index, prev_term, scan,
                              recover_record, st);
     aegis__free(log->alloc, buf);
+    if (rv == AEGIS_ECORRUPT) {
+        AEGIS_LOG(AEGIS_LOG_ERROR,
+                  "corrupt log segment %s at byte offset %llu (index %llu): %s; refusing to "
+                  "start (the files are kept for inspection)",
+                  path, (unsigned long long)scan->bad_offset,
+                  (unsigned long long)scan->bad_index, scan->bad_why);
+    }
     if (rv != 0) {
         aegis__fileio_close(log->io, fd);
         return rv;
@@ -547,9 +567,19 @@ static int recover_all(struct aegis_seglog *log, struct recover_state *st)
         }
         segs_remove(log, 0);
     }
-    if (log->segs_count > 0 && log->segs[0].first_index > st->snapshot_index + 1 &&
-        st->snapshot_index > 0) {
-        return AEGIS_ECORRUPT; /* A gap between the snapshot and the log. */
+    if (log->segs_count > 0 && log->segs[0].first_index > st->snapshot_index + 1) {
+        char path[4096];
+
+        /* A gap between the snapshot and the log: what the missing or unreadable snapshot
+         * held is nowhere else on this node. */
+        seg_path(log, log->segs[0].first_index, path, sizeof(path));
+        AEGIS_LOG(AEGIS_LOG_ERROR,
+                  "the log starts at index %llu (%s) but no readable snapshot covers the "
+                  "indexes before it (newest readable snapshot: index %llu): refusing to "
+                  "start (the files are kept for inspection)",
+                  (unsigned long long)log->segs[0].first_index, path,
+                  (unsigned long long)st->snapshot_index);
+        return AEGIS_ECORRUPT;
     }
     while (i < log->segs_count) {
         struct aegis_segment_scan scan;
@@ -589,6 +619,15 @@ static int recover_all(struct aegis_seglog *log, struct recover_state *st)
         rv = recover_segment(log, j, 0, &(struct recover_state){.log = log}, &scan, &fd);
         if (rv == AEGIS_ECORRUPT || (rv == 0 && scan.records > 0)) {
             if (rv == 0) {
+                char path[4096];
+
+                seg_path(log, log->segs[j].first_index, path, sizeof(path));
+                AEGIS_LOG(AEGIS_LOG_ERROR,
+                          "log segment %s holds records (index %llu at byte offset %u) after "
+                          "a gap or a torn record at index %llu: refusing to start",
+                          path, (unsigned long long)scan.first_index,
+                          AEGIS_SEGMENT_HEADER_BYTES,
+                          (unsigned long long)(i > 0 ? log->segs[i - 1].last_index + 1 : 1));
                 aegis__fileio_close(log->io, fd);
             }
             return AEGIS_ECORRUPT;
@@ -646,7 +685,7 @@ int aegis__seglog_open(struct aegis_seglog *log, const struct aegis_seglog_confi
         return AEGIS_ENOMEM;
     }
     memcpy(log->dir, c->dir, dir_len + 1);
-    if (mkdir(log->dir, 0755) < 0 && errno != EEXIST) {
+    if (mkdir(log->dir, 0700) < 0 && errno != EEXIST) {
         rv = -errno;
         goto err;
     }
@@ -721,7 +760,7 @@ int aegis__seglog_prepare_spare(struct aegis_seglog *log)
         return 0;
     }
     path_of(log, SPARE_NAME, path, sizeof(path));
-    fd = aegis__fileio_open(log->io, path, O_RDWR | O_CREAT, 0644);
+    fd = aegis__fileio_open(log->io, path, O_RDWR | O_CREAT, 0600);
     if (fd < 0) {
         return fd;
     }

@@ -43,6 +43,10 @@ struct aegis_segment_scan {
     uint64_t end;            /* Offset just past the last valid record. */
     bool zero_header;        /* The segment header is all zero (never written). */
     bool torn;               /* Stopped at a torn record: the tail from @end is garbage. */
+    /* On AEGIS_ECORRUPT: where and why, for the operator. */
+    uint64_t bad_offset;     /* Byte offset of the bad header or record. */
+    aegis_index bad_index;   /* The index expected there (0 for the segment header). */
+    const char *bad_why;     /* Static text. */
 };
 
 /* Encode the segment header for a segment starting at @first_index. */

@@ -408,9 +408,13 @@ static void reply_now(struct srv_conn *c, char *bytes, uint32_t len)
 #define REPLY_LIT(c, lit) reply_now((c), strdup(lit), (uint32_t)(sizeof(lit) - 1))
 
 /* The error reply for a failed command; see the file comment for the prefixes. */
-static char *error_reply(int status, bool is_write, uint32_t *len)
+static char *error_reply(struct aegis_node *n, int status, bool is_write, uint32_t *len)
 {
     switch (status) {
+    case AEGIS_ESTORAGE:
+        /* Not retryable here: the node's disk failed and it is about to exit. */
+        return fmt_alloc(len, "-ERR storage failed: %s (node is stopping)\r\n",
+                         aegis_strerror(aegis__node_storage_error(n)));
     case AEGIS_ENOTLEADER:
         return fmt_alloc(len, "-TRYAGAIN no leader known; the command was not applied\r\n");
     case AEGIS_EFULL:
@@ -526,7 +530,7 @@ static void op_done(void *data, const struct aegis_result *res)
                              : aegis__now_ns();
     }
     if (res->status != 0 && !(!op->is_write && res->status == AEGIS_ENOTFOUND)) {
-        op->reply = error_reply(res->status, op->is_write, &op->reply_len);
+        op->reply = error_reply(n, res->status, op->is_write, &op->reply_len);
     } else {
         switch (op->kind) {
         case OP_OK:
@@ -613,7 +617,7 @@ static bool submit(struct srv_conn *c, struct srv_op *op, struct aegis_buf *cmd,
         return false;
     }
     if (rv != 0) {
-        char *p = error_reply(rv, !read, &len);
+        char *p = error_reply(n, rv, !read, &len);
 
         free(op->keys);
         free(op->keys_buf);
@@ -708,7 +712,7 @@ static void reply_encode_error(struct srv_conn *c, int rv)
 {
     uint32_t len;
 
-    char *reply_ = error_reply(rv, false, &len);
+    char *reply_ = error_reply(c->srv->node, rv, false, &len);
 
 
     reply_now(c, reply_, len);
@@ -963,7 +967,7 @@ static void admin_submit(struct srv_conn *c, int rv, struct srv_op *op)
 
     if (rv != 0) {
         free(op);
-        char *reply_ = error_reply(rv, false, &len);
+        char *reply_ = error_reply(c->srv->node, rv, false, &len);
 
         reply_now(c, reply_, len);
         return;

@@ -33,6 +33,7 @@
 #include "engine/assert.h"
 #include "engine/conf.h"
 #include "engine/crc32c.h"
+#include "pipeline/logging.h"
 
 static const uint8_t snap_magic[8] = {'A', 'E', 'G', 'I', 'S', 'S', 'N', 'P'};
 
@@ -271,7 +272,7 @@ int aegis__snapshot_file_write(const char *dir, struct aegis_fileio *io,
     snap_path(dir, meta->index, ".tmp", tmp, sizeof(tmp));
     snap_path(dir, meta->index, "", path, sizeof(path));
     aegis__fileio_unlink(io, tmp); /* A leftover from a crash; ENOENT is fine. */
-    fd = aegis__fileio_open(io, tmp, O_RDWR | O_CREAT | O_EXCL, 0644);
+    fd = aegis__fileio_open(io, tmp, O_RDWR | O_CREAT | O_EXCL, 0600);
     if (fd < 0) {
         return fd;
     }
@@ -309,10 +310,11 @@ int aegis__snapshot_file_write(const char *dir, struct aegis_fileio *io,
     return 0;
 }
 
-/* Load one snapshot file: 0, AEGIS_ECORRUPT (skip it), or an error. */
+/* Load one snapshot file: 0, AEGIS_ECORRUPT (skip it: *why and *where say why), or an
+ * error. */
 static int load_one(const char *path, struct aegis_fileio *io, const struct aegis_allocator *a,
                     aegis_index want, struct aegis_snapshot_meta *meta_out,
-                    struct aegis_buf **data_out)
+                    struct aegis_buf **data_out, const char **why, uint64_t *where)
 {
     uint8_t header[AEGIS_SNAPSHOT_HEADER_BYTES];
     struct aegis_buf *data = NULL;
@@ -328,11 +330,19 @@ static int load_one(const char *path, struct aegis_fileio *io, const struct aegi
     if (rv == 0) {
         rv = aegis__fileio_pread_all(io, fd, header, sizeof(header), 0);
     }
+    *why = "header cut short";
+    *where = 0;
     if (rv == 0) {
         rv = aegis__snapshot_header_decode(header, sizeof(header), meta_out, &data_len,
                                            &data_crc);
+        if (rv != 0) {
+            /* Non-NULL exactly when decode refuses (checked by fuzz_snapshot_header). */
+            *why = aegis__snapshot_header_check(header, sizeof(header));
+        }
     }
     if (rv == 0 && (meta_out->index != want || size != AEGIS_SNAPSHOT_HEADER_BYTES + data_len)) {
+        *why = meta_out->index != want ? "header index differs from the file name"
+                                       : "file size differs from the header's data length";
         rv = AEGIS_ECORRUPT;
     }
     if (rv == 0 && data_len > 0) {
@@ -343,9 +353,12 @@ static int load_one(const char *path, struct aegis_fileio *io, const struct aegi
                                          AEGIS_SNAPSHOT_HEADER_BYTES);
         }
         if (rv == 0 && aegis__crc32c(0, data->data, (size_t)data_len) != data_crc) {
+            *why = "data CRC mismatch";
+            *where = AEGIS_SNAPSHOT_HEADER_BYTES;
             rv = AEGIS_ECORRUPT;
         }
     } else if (rv == 0 && data_crc != 0) {
+        *why = "data CRC set for empty data";
         rv = AEGIS_ECORRUPT;
     }
     aegis__fileio_close(io, fd);
@@ -375,11 +388,20 @@ int aegis__snapshot_file_load(const char *dir, struct aegis_fileio *io,
     for (uint32_t i = 0; i < count; i++) {
         char path[4096];
 
+        const char *why = "";
+        uint64_t where = 0;
+
         snap_path(dir, v[i], "", path, sizeof(path));
-        rv = load_one(path, io, a, v[i], meta_out, data_out);
+        rv = load_one(path, io, a, v[i], meta_out, data_out, &why, &where);
         if (rv == AEGIS_ECORRUPT) {
+            /* Skip it: an older valid snapshot may follow, and the log may still cover
+             * what it held (segment.c refuses to start when it does not). */
+            AEGIS_LOG(AEGIS_LOG_WARN,
+                      "snapshot %s (index %llu) is unreadable at byte offset %llu: %s; "
+                      "skipped",
+                      path, (unsigned long long)v[i], (unsigned long long)where, why);
             rv = 0;
-            continue; /* Skip it: an older valid snapshot may follow. */
+            continue;
         }
         if (rv == 0) {
             *found_out = true;

@@ -90,6 +90,11 @@ struct aegis_node_config {
     uint64_t segment_bytes;           /* Log segment size. Default 64 MiB. */
     uint32_t max_command_bytes;       /* Largest command. Default 1 MiB. */
     uint32_t max_pending;             /* Proposals in flight per node. Default 65536. */
+    uint32_t fail_stop_ms;            /* After a storage error (a log or hard state write or
+                                         sync failed) the node stops at once acting as
+                                         leader, candidate or voter and answers
+                                         AEGIS_ESTORAGE; aegisd exits (status 3) this long
+                                         after. Default 2000. */
     /* TLS (docs/security.md); PEM files, paths copied, read by aegis_node_start. All
      * three set: peer links use mutual TLS (each certificate chains to tls_ca and names
      * its node id as a SAN URI aegis://node/<id>). NULL: plaintext peer links. */

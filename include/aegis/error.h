@@ -59,7 +59,9 @@
     XX(ESTALE, -4020, "stale term or request")                                            \
     XX(ECASMISMATCH, -4021, "compare-and-swap mismatch")                                  \
     XX(EINTERNAL, -4022, "internal error")                                                \
-    XX(ETLS, -4030, "TLS handshake or record failed")
+    XX(ETLS, -4030, "TLS handshake or record failed")                                     \
+    XX(ESTORAGE, -4040, "storage failed; the node is stopping")                           \
+    XX(EIDENTITY, -4041, "data directory belongs to another node or cluster")
 
 enum aegis_errno {
 #define XX(name, value, text) AEGIS_##name = (value),

@@ -372,6 +372,7 @@ class Cluster:
             self.flags += ["--requirepass-file", path]
         self.nodes = {}
         self.failed = False
+        self.mounts = []                  # tmpfs mounted by mount_tmpfs(), unmounted at close
         for i in range(1, n + 1):
             self.nodes[i] = Node(self, i)
         log("cluster dir %s" % self.dir)
@@ -443,11 +444,33 @@ class Cluster:
                    ([n.id for n in nodes], index))
         return index
 
+    def mount_tmpfs(self, path, size="8m"):
+        """Mount a tmpfs of @size on @path (created), to be unmounted by close(). Returns
+        False (and mounts nothing) when this machine does not allow it (not root, no
+        mount(8), a container without CAP_SYS_ADMIN): the caller skips its scenario."""
+        os.makedirs(path, exist_ok=True)
+        try:
+            r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s,mode=0700" % size,
+                                "tmpfs", path], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, timeout=20)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            log("cannot mount a tmpfs on %s: %s" % (path, e))
+            return False
+        if r.returncode != 0:
+            log("cannot mount a tmpfs on %s: %s" % (path, r.stdout.decode(errors="replace")))
+            return False
+        self.mounts.append(path)
+        return True
+
     def close(self):
         for n in self.nodes.values():
             if n.alive():
                 n.proc.send_signal(signal.SIGKILL)
                 n.proc.wait()
+        for path in reversed(self.mounts):
+            if subprocess.run(["umount", path]).returncode != 0:
+                subprocess.run(["umount", "-l", path])
+        self.mounts = []
         if self.failed:
             for n in self.nodes.values():
                 dump_log(n)

@@ -1008,3 +1008,71 @@ TEST(raft, randomized_safety_and_liveness)
     }
     return TEST_PASS;
 }
+
+/* The runtime lost the newer copy of its hard state (pipeline/hardstate.c fell back to the
+ * older slot): the core neither grants a vote nor campaigns (its self-vote is a vote) until
+ * it accepts a leader of its term or a newer one; a stale leader does not count. */
+TEST(raft, withheld_votes_until_a_current_leader_is_heard)
+{
+    struct aegis_rng rng;
+    struct aegis_raft_config cfg;
+    struct aegis_raft_restore rs = {.hs = {.term = 3, .vote = 0}};
+    struct aegis_raft *r = NULL;
+    struct aegis_ready rd;
+    struct aegis_msg vote = {.type = AEGIS_MSG_VOTE_REQ, .from = 2, .to = 1, .term = 4};
+    struct aegis_msg stale = {.type = AEGIS_MSG_HEARTBEAT, .from = 3, .to = 1, .term = 2};
+    struct aegis_msg hb = {.type = AEGIS_MSG_HEARTBEAT, .from = 3, .to = 1, .term = 4};
+    const struct aegis_msg *resp;
+
+    cl_default_config(&cfg);
+    cfg.id = 1;
+    rs.bootstrap.count = 3;
+    for (uint32_t i = 0; i < 3; i++) {
+        rs.bootstrap.members[i] = (struct aegis_member){i + 1, AEGIS_MEMBER_VOTER};
+    }
+    aegis__rng_seed(&rng, 1);
+    ASSERT_OK(aegis__raft_create(&r, &cfg, &rs, &rng, NULL, NULL));
+    aegis__raft_withhold_votes(r);
+    ASSERT_TRUE(aegis__raft_votes_withheld(r));
+    /* A real vote request of a newer term: the term is adopted, the vote refused. */
+    ASSERT_OK(aegis__raft_step(r, &vote));
+    ASSERT_EQ_U64(aegis__raft_term(r), 4);
+    aegis__raft_ready(r, &rd);
+    resp = find_msg(rd.msgs_after_persist, rd.msgs_after_persist_count, AEGIS_MSG_VOTE_RESP, 2);
+    ASSERT_TRUE(resp != NULL);
+    ASSERT_FALSE(resp->vote_resp.granted);
+    ASSERT_EQ_U64(rd.hs.vote, 0);
+    aegis__raft_advance(r, &rd);
+    /* Many election timeouts and an explicit campaign: no vote request, no new term. */
+    for (int i = 0; i < 10 * (int)cfg.election_timeout_max_ticks; i++) {
+        aegis__raft_tick(r);
+    }
+    aegis__raft_campaign(r);
+    ASSERT_EQ_U64(aegis__raft_role(r), AEGIS_ROLE_FOLLOWER);
+    ASSERT_EQ_U64(aegis__raft_term(r), 4);
+    aegis__raft_ready(r, &rd);
+    ASSERT_EQ_U64(count_msgs(rd.msgs, rd.msgs_count, AEGIS_MSG_VOTE_REQ, 0), 0);
+    ASSERT_EQ_U64(count_msgs(rd.msgs_after_persist, rd.msgs_after_persist_count,
+                             AEGIS_MSG_VOTE_REQ, 0), 0);
+    aegis__raft_advance(r, &rd);
+    /* A leader of an older term changes nothing. */
+    ASSERT_OK(aegis__raft_step(r, &stale));
+    ASSERT_TRUE(aegis__raft_votes_withheld(r));
+    /* The leader of the current term: votes are back, and so are campaigns. */
+    ASSERT_OK(aegis__raft_step(r, &hb));
+    ASSERT_FALSE(aegis__raft_votes_withheld(r));
+    ASSERT_EQ_U64(aegis__raft_leader(r), 3);
+    for (int i = 0; i < 10 * (int)cfg.election_timeout_max_ticks; i++) {
+        aegis__raft_tick(r);
+    }
+    ASSERT_TRUE(aegis__raft_role(r) == AEGIS_ROLE_PRECANDIDATE ||
+                aegis__raft_role(r) == AEGIS_ROLE_CANDIDATE);
+    aegis__raft_destroy(r);
+    /* The only voter could only have voted for itself: it may campaign. */
+    r = solo(1, 1, &rng, NULL);
+    aegis__raft_withhold_votes(r);
+    aegis__raft_campaign(r);
+    ASSERT_EQ_U64(aegis__raft_role(r), AEGIS_ROLE_LEADER);
+    aegis__raft_destroy(r);
+    return TEST_PASS;
+}

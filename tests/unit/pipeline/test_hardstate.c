@@ -69,6 +69,39 @@ TEST(hardstate, corrupt_slots)
     return TEST_PASS;
 }
 
+/* A damaged newer slot is a fall back, flagged (the node then withholds its vote) and
+ * logged; a healthy file or a new one (slot 1 never written) is not. */
+TEST(hardstate, fallback_is_flagged)
+{
+    struct aegis_hardstate_file h;
+    struct aegis_hard_state a = {.term = 5, .vote = 2}, b = {.term = 6, .vote = 3}, got;
+    char dir[64], path[4096];
+    uint8_t *buf;
+    size_t len;
+
+    ASSERT_TRUE(util_tmpdir(dir) != NULL);
+    ASSERT_OK(aegis__hardstate_open(&h, dir, NULL, NULL, &got));
+    ASSERT_FALSE(h.fell_back); /* New file: slot 1 is untouched zeros. */
+    ASSERT_OK(aegis__hardstate_write(&h, &a));
+    ASSERT_OK(aegis__hardstate_write(&h, &b));
+    aegis__hardstate_close(&h);
+    ASSERT_OK(aegis__hardstate_open(&h, dir, NULL, NULL, &got));
+    ASSERT_FALSE(h.fell_back);
+    ASSERT_TRUE(hs_eq(&got, &b));
+    aegis__hardstate_close(&h);
+    snprintf(path, sizeof(path), "%s/hardstate", dir);
+    ASSERT_OK(util_read(path, &buf, &len));
+    buf[24] ^= 0x40; /* b's vote, in slot 0. */
+    ASSERT_OK(util_write(path, buf, len));
+    free(buf);
+    ASSERT_OK(aegis__hardstate_open(&h, dir, NULL, NULL, &got));
+    ASSERT_TRUE(h.fell_back);
+    ASSERT_TRUE(hs_eq(&got, &a));
+    aegis__hardstate_close(&h);
+    util_rmrf(dir);
+    return TEST_PASS;
+}
+
 /* Open (creating), write v1..v3, with the machine dying after op @k; after the power cut
  * the value must be the last one written successfully or the one in progress. */
 static enum test_result crash_once(uint64_t k, enum aegis_fault_powerloss mode, uint64_t seed,

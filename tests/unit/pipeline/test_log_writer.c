@@ -8,6 +8,7 @@
 
 #include "lib/test.h"
 #include "pipeline/log_writer.h"
+#include "pipeline/segment.h"
 #include "pipeline/snapshot_file.h"
 #include "util.h"
 
@@ -331,6 +332,118 @@ TEST(log_writer, enospc_reported_log_intact)
     return TEST_PASS;
 }
 
+/* The shipped io_uring path (the fault layer marked real keeps it): a write or an
+ * fdatasync of the log or of the hard state that fails with @err is reported with the
+ * file and the offset, nothing of the batch is durable, the writer stays failed, and the
+ * log and hard state on disk are the ones before the batch. @kind: AEGIS_FAULT_OP_WRITE or
+ * AEGIS_FAULT_OP_SYNC; @hs: fail the hard state's (a batch holding only a hard state)
+ * rather than the log's. */
+static enum test_result uring_fault(uint32_t kind, int err, bool hs)
+{
+    struct aegis_hard_state h1 = {.term = 2, .vote = 1}, h2 = {.term = 3, .vote = 2};
+    struct aegis_log_req req = {.op = AEGIS_LOG_OP_HARD_STATE};
+    struct aegis_fileio_fault f;
+    struct fixture fx;
+    char dir[64];
+
+    ASSERT_TRUE(util_tmpdir(dir) != NULL);
+    aegis__fileio_fault_init_uring(&f);
+    ASSERT_OK(fx_open(&fx, dir, &f.base, AEGIS_DURABILITY_BATCH, 1 << 20));
+    ASSERT_OK(aegis__log_writer_start(fx.w));
+    fx_push_entries(&fx, 1, 50, 1, 100);
+    req.hs = h1;
+    fx_push(&fx, &req);
+    ASSERT_TRUE(fx_wait(&fx, fx.pushed));
+    ASSERT_FALSE(fx.error);
+    ASSERT_EQ_U64(fx.durable, 50);
+    /* The thread is idle: its last use of the layer came before the report we popped. */
+    f.fail_mask = kind;
+    f.fail_err = err;
+    f.fail_at = 1;
+    if (hs) {
+        req.hs = h2;
+        fx_push(&fx, &req);
+    } else {
+        /* One batch: queued without waking the thread, then one wake. */
+        for (aegis_index i = 51; i <= 60; i++) {
+            struct aegis_log_req e = {.op = AEGIS_LOG_OP_ENTRY};
+
+            e.entry = util_entry(i, 1, 100);
+            ASSERT_TRUE(aegis__log_writer_push_sp_defer(fx.w, &e));
+            fx.pushed++;
+        }
+        aegis__log_writer_flush(fx.w);
+    }
+    ASSERT_TRUE(fx_wait(&fx, fx.pushed));
+    ASSERT_EQ_U64(f.injected, 1);
+    ASSERT_TRUE(fx.error);
+    ASSERT_EQ_U64(fx.last.kind, AEGIS_LOG_REPORT_ERROR);
+    ASSERT_ERR(fx.last.err, err);
+    if (hs) {
+        ASSERT_TRUE(strstr(fx.last.file, "/hardstate") != NULL);
+        ASSERT_EQ_U64(fx.last.offset, 0); /* h1 went to slot 1: h2 was for slot 0. */
+    } else {
+        ASSERT_TRUE(strstr(fx.last.file, "00000000000000000001.seg") != NULL);
+        /* A failed write: where it started; a failed sync: the end of what it covered
+         * (all ten records, unless the thread woke between two pushes above). */
+        if (kind == AEGIS_FAULT_OP_WRITE) {
+            ASSERT_EQ_U64(fx.last.offset, 32 + 50 * 140);
+        } else {
+            ASSERT_TRUE(fx.last.offset > 32 + 50 * 140 && fx.last.offset <= 32 + 60 * 140);
+            ASSERT_EQ_U64((fx.last.offset - 32) % 140, 0);
+        }
+    }
+    ASSERT_EQ_U64(fx.durable, 50);
+    /* Failed for good: the next request is dropped and reported with the same error. */
+    fx_push_entries(&fx, 61, 61, 1, 100);
+    ASSERT_TRUE(fx_wait(&fx, fx.pushed));
+    ASSERT_ERR(fx.last.err, err);
+    fx_close(&fx);
+    aegis__fileio_fault_close(&f);
+    ASSERT_OK(fx_open(&fx, dir, NULL, AEGIS_DURABILITY_BATCH, 1 << 20));
+    ASSERT_EQ_U64(fx.st.entries_count, 50);
+    ASSERT_TRUE(util_entry_ok(&fx.st.entries[49], 50, 1, 100));
+    /* The old hard state, or the new one if the failed operation reached the disk after
+     * all (an I/O error leaves that unknown): never anything else. Nothing was released
+     * on the strength of h2, so either is safe. */
+    ASSERT_TRUE((fx.st.hs.term == 2 && fx.st.hs.vote == 1) ||
+                (hs && fx.st.hs.term == 3 && fx.st.hs.vote == 2));
+    ASSERT_FALSE(fx.st.hs_fallback);
+    fx_close(&fx);
+    util_rmrf(dir);
+    return TEST_PASS;
+}
+
+TEST(log_writer, uring_log_write_enospc)
+{
+    return uring_fault(AEGIS_FAULT_OP_WRITE, AEGIS_ENOSPC, false);
+}
+
+TEST(log_writer, uring_log_write_eio)
+{
+    return uring_fault(AEGIS_FAULT_OP_WRITE, AEGIS_EIO, false);
+}
+
+TEST(log_writer, uring_log_fdatasync_eio)
+{
+    return uring_fault(AEGIS_FAULT_OP_SYNC, AEGIS_EIO, false);
+}
+
+TEST(log_writer, uring_log_fdatasync_enospc)
+{
+    return uring_fault(AEGIS_FAULT_OP_SYNC, AEGIS_ENOSPC, false);
+}
+
+TEST(log_writer, uring_hard_state_write_enospc)
+{
+    return uring_fault(AEGIS_FAULT_OP_WRITE, AEGIS_ENOSPC, true);
+}
+
+TEST(log_writer, uring_hard_state_fdatasync_eio)
+{
+    return uring_fault(AEGIS_FAULT_OP_SYNC, AEGIS_EIO, true);
+}
+
 TEST(log_writer, durability_none)
 {
     struct aegis_log_req req = {.op = AEGIS_LOG_OP_HARD_STATE};
@@ -397,6 +510,87 @@ TEST(log_writer, snapshot_compact_and_jump)
     ASSERT_TRUE(util_entry_ok(&fx.st.entries[9], 1010, 2, 30));
     ASSERT_EQ_U64(fx.st.last_index, 1010);
     fx_close(&fx);
+    util_rmrf(dir);
+    return TEST_PASS;
+}
+
+/* A snapshot that cannot be read: skipped with a warning while the log still covers what
+ * it held; once the log was compacted behind it, the start is refused (it used to be
+ * dropped silently and the node started with a hole at the front of its log). */
+TEST(log_writer, unreadable_snapshot_refused_when_log_no_longer_covers_it)
+{
+    struct aegis_snapshot_meta m = {.index = 250, .term = 1};
+    struct aegis_log_req req = {.op = AEGIS_LOG_OP_COMPACT};
+    struct fixture fx;
+    char dir[64], path[4096];
+    uint8_t *buf;
+    size_t len;
+
+    m.conf.count = 1;
+    m.conf.members[0] = (struct aegis_member){.id = 1, .role = AEGIS_MEMBER_VOTER};
+    ASSERT_TRUE(util_tmpdir(dir) != NULL);
+    ASSERT_OK(fx_open(&fx, dir, NULL, AEGIS_DURABILITY_BATCH, 16384));
+    ASSERT_OK(aegis__log_writer_start(fx.w));
+    fx_push_entries(&fx, 1, 300, 1, 100);
+    ASSERT_TRUE(fx_wait(&fx, fx.pushed));
+    ASSERT_OK(aegis__snapshot_file_write(dir, NULL, &m, "state", 5));
+    /* Damage it before any compaction: the log still starts at 1, so it is only skipped. */
+    snprintf(path, sizeof(path), "%s/%020llu.snap", dir, 250ull);
+    ASSERT_OK(util_read(path, &buf, &len));
+    buf[len - 1] ^= 1; /* The state bytes: data CRC mismatch. */
+    ASSERT_OK(util_write(path, buf, len));
+    fx_close(&fx);
+    ASSERT_OK(fx_open(&fx, dir, NULL, AEGIS_DURABILITY_BATCH, 16384));
+    ASSERT_FALSE(fx.st.has_snapshot);
+    ASSERT_EQ_U64(fx.st.entries_count, 300);
+    fx_close(&fx);
+    /* Repair it, compact behind it, then damage it again: refused. */
+    buf[len - 1] ^= 1;
+    ASSERT_OK(util_write(path, buf, len));
+    ASSERT_OK(fx_open(&fx, dir, NULL, AEGIS_DURABILITY_BATCH, 16384));
+    ASSERT_TRUE(fx.st.has_snapshot);
+    ASSERT_OK(aegis__log_writer_start(fx.w));
+    req.compact_index = 250;
+    fx_push(&fx, &req);
+    ASSERT_TRUE(fx_wait(&fx, fx.pushed));
+    fx_close(&fx);
+    buf[len - 1] ^= 1;
+    ASSERT_OK(util_write(path, buf, len));
+    ASSERT_ERR(fx_open(&fx, dir, NULL, AEGIS_DURABILITY_BATCH, 16384), AEGIS_ECORRUPT);
+    /* Missing altogether: refused as well. */
+    ASSERT_EQ_U64(unlink(path), 0);
+    ASSERT_ERR(fx_open(&fx, dir, NULL, AEGIS_DURABILITY_BATCH, 16384), AEGIS_ECORRUPT);
+    free(buf);
+    util_rmrf(dir);
+    return TEST_PASS;
+}
+
+/* A corrupt record is refused, and the scan says where: the byte offset of the record and
+ * the index expected there, with the reason (the open logs them with the file name). */
+TEST(log_writer, corrupt_record_names_offset_and_index)
+{
+    struct aegis_segment_scan scan;
+    struct fixture fx;
+    char dir[64], path[4096];
+    uint8_t *buf;
+    size_t len;
+
+    ASSERT_TRUE(util_tmpdir(dir) != NULL);
+    ASSERT_OK(fx_open(&fx, dir, NULL, AEGIS_DURABILITY_BATCH, 1 << 20));
+    ASSERT_OK(aegis__log_writer_start(fx.w));
+    fx_push_entries(&fx, 1, 10, 1, 100);
+    ASSERT_TRUE(fx_wait(&fx, fx.pushed));
+    fx_close(&fx);
+    snprintf(path, sizeof(path), "%s/%020llu.seg", dir, 1ull);
+    ASSERT_OK(util_read(path, &buf, &len));
+    buf[32 + 4 * 140 + 40 + 10] ^= 0x10; /* The payload of index 5. */
+    ASSERT_ERR(aegis__segment_scan(buf, len, 1, 0, &scan, NULL, NULL), AEGIS_ECORRUPT);
+    ASSERT_EQ_U64(scan.bad_offset, 32 + 4 * 140);
+    ASSERT_EQ_U64(scan.bad_index, 5);
+    ASSERT_TRUE(scan.bad_why != NULL && strstr(scan.bad_why, "payload CRC") != NULL);
+    ASSERT_OK(util_write(path, buf, len));
+    free(buf);
+    ASSERT_ERR(fx_open(&fx, dir, NULL, AEGIS_DURABILITY_BATCH, 1 << 20), AEGIS_ECORRUPT);
     util_rmrf(dir);
     return TEST_PASS;
 }
