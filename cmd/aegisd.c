@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <aegis/aegis.h>
 
@@ -59,6 +60,8 @@ static void usage(FILE *f)
             "  --pipeline-max N           replies outstanding per client before it is no\n"
             "                             longer read (1024)\n"
             "  --max-pending N            commands in flight per node (65536)\n"
+            "  --catchup-timeout-ms N     AEGIS.ADD: a new member that has not caught up\n"
+            "                             by then is removed, never made a voter (60000)\n"
             "  --metrics HOST:PORT        serve Prometheus metrics at http://HOST:PORT/metrics\n"
             "  --help                     this text\n");
 }
@@ -130,6 +133,7 @@ enum {
     OPT_ID = 1000, OPT_PEERS, OPT_CLIENT, OPT_DATA_DIR, OPT_FSYNC, OPT_JOIN, OPT_CLUSTER,
     OPT_PASS, OPT_LOG, OPT_TICK, OPT_ELECTION, OPT_HEARTBEAT, OPT_SNAP, OPT_SEGMENT,
     OPT_MAXVAL, OPT_MAXCLIENTS, OPT_PIPELINE, OPT_PENDING, OPT_HELP, OPT_METRICS,
+    OPT_CATCHUP,
 };
 
 static const struct option long_opts[] = {
@@ -153,6 +157,7 @@ static const struct option long_opts[] = {
     {"max-pending", required_argument, NULL, OPT_PENDING},
     {"help", no_argument, NULL, OPT_HELP},
     {"metrics", required_argument, NULL, OPT_METRICS},
+    {"catchup-timeout-ms", required_argument, NULL, OPT_CATCHUP},
     {NULL, 0, NULL, 0},
 };
 
@@ -202,6 +207,10 @@ static int parse_number_opt(int opt, const char *arg, struct opts *o)
     case OPT_PENDING:
         rv = parse_u64("--max-pending", arg, 16, 1u << 22, &v);
         o->node.max_pending = (uint32_t)v;
+        break;
+    case OPT_CATCHUP:
+        rv = parse_u64("--catchup-timeout-ms", arg, 1, 86400000, &v);
+        o->node.catchup_timeout_ms = (uint32_t)v;
         break;
     default:
         rv = -1;
@@ -292,6 +301,15 @@ static int parse_args(int argc, char **argv, struct opts *o)
     return 0;
 }
 
+/* The node stopped on a fatal condition (e.g. the amnesia guard): wake the main thread's
+ * sigwait so that it stops the node and exits non-zero. */
+static void on_fatal(void *data, int err)
+{
+    (void)data;
+    (void)err;
+    kill(getpid(), SIGTERM);
+}
+
 int main(int argc, char **argv)
 {
     struct opts o;
@@ -306,6 +324,7 @@ int main(int argc, char **argv)
         return 2;
     }
     aegis__log_setup(o.log_level, o.node.id);
+    o.node.on_fatal = on_fatal;
     /* Block the shutdown signals in every thread (the node's threads inherit this mask);
      * the main thread takes them with sigwait(). A peer that hangs up must not kill us. */
     sigemptyset(&set);
@@ -342,6 +361,7 @@ int main(int argc, char **argv)
               aegis__node_client_port(node));
     sigwait(&set, &sig);
     AEGIS_LOG(AEGIS_LOG_INFO, "%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    /* A fatal condition of the node (aegis_node_stop returns it) makes the exit 1. */
     aegis__metrics_http_stop(metrics);
     rv = aegis_node_stop(node);
     aegis_node_destroy(node);

@@ -153,7 +153,7 @@ struct aegis_pending_add {
     aegis_node_id id;             /* 0: none. */
     aegis_done_cb cb;
     void *data;
-    uint64_t deadline_tick;
+    aegis_index catchup_hint;     /* Its AddLearner entry: what it must acknowledge. */
 };
 
 /* Client-port hooks for a server (aegisd). They run on the net thread. */
@@ -211,6 +211,8 @@ struct aegis_node {
     uint64_t next_read_ctx;
     uint64_t tick_count;
     uint64_t durable_seq;               /* Log requests reported durable (reqs_done). */
+    bool datadir_fresh;                 /* No snapshot and no entry at start (node.c). */
+    bool fatal_reported;                /* The core's rd.fatal was acted on. */
     aegis_term hs_term;                 /* Term and vote last handed to the log thread. */
     aegis_node_id hs_vote;
     struct aegis_msg *held;             /* msgs_after_persist waiting for durable_seq. */

@@ -90,6 +90,14 @@ struct aegis_node_config {
     uint64_t segment_bytes;           /* Log segment size. Default 64 MiB. */
     uint32_t max_command_bytes;       /* Largest command. Default 1 MiB. */
     uint32_t max_pending;             /* Proposals in flight per node. Default 65536. */
+    uint32_t catchup_timeout_ms;      /* A member being added that has not caught up by
+                                         then is removed, never promoted. Default 60000;
+                                         0: no limit. */
+    /* Called once (on an internal thread) when the node stopped on a fatal condition it
+     * cannot recover from by itself, e.g. AEGIS_EAMNESIA: the embedder should call
+     * aegis_node_stop() (which returns the code) and exit non-zero. NULL: nothing. */
+    void (*on_fatal)(void *data, int err);
+    void *on_fatal_data;
 };
 
 /** Fill @c with defaults; the caller sets id, peers and data_dir. Any thread. */

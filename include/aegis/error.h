@@ -58,7 +58,9 @@
     XX(ECONFIG, -4019, "invalid configuration")                                           \
     XX(ESTALE, -4020, "stale term or request")                                            \
     XX(ECASMISMATCH, -4021, "compare-and-swap mismatch")                                  \
-    XX(EINTERNAL, -4022, "internal error")
+    XX(EINTERNAL, -4022, "internal error")                                                \
+    XX(EAMNESIA, -4030, "data directory empty but the cluster exists: add with --join")   \
+    XX(ECATCHUP, -4031, "the new member never caught up; it was not made a voter")
 
 enum aegis_errno {
 #define XX(name, value, text) AEGIS_##name = (value),

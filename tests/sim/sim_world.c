@@ -986,6 +986,9 @@ static void draw_config(struct sim_world *w)
     if (w->profile == SIM_PROFILE_FIGURE8) {
         c->append_bytes_max = 1;
     }
+    /* A learner that has not caught up within this many leader ticks is removed rather
+     * than promoted (raft_membership.c); derived, not drawn, so seeds replay as before. */
+    c->catchup_timeout_ticks = c->election_timeout_min_ticks * 20;
     if (w->profile == SIM_PROFILE_PARTITION && rnd(w, 0, 1) == 0) {
         c->check_quorum = false; /* An isolated leader then never steps down by itself. */
     }
