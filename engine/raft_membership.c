@@ -29,14 +29,16 @@
  * it could elect a node that lacks committed entries. With config.fresh the runtime says
  * "my storage was empty and I was not started to join"; while the log has never held an
  * entry, a message showing that the cluster already has a log (a (pre-)vote request whose
- * candidate has entries, an AppendEntries with prev_index or commit above 0, a heartbeat
- * carrying a commit index, any snapshot) is refused before it can change anything, and
+ * candidate has entries, an AppendEntries with prev_index above 0, a heartbeat carrying a
+ * commit index, which the leader caps at what this node acknowledged, any snapshot) is
+ * refused before it can change anything, and
  * the node turns fatal (AEGIS_EAMNESIA in every ready): it ignores every message and
  * never campaigns, and the runtime stops it. A normal first bootstrap passes: every node
  * starts empty, the first candidate has no entries, and the first leader's AppendEntries
- * carries prev_index 0 and commit 0 until the node holds an entry; from then on the
- * guard is off. The cost: a node that missed the initial bootstrap must be added with
- * --join. */
+ * to a node that never acknowledged anything start at prev_index 0 (a node started a
+ * little later than the others receives the whole log that way, commit index included);
+ * from the first entry it holds the guard is off. The cost: a node that missed the
+ * initial bootstrap by a leader change or a compaction must be added with --join. */
 #include <aegis/error.h>
 
 #include "engine/assert.h"
@@ -241,8 +243,11 @@ static bool shows_cluster(const struct aegis_msg *m)
     case AEGIS_MSG_VOTE_REQ:
         return m->vote_req.last_log_index > 0;
     case AEGIS_MSG_APPEND_REQ:
-        return m->append_req.prev_index > 0 || m->append_req.commit > 0;
+        /* Not the commit index: from index 1 the leader hands over its whole log, which
+         * is how a node that started after the first commit catches up. */
+        return m->append_req.prev_index > 0;
     case AEGIS_MSG_HEARTBEAT:
+        /* min(commit, our match): above 0 only if we acknowledged entries before. */
         return m->heartbeat.commit > 0;
     case AEGIS_MSG_SNAPSHOT_REQ:
         return true;

@@ -116,7 +116,7 @@ TEST(raft_guard, fresh_node_refuses_pre_votes_appends_heartbeats_snapshots_of_a_
     struct aegis_msg ms[5] = {
         {.type = AEGIS_MSG_VOTE_REQ, .from = 1, .to = 3, .term = 4},
         {.type = AEGIS_MSG_APPEND_REQ, .from = 1, .to = 3, .term = 4},
-        {.type = AEGIS_MSG_APPEND_REQ, .from = 1, .to = 3, .term = 4},
+        {.type = AEGIS_MSG_VOTE_REQ, .from = 1, .to = 3, .term = 4},
         {.type = AEGIS_MSG_HEARTBEAT, .from = 1, .to = 3, .term = 4},
         {.type = AEGIS_MSG_SNAPSHOT_REQ, .from = 1, .to = 3, .term = 4},
     };
@@ -126,8 +126,9 @@ TEST(raft_guard, fresh_node_refuses_pre_votes_appends_heartbeats_snapshots_of_a_
     ms[0].vote_req.last_log_term = 1;
     ms[1].append_req.prev_index = 5; /* Probing an existing log. */
     ms[1].append_req.prev_term = 3;
-    ms[2].append_req.commit = 2;     /* From index 1, but something is committed. */
-    ms[3].heartbeat.commit = 9;
+    ms[2].vote_req.last_log_index = 3; /* A real candidate with a log. */
+    ms[2].vote_req.last_log_term = 2;
+    ms[3].heartbeat.commit = 9;      /* The leader says we acknowledged up to 9. */
     ms[4].snapshot_req.meta.index = 50;
     ms[4].snapshot_req.meta.term = 3;
     for (uint32_t i = 0; i < 5; i++) {
@@ -198,6 +199,25 @@ TEST(raft_guard, guarded_cluster_bootstraps_and_replicates)
     cl_tick_all(c, 30);
     ASSERT_OK(aegis__raft_fatal(cl_r(c, 3)));
     ASSERT_TRUE(cl_applied_has(c, 3, "a"));
+    cl_free(c);
+    return TEST_PASS;
+}
+
+TEST(raft_guard, node_started_after_the_first_commit_catches_up)
+{
+    struct aegis_raft_config cfg = guarded_config();
+    struct cluster *c = cl_new(3, &cfg);
+
+    /* Node 3 starts late (a slow host): 1 and 2 elect and commit without it. */
+    cl_node_stop(c, 3);
+    ASSERT_TRUE(cl_elect(c, 1));
+    ASSERT_OK(cl_propose(c, 1, "early", NULL));
+    cl_tick_all(c, 3);
+    ASSERT_TRUE(aegis__raft_commit_index(cl_r(c, 1)) >= 2);
+    cl_restart(c, 3); /* Empty storage, fresh: the leader sends from index 1. */
+    cl_tick_all(c, 10);
+    ASSERT_OK(aegis__raft_fatal(cl_r(c, 3)));
+    ASSERT_TRUE(cl_applied_has(c, 3, "early"));
     cl_free(c);
     return TEST_PASS;
 }
