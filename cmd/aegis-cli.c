@@ -1,7 +1,7 @@
 /* aegis-cli: the admin side of an Aegis cluster (redis-cli serves for data commands).
  *
  *   aegis-cli [--host H --port P | --nodes H:P,H:P,...] status
- *   aegis-cli --host H --port P add ID HOST:PORT     (on the leader)
+ *   aegis-cli --host H --port P add ID HOST:PORT     (any node: a follower forwards it)
  *   aegis-cli --host H --port P remove ID
  *   aegis-cli --host H --port P transfer ID
  *   aegis-cli --host H --port P snapshot

@@ -63,6 +63,15 @@ static void usage(FILE *f)
             "  --catchup-timeout-ms N     AEGIS.ADD: a new member that has not caught up\n"
             "                             by then is removed, never made a voter (60000)\n"
             "  --metrics HOST:PORT        serve Prometheus metrics at http://HOST:PORT/metrics\n"
+            "  --tls-cert FILE            this node's certificate (PEM); with --tls-key and\n"
+            "                             --tls-ca, peer links use mutual TLS: the\n"
+            "                             certificate must name the node as the SAN URI\n"
+            "                             aegis://node/<id> (docs/security.md)\n"
+            "  --tls-key FILE             its private key (PEM)\n"
+            "  --tls-ca FILE              the cluster CA (PEM) peers' certificates must\n"
+            "                             chain to\n"
+            "  --client-tls               the client port speaks TLS too, with the same\n"
+            "                             files; client certificates optional\n"
             "  --help                     this text\n");
 }
 
@@ -133,6 +142,8 @@ enum {
     OPT_ID = 1000, OPT_PEERS, OPT_CLIENT, OPT_DATA_DIR, OPT_FSYNC, OPT_JOIN, OPT_CLUSTER,
     OPT_PASS, OPT_LOG, OPT_TICK, OPT_ELECTION, OPT_HEARTBEAT, OPT_SNAP, OPT_SEGMENT,
     OPT_MAXVAL, OPT_MAXCLIENTS, OPT_PIPELINE, OPT_PENDING, OPT_HELP, OPT_METRICS,
+    /* TLS (one block). */
+    OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_CA, OPT_CLIENT_TLS,
     OPT_CATCHUP,
 };
 
@@ -157,6 +168,11 @@ static const struct option long_opts[] = {
     {"max-pending", required_argument, NULL, OPT_PENDING},
     {"help", no_argument, NULL, OPT_HELP},
     {"metrics", required_argument, NULL, OPT_METRICS},
+    /* TLS (one block). */
+    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+    {"tls-ca", required_argument, NULL, OPT_TLS_CA},
+    {"client-tls", no_argument, NULL, OPT_CLIENT_TLS},
     {"catchup-timeout-ms", required_argument, NULL, OPT_CATCHUP},
     {NULL, 0, NULL, 0},
 };
@@ -216,6 +232,43 @@ static int parse_number_opt(int opt, const char *arg, struct opts *o)
         rv = -1;
     }
     return rv;
+}
+
+/* The TLS flags, in one place. Returns 1 when @opt is one of them. */
+static int parse_tls_opt(int opt, const char *arg, struct opts *o)
+{
+    switch (opt) {
+    case OPT_TLS_CERT:
+        o->node.tls_cert = arg;
+        return 1;
+    case OPT_TLS_KEY:
+        o->node.tls_key = arg;
+        return 1;
+    case OPT_TLS_CA:
+        o->node.tls_ca = arg;
+        return 1;
+    case OPT_CLIENT_TLS:
+        o->node.client_tls = true;
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* All three TLS files or none; --client-tls needs them. */
+static int check_tls_opts(const struct opts *o)
+{
+    int set = (o->node.tls_cert != NULL) + (o->node.tls_key != NULL) + (o->node.tls_ca != NULL);
+
+    if (set != 0 && set != 3) {
+        fprintf(stderr, "aegisd: --tls-cert, --tls-key and --tls-ca go together\n");
+        return -1;
+    }
+    if (o->node.client_tls && set == 0) {
+        fprintf(stderr, "aegisd: --client-tls needs --tls-cert, --tls-key and --tls-ca\n");
+        return -1;
+    }
+    return 0;
 }
 
 static int parse_args(int argc, char **argv, struct opts *o)
@@ -284,6 +337,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
             usage(stderr);
             return -1;
         default:
+            if (parse_tls_opt(opt, optarg, o)) {
+                break;
+            }
             if (parse_number_opt(opt, optarg, o) != 0) {
                 return -1;
             }
@@ -295,6 +351,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
     }
     if (o->node.id == 0 || o->node.peers_count == 0 || o->node.data_dir == NULL) {
         fprintf(stderr, "aegisd: --id, --peers and --data-dir are required (see --help)\n");
+        return -1;
+    }
+    if (check_tls_opts(o) != 0) {
         return -1;
     }
     o->server.host = o->client_host;

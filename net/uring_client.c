@@ -68,6 +68,11 @@ void aegis__uring_client_accepted(struct aegis_uring_loop *loop, int fd)
     if (loop->cb.on_client_open != NULL) {
         loop->cb.on_client_open(loop, client_id(conn), loop->cb.data);
     }
+    /* TLS: the handshake starts with the client's first bytes (uring_tls.c). */
+    if (loop->client_tls != NULL && !conn->closing &&
+        aegis__uring_tls_start(conn, loop->client_tls, true) != 0) {
+        aegis__uring_conn_close(conn, AEGIS_ENOMEM);
+    }
 }
 
 /* A full buffer that the callback could not shrink holds one request larger than the

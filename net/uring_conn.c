@@ -5,7 +5,12 @@
  * new sends see no link and a redial may start), shuts the socket down and cancels its
  * operations. The connection is finalised -- queued sends failed, socket closed, buffers
  * freed, slot returned -- only when its last operation has completed, because until then
- * the kernel may still be reading the iovecs or writing into the read buffer. */
+ * the kernel may still be reading the iovecs or writing into the read buffer.
+ *
+ * TLS. A connection with conn->tls set sends and receives through uring_tls.c: flush,
+ * arming a read and the two completions hand over to it, and it comes back here with
+ * plaintext (aegis__uring_conn_deliver_read) and with bytes encrypted from the queue
+ * (aegis__uring_outq_advance). */
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -81,6 +86,7 @@ static void conn_free_memory(struct aegis_uring_conn *conn)
     aegis__free(a, conn->rbuf);
     aegis__free(a, conn->q.reqs);
     aegis__free(a, conn->q.iov);
+    aegis__uring_tls_free(conn);
     conn->rbuf = NULL;
     conn->q.reqs = NULL;
     conn->q.iov = NULL;
@@ -234,7 +240,7 @@ static void complete_head(struct aegis_uring_conn *conn, int status)
 
 /* Account @n bytes the kernel took: trim iovecs, complete the requests wholly written.
  * Returns the number of requests completed. */
-static uint64_t outq_advance(struct aegis_uring_conn *conn, size_t n)
+uint64_t aegis__uring_outq_advance(struct aegis_uring_conn *conn, size_t n)
 {
     struct uring_outq *q = &conn->q;
     uint64_t done = 0;
@@ -268,7 +274,8 @@ static uint64_t outq_advance(struct aegis_uring_conn *conn, size_t n)
     return done;
 }
 
-static void prep_sendmsg(struct aegis_uring_conn *conn, struct iovec *iov, size_t iovlen)
+void aegis__uring_conn_prep_send(struct aegis_uring_conn *conn, struct iovec *iov,
+                                 size_t iovlen)
 {
     struct io_uring_sqe *sqe;
 
@@ -292,11 +299,15 @@ void aegis__uring_conn_flush(struct aegis_uring_conn *conn)
     if (conn->write_armed || conn->closing) {
         return;
     }
+    if (conn->tls != NULL) {
+        aegis__uring_tls_flush(conn);
+        return;
+    }
     if (conn->hello_out_off < conn->hello_out_len) {
         conn->hello_iov.iov_base = conn->hello_out + conn->hello_out_off;
         conn->hello_iov.iov_len = conn->hello_out_len - conn->hello_out_off;
         conn->writing_hello = true;
-        prep_sendmsg(conn, &conn->hello_iov, 1);
+        aegis__uring_conn_prep_send(conn, &conn->hello_iov, 1);
         return;
     }
     if (conn->kind != URING_CONN_CLIENT && !conn->ready) {
@@ -321,12 +332,14 @@ void aegis__uring_conn_flush(struct aegis_uring_conn *conn)
     AEGIS_ASSERT(end > q->wcur);
     AEGIS_ASSERT((q->wcur % q->iov_cap) + (end - q->wcur) <= q->iov_cap);
     conn->writing_hello = false;
-    prep_sendmsg(conn, &q->iov[q->wcur % q->iov_cap], (size_t)(end - q->wcur));
+    aegis__uring_conn_prep_send(conn, &q->iov[q->wcur % q->iov_cap], (size_t)(end - q->wcur));
 }
 
 void aegis__uring_conn_arm_read(struct aegis_uring_conn *conn)
 {
     struct io_uring_sqe *sqe;
+    uint8_t *buf;
+    size_t len;
 
     if (conn->read_armed || conn->closing || conn->close_after_flush || conn->paused) {
         return;
@@ -334,14 +347,16 @@ void aegis__uring_conn_arm_read(struct aegis_uring_conn *conn)
     if (conn->kind == URING_CONN_CLIENT && conn->loop->clients_paused) {
         return;
     }
-    if (conn->hello_reject != 0) {
-        return;
-    }
     if (conn->rlen == conn->rcap) {
         return; /* A paused client with a full buffer: resume makes room first. */
     }
+    buf = conn->rbuf + conn->rlen;
+    len = conn->rcap - conn->rlen;
+    if (conn->tls != NULL && !aegis__uring_tls_read_buf(conn, &buf, &len)) {
+        return; /* Enough ciphertext buffered: decrypting it makes room first. */
+    }
     sqe = aegis__uring_sqe(conn->loop, conn_ud(conn, URING_OP_READ));
-    io_uring_prep_recv(sqe, conn->fd, conn->rbuf + conn->rlen, conn->rcap - conn->rlen, 0);
+    io_uring_prep_recv(sqe, conn->fd, buf, len, 0);
     conn->read_armed = true;
     conn->inflight++;
 }
@@ -440,17 +455,17 @@ static void complete_write(struct aegis_uring_conn *conn, int res)
         aegis__uring_conn_close(conn, res < 0 ? res : AEGIS_EPIPE);
         return;
     }
+    if (conn->tls != NULL) {
+        aegis__uring_tls_wrote(conn, (size_t)res);
+        return;
+    }
     if (conn->writing_hello) {
         conn->hello_out_off += (uint32_t)res;
         AEGIS_ASSERT(conn->hello_out_off <= conn->hello_out_len);
-        if (conn->hello_out_off == conn->hello_out_len && conn->hello_reject != 0) {
-            aegis__uring_conn_close(conn, conn->hello_reject);
-            return;
-        }
         aegis__uring_conn_dirty(conn);
         return;
     }
-    frames = outq_advance(conn, (size_t)res);
+    frames = aegis__uring_outq_advance(conn, (size_t)res);
     if (conn->kind == URING_CONN_CLIENT) {
         conn->loop->stats.client_bytes_out += (uint64_t)res;
     } else {
@@ -476,19 +491,29 @@ static void complete_read(struct aegis_uring_conn *conn, int res)
         aegis__uring_conn_close(conn, res);
         return;
     }
-    AEGIS_ASSERT((size_t)res <= conn->rcap - conn->rlen);
-    conn->rlen += (size_t)res;
     if (conn->kind == URING_CONN_CLIENT) {
         conn->loop->stats.client_bytes_in += (uint64_t)res;
-        aegis__uring_client_read(conn);
+    } else if (conn->peer != NULL) {
+        conn->peer->stats.bytes_in += (uint64_t)res;
+    }
+    if (conn->tls != NULL) {
+        aegis__uring_tls_received(conn, (size_t)res);
     } else {
-        if (conn->peer != NULL) {
-            conn->peer->stats.bytes_in += (uint64_t)res;
-        }
-        aegis__uring_peer_read(conn);
+        AEGIS_ASSERT((size_t)res <= conn->rcap - conn->rlen);
+        conn->rlen += (size_t)res;
+        aegis__uring_conn_deliver_read(conn);
     }
     if (!conn->closing) {
         aegis__uring_conn_dirty(conn);
+    }
+}
+
+void aegis__uring_conn_deliver_read(struct aegis_uring_conn *conn)
+{
+    if (conn->kind == URING_CONN_CLIENT) {
+        aegis__uring_client_read(conn);
+    } else {
+        aegis__uring_peer_read(conn);
     }
 }
 
@@ -548,6 +573,12 @@ void aegis__uring_conn_prepare(struct aegis_uring_loop *loop)
         if (conn->redeliver) {
             conn->redeliver = false;
             aegis__uring_client_deliver(conn);
+            if (conn->closing) {
+                continue;
+            }
+        }
+        if (conn->tls != NULL) {
+            aegis__uring_tls_prepare(conn);
             if (conn->closing) {
                 continue;
             }

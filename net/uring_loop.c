@@ -96,6 +96,28 @@ void aegis__uring_log(struct aegis_uring_loop *loop, int level, const char *fmt,
     }
 }
 
+void aegis__uring_log_limited(struct aegis_uring_loop *loop, struct aegis_ratelimit *rl,
+                              int level, const char *fmt, ...)
+{
+    char line[400];
+    uint64_t suppressed = 0;
+    va_list ap;
+
+    if (level > loop->config.log_level ||
+        !aegis__ratelimit_pass(rl, aegis__uring_loop_now_ms(), &suppressed)) {
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (suppressed > 0) {
+        aegis__uring_log(loop, level, "%s (%" PRIu64 " similar suppressed in the last second)",
+                         line, suppressed);
+    } else {
+        aegis__uring_log(loop, level, "%s", line);
+    }
+}
+
 struct io_uring_sqe *aegis__uring_sqe(struct aegis_uring_loop *loop, uint64_t user_data)
 {
     struct io_uring_sqe *sqe = io_uring_get_sqe(&loop->ring);
@@ -177,12 +199,36 @@ static int config_check(const struct aegis_uring_config *c, char *errmsg, size_t
         why = "queue size above 1M";
     } else if (c->log_level < 0 || c->log_level > AEGIS_URING_LOG_DEBUG) {
         why = "log_level out of range";
+    } else if ((c->tls_cert != NULL || c->tls_key != NULL || c->tls_ca != NULL) &&
+               (c->tls_cert == NULL || c->tls_key == NULL || c->tls_ca == NULL)) {
+        why = "TLS needs a certificate, its key and the CA together";
+    } else if (c->client_tls && c->tls_cert == NULL) {
+        why = "client TLS needs the TLS certificate, key and CA";
     }
     if (why != NULL) {
         errmsg_set(errmsg, bytes, "invalid network config: %s", why);
         return AEGIS_EINVAL;
     }
     return 0;
+}
+
+static int tls_init(struct aegis_uring_loop *loop, char *errmsg, size_t bytes)
+{
+    struct aegis_uring_config *c = &loop->config;
+    int rv;
+
+    if (c->tls_cert == NULL) {
+        return 0;
+    }
+    rv = aegis__tls_ctx_create(&loop->peer_tls, c->tls_cert, c->tls_key, c->tls_ca, true,
+                               errmsg, bytes);
+    if (rv == 0 && c->client_tls && c->client_host != NULL) {
+        rv = aegis__tls_ctx_create(&loop->client_tls, c->tls_cert, c->tls_key, c->tls_ca,
+                                   false, errmsg, bytes);
+    }
+    /* The paths are not kept: the files were read. */
+    c->tls_cert = c->tls_key = c->tls_ca = NULL;
+    return rv;
 }
 
 static int ring_init(struct aegis_uring_loop *loop, char *errmsg, size_t bytes)
@@ -430,6 +476,10 @@ int aegis__uring_loop_create(const struct aegis_uring_config *config,
     rv = slots_init(loop);
     if (rv != 0) {
         errmsg_set(errmsg, errmsg_bytes, "out of memory");
+        goto err;
+    }
+    rv = tls_init(loop, errmsg, errmsg_bytes);
+    if (rv != 0) {
         goto err;
     }
     rv = ring_init(loop, errmsg, errmsg_bytes);
@@ -717,6 +767,8 @@ void aegis__uring_loop_destroy(struct aegis_uring_loop *loop)
     if (loop->pool.peers != NULL) {
         aegis__conn_pool_close(&loop->pool);
     }
+    aegis__tls_ctx_destroy(loop->peer_tls);
+    aegis__tls_ctx_destroy(loop->client_tls);
     aegis__free(loop->alloc, loop->conns);
     aegis__free(loop->alloc, loop->dirty);
     aegis__free(loop->alloc, loop);

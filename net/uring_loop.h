@@ -7,8 +7,9 @@
  * clients. The codec and the pipeline sit above it.
  *
  * Peer links. The lower id dials the higher (net/conn_pool.h), with exponential backoff
- * and jitter. Both sides open with a 32-byte hello (magic, version, cluster id, sender id,
- * expected receiver id; format in uring_loop.c) and a link carries frames only once both
+ * and jitter. With TLS configured, a mutual TLS handshake comes first (uring_tls.c). Both
+ * sides open with a 32-byte hello (magic, version, cluster id, sender id,
+ * expected receiver id; format in peer_frame.h) and a link carries frames only once both
  * hellos are accepted. A frame on the wire is a 4-byte little-endian body length and the
  * body; a body above frame_bytes_max closes the link. A lost link is redialed; frames
  * queued on it fail (their callback gets the error) and Raft retransmits.
@@ -127,6 +128,15 @@ struct aegis_uring_config {
     uint32_t ring_entries;           /* io_uring SQ size. 0: 256. */
     uint64_t rng_seed;               /* Jitter seed. 0: derived from self_id. */
     int log_level;                   /* enum aegis_uring_log_level; 0 = errors only. */
+    /* TLS (net/tls.h), PEM file paths read by create. With tls_cert, tls_key and tls_ca
+     * all set, peer links use mutual TLS: each side's certificate must chain to tls_ca
+     * and name its node id (a SAN URI aegis://node/<id>), which must match the hello.
+     * client_tls (needs the three files) makes the client port speak TLS with the same
+     * certificate; client certificates are optional there. NULL / false: plaintext. */
+    const char *tls_cert;
+    const char *tls_key;
+    const char *tls_ca;
+    bool client_tls;
     const struct aegis_allocator *alloc; /* NULL: default heap. Must outlive the loop. */
 };
 

@@ -4,7 +4,8 @@
  *   uring_conn.c    connection slots and the machinery every TCP connection shares: the
  *                   bounded write queue of vectored sends, reads, closing;
  *   uring_peer.c    peer links: dialing, the hello, frames;
- *   uring_client.c  client connections.
+ *   uring_client.c  client connections;
+ *   uring_tls.c     the TLS layer between the socket and the plaintext those see.
  *
  * Completion routing. Every SQE carries a user_data that says what completed. Connection
  * operations carry the connection's address with the operation kind in its low three bits
@@ -27,6 +28,8 @@
 
 #include "engine/rng.h"
 #include "net/conn_pool.h"
+#include "net/ratelimit.h"
+#include "net/tls.h"
 #include "net/uring_loop.h"
 
 /* Loop-wide user_data values (connection operations carry a pointer instead). */
@@ -96,7 +99,6 @@ struct aegis_uring_conn {
                               * the link is detached by close. */
     bool ready;              /* Hellos exchanged: frames may be written. */
     bool hello_in;           /* The peer's hello was received and accepted. */
-    int hello_reject;        /* Inbound: send our hello, then close with this. */
     uint64_t deadline_ms;    /* Connect plus hello must finish by then. */
     struct sockaddr_storage addr; /* Dialer: the address connect reads. */
     socklen_t addr_len;
@@ -112,6 +114,19 @@ struct aegis_uring_conn {
     struct uring_outq q;
     struct msghdr msg;
     struct iovec hello_iov;
+    /* TLS (uring_tls.c); tls is NULL on a plaintext connection. Reads land in tls_rx
+     * (ciphertext) and are decrypted into rbuf; writes are encrypted into tls_tx, which
+     * one sendmsg at a time sends (tls_tx_off: bytes of it already sent). */
+    struct aegis_tls *tls;
+    bool tls_up;             /* Handshake complete (and, for peers, the certificate's
+                              * node id checked). */
+    aegis_node_id tls_node;  /* Peers: the node id the peer's certificate names. */
+    uint8_t *tls_rx;
+    size_t tls_rx_cap;
+    uint8_t *tls_tx;
+    size_t tls_tx_cap;
+    size_t tls_tx_len;
+    size_t tls_tx_off;
 } __attribute__((aligned(8)));
 
 struct aegis_uring_loop {
@@ -154,6 +169,10 @@ struct aegis_uring_loop {
     uint32_t dirty_head;      /* Entries before it were visited by this prepare. */
     uint32_t dirty_count;
     struct aegis_uring_stats stats;
+    struct aegis_tls_ctx *peer_tls;   /* NULL: plaintext peer port. */
+    struct aegis_tls_ctx *client_tls; /* NULL: plaintext client port. */
+    struct aegis_ratelimit rl_peer;   /* Warnings about inbound peer connections. */
+    struct aegis_ratelimit rl_client; /* Warnings about client TLS handshakes. */
 };
 
 /* uring_loop.c */
@@ -178,15 +197,33 @@ void aegis__uring_conns_close_all(struct aegis_uring_loop *loop, int status);
 void aegis__uring_conns_finalize_idle(struct aegis_uring_loop *loop);
 int aegis__uring_socket_options(int fd);
 
+/* uring_tls.c */
+int aegis__uring_tls_start(struct aegis_uring_conn *conn, struct aegis_tls_ctx *ctx,
+                           bool server);
+void aegis__uring_tls_free(struct aegis_uring_conn *conn);
+void aegis__uring_tls_flush(struct aegis_uring_conn *conn);
+bool aegis__uring_tls_read_buf(struct aegis_uring_conn *conn, uint8_t **buf, size_t *len);
+void aegis__uring_tls_received(struct aegis_uring_conn *conn, size_t n);
+void aegis__uring_tls_wrote(struct aegis_uring_conn *conn, size_t n);
+void aegis__uring_tls_prepare(struct aegis_uring_conn *conn);
+void aegis__uring_tls_kick(struct aegis_uring_conn *conn);
+uint64_t aegis__uring_outq_advance(struct aegis_uring_conn *conn, size_t n);
+void aegis__uring_conn_deliver_read(struct aegis_uring_conn *conn);
+void aegis__uring_conn_prep_send(struct aegis_uring_conn *conn, struct iovec *iov,
+                                 size_t iovlen);
+/* Log through @rl: at most one line per second, with the count of lines held back. */
+void aegis__uring_log_limited(struct aegis_uring_loop *loop, struct aegis_ratelimit *rl,
+                              int level, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* uring_peer.c */
+int aegis__uring_peer_tls_up(struct aegis_uring_conn *conn);
 void aegis__uring_peer_service(struct aegis_uring_loop *loop);
 void aegis__uring_peer_accepted(struct aegis_uring_loop *loop, int fd);
 void aegis__uring_peer_connected(struct aegis_uring_conn *conn, int res);
 void aegis__uring_peer_read(struct aegis_uring_conn *conn);
 void aegis__uring_peer_wrote(struct aegis_uring_conn *conn, uint64_t frames, size_t bytes);
 void aegis__uring_peer_detach(struct aegis_uring_conn *conn, int status);
-void aegis__uring_hello_encode(uint8_t *out, uint64_t cluster_id, aegis_node_id sender,
-                               aegis_node_id receiver);
 
 /* uring_client.c */
 void aegis__uring_client_accepted(struct aegis_uring_loop *loop, int fd);

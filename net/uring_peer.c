@@ -1,41 +1,36 @@
-/* Peer links: dialing, the hello, frames.
+/* Peer links: dialing, TLS, the hello, frames.
  *
- * Establishment. The node with the lower id dials (net/conn_pool.h). Once TCP connects,
- * the dialer sends its hello and waits for the acceptor's. The acceptor reads the
- * dialer's hello, checks it, and answers with its own: on success it binds the connection
- * to the peer (replacing an older one from the same peer) and the link is up; on failure
- * it still answers -- so the dialer can log the real reason, "another cluster" rather than
- * "connection closed" -- and closes once its hello is written. The dialer checks the
- * acceptor's hello the same way. Connect plus hellos must finish within
- * connect_timeout_ms. Every failure schedules a redial with backoff (dialer side).
+ * Establishment. The node with the lower id dials (net/conn_pool.h). Once TCP connects:
+ *   1. with TLS (--tls-cert/--tls-key/--tls-ca), the TLS handshake, both sides presenting
+ *      a certificate that chains to the cluster CA (uring_tls.c, tls.c). The dialer then
+ *      checks that the acceptor's certificate names the node it dialed; the acceptor
+ *      notes the node id its peer's certificate names (aegis__uring_peer_tls_up);
+ *   2. the dialer sends its hello and waits for the acceptor's. The acceptor reads the
+ *      dialer's hello and checks it -- with TLS the sender must be the node named by the
+ *      certificate -- and answers with its own: on success it binds the connection to
+ *      the peer (replacing an older one from the same peer) and the link is up. On
+ *      failure it answers nothing: it closes the connection and logs the reason locally
+ *      (rate-limited), so a stranger learns nothing about the cluster, not even its id.
+ *      The dialer checks the acceptor's hello the same way.
+ * Connect, handshake and hellos must finish within connect_timeout_ms. Every failure
+ * schedules a redial with backoff (dialer side). No frame is read before both checks.
  *
- * The hello, 32 bytes, little-endian, no length prefix (it is always the first 32 bytes
- * each side sends):
+ * The hello and the frame format are in peer_frame.h (the pure decoders). A hello is
+ * refused for: a wrong magic or a reserved flag set (AEGIS_ECORRUPT), another version
+ * (AEGIS_EVERSION), another cluster (AEGIS_ECLUSTER), an unknown sender, a wrong
+ * receiver id, a sender other than the certificate's node (AEGIS_EUNKNOWNNODE), or a dial
+ * from the higher id to the lower (AEGIS_EINVAL: the two nodes disagree about who dials).
  *
- *   offset  size  field
- *        0     4  magic 0x4e474541, the bytes "AEGN"
- *        4     2  version, 1
- *        6     2  flags, 0 (reserved: sent as 0, ignored on receipt by version 1)
- *        8     8  cluster id; must equal the receiver's (else AEGIS_ECLUSTER)
- *       16     8  sender's node id; must be a peer the receiver knows
- *       24     8  receiver's node id as the sender believes it (a misdirected dial to
- *                 the wrong address is caught here)
+ * A frame length above frame_bytes_max closes the link (the stream cannot be
+ * resynchronised) and is logged and counted (oversize_frames). Bodies of length 0 are
+ * legal.
  *
- * A hello is refused for: a wrong magic (AEGIS_ECORRUPT: not our protocol, closed without
- * an answer), another version (AEGIS_EVERSION), another cluster (AEGIS_ECLUSTER), an
- * unknown sender, a wrong receiver id (AEGIS_EUNKNOWNNODE), or a dial from the higher id
- * to the lower (AEGIS_EINVAL: the two nodes disagree about who dials).
- *
- * Frames, after the hellos, in each direction:
- *
- *   offset  size  field
- *        0     4  body length n, little-endian; n <= frame_bytes_max of the receiver
- *        4     n  body, opaque to this layer
- *
- * A length above the limit closes the link (the stream cannot be resynchronised) and is
- * logged and counted (oversize_frames). Bodies of length 0 are legal. */
+ * Log lines about inbound connections that have not passed the hello (refusals,
+ * timeouts, too many at once) go through one rate limiter (loop->rl_peer): a flood of
+ * strangers costs one line per second. */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -43,83 +38,19 @@
 #include <aegis/error.h>
 
 #include "engine/assert.h"
+#include "net/peer_frame.h"
 #include "net/uring_loop_int.h"
 
-static void put_le16(uint8_t *p, uint16_t v)
+static int hello_expect_check(const struct aegis_uring_loop *loop, const struct aegis_hello *h,
+                              aegis_node_id sender_id)
 {
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
+    struct aegis_hello_expect e = {
+        .cluster_id = loop->config.cluster_id,
+        .self_id = loop->config.self_id,
+        .sender_id = sender_id,
+    };
 
-static void put_le64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) {
-        p[i] = (uint8_t)(v >> (8 * i));
-    }
-}
-
-static uint32_t get_le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get_le64(const uint8_t *p)
-{
-    uint64_t v = 0;
-
-    for (int i = 7; i >= 0; i--) {
-        v = (v << 8) | p[i];
-    }
-    return v;
-}
-
-void aegis__uring_hello_encode(uint8_t *out, uint64_t cluster_id, aegis_node_id sender,
-                               aegis_node_id receiver)
-{
-    out[0] = (uint8_t)AEGIS_URING_MAGIC;
-    out[1] = (uint8_t)(AEGIS_URING_MAGIC >> 8);
-    out[2] = (uint8_t)(AEGIS_URING_MAGIC >> 16);
-    out[3] = (uint8_t)(AEGIS_URING_MAGIC >> 24);
-    put_le16(out + 4, AEGIS_URING_VERSION);
-    put_le16(out + 6, 0);
-    put_le64(out + 8, cluster_id);
-    put_le64(out + 16, sender);
-    put_le64(out + 24, receiver);
-}
-
-struct hello {
-    uint32_t magic;
-    uint16_t version;
-    uint64_t cluster_id;
-    aegis_node_id sender;
-    aegis_node_id receiver;
-};
-
-static void hello_decode(const uint8_t *in, struct hello *h)
-{
-    h->magic = get_le32(in);
-    h->version = (uint16_t)(in[4] | in[5] << 8);
-    h->cluster_id = get_le64(in + 8);
-    h->sender = get_le64(in + 16);
-    h->receiver = get_le64(in + 24);
-}
-
-/* The checks both sides make; the acceptor adds the peer table and direction checks. */
-static int hello_check_common(const struct aegis_uring_loop *loop, const struct hello *h)
-{
-    if (h->magic != AEGIS_URING_MAGIC) {
-        return AEGIS_ECORRUPT;
-    }
-    if (h->version != AEGIS_URING_VERSION) {
-        return AEGIS_EVERSION;
-    }
-    if (h->cluster_id != loop->config.cluster_id) {
-        return AEGIS_ECLUSTER;
-    }
-    if (h->receiver != loop->config.self_id) {
-        return AEGIS_EUNKNOWNNODE;
-    }
-    return 0;
+    return aegis__hello_check(h, &e);
 }
 
 /* Log repeated failures only at attempts 1, 2, 4, 8, ... (rate limit). */
@@ -151,6 +82,14 @@ static void dial(struct aegis_uring_loop *loop, struct aegis_peer *peer)
         aegis__conn_pool_on_failure(&loop->pool, peer, loop->now_ms, &loop->rng);
         return;
     }
+    if (loop->peer_tls != NULL && aegis__uring_tls_start(conn, loop->peer_tls, false) != 0) {
+        aegis__uring_log(loop, AEGIS_URING_LOG_ERROR,
+                         "dial peer %" PRIu64 ": no memory for TLS", peer->id);
+        conn->peer = NULL;
+        aegis__uring_conn_close(conn, AEGIS_ENOMEM);
+        aegis__conn_pool_on_failure(&loop->pool, peer, loop->now_ms, &loop->rng);
+        return;
+    }
     memcpy(&conn->addr, &peer->addr, sizeof(conn->addr));
     conn->addr_len = peer->addr_len;
     conn->peer = peer;
@@ -174,7 +113,15 @@ void aegis__uring_peer_service(struct aegis_uring_loop *loop)
     for (uint32_t i = 0; i < loop->peer_slots; i++) {
         struct aegis_uring_conn *conn = &loop->conns[i];
         if (conn->in_use && !conn->closing && !conn->ready && loop->now_ms >= conn->deadline_ms) {
-            aegis__uring_log(loop, AEGIS_URING_LOG_DEBUG, "peer link setup timed out");
+            if (conn->kind == URING_CONN_PEER_IN) {
+                aegis__uring_log_limited(loop, &loop->rl_peer, AEGIS_URING_LOG_WARN,
+                                         "inbound peer connection closed: no %s within %u ms",
+                                         conn->tls != NULL && !conn->tls_up ? "TLS handshake"
+                                                                             : "hello",
+                                         loop->config.connect_timeout_ms);
+            } else {
+                aegis__uring_log(loop, AEGIS_URING_LOG_DEBUG, "peer link setup timed out");
+            }
             aegis__uring_conn_close(conn, AEGIS_ETIMEDOUT);
         }
     }
@@ -227,10 +174,47 @@ void aegis__uring_peer_connected(struct aegis_uring_conn *conn, int res)
         return;
     }
     peer->state = AEGIS_PEER_HANDSHAKE;
-    aegis__uring_hello_encode(conn->hello_out, conn->loop->config.cluster_id,
-                              conn->loop->config.self_id, peer->id);
+    aegis__hello_encode(conn->hello_out, conn->loop->config.cluster_id,
+                        conn->loop->config.self_id, peer->id);
     conn->hello_out_len = AEGIS_URING_HELLO_BYTES;
+    if (conn->tls != NULL) {
+        aegis__uring_tls_kick(conn); /* The ClientHello; the hello waits for the end. */
+        return;
+    }
     aegis__uring_conn_dirty(conn);
+}
+
+int aegis__uring_peer_tls_up(struct aegis_uring_conn *conn)
+{
+    struct aegis_uring_loop *loop = conn->loop;
+    char why[AEGIS_TLS_ERR_BYTES];
+    aegis_node_id id = AEGIS_NODE_NONE;
+    int rv = aegis__tls_peer_node_id(conn->tls, &id, why, sizeof(why));
+
+    if (rv == 0 && conn->kind == URING_CONN_PEER_OUT && id != conn->peer->id) {
+        snprintf(why, sizeof(why), "its certificate names node %" PRIu64, id);
+        rv = AEGIS_EACCES;
+    }
+    if (rv == 0 && id == loop->config.self_id) {
+        snprintf(why, sizeof(why), "its certificate names this node (%" PRIu64 ")", id);
+        rv = AEGIS_EACCES;
+    }
+    if (rv != 0) {
+        if (conn->kind == URING_CONN_PEER_IN) {
+            loop->stats.peer_hello_rejects++;
+            aegis__uring_log_limited(loop, &loop->rl_peer, AEGIS_URING_LOG_WARN,
+                                     "inbound peer connection refused: %s", why);
+        } else {
+            conn->peer->stats.handshake_rejects++;
+            aegis__uring_log_limited(loop, &loop->rl_peer, AEGIS_URING_LOG_WARN,
+                                     "peer %" PRIu64 " at %s:%u refused: %s", conn->peer->id,
+                                     conn->peer->host, (unsigned)conn->peer->port, why);
+        }
+        aegis__uring_conn_close(conn, rv);
+        return rv;
+    }
+    conn->tls_node = id;
+    return 0;
 }
 
 void aegis__uring_peer_accepted(struct aegis_uring_loop *loop, int fd)
@@ -242,9 +226,15 @@ void aegis__uring_peer_accepted(struct aegis_uring_loop *loop, int fd)
         conn = aegis__uring_conn_open(loop, URING_CONN_PEER_IN, fd);
     }
     if (conn == NULL) {
-        aegis__uring_log(loop, AEGIS_URING_LOG_WARN,
-                         "peer listener: too many connections in their hello; closing one");
+        aegis__uring_log_limited(loop, &loop->rl_peer, AEGIS_URING_LOG_WARN,
+                                 "peer listener: too many connections in their hello; "
+                                 "closing one");
         close(fd);
+        return;
+    }
+    if (loop->peer_tls != NULL && aegis__uring_tls_start(conn, loop->peer_tls, true) != 0) {
+        loop->peers_pending++; /* finalize counts it down. */
+        aegis__uring_conn_close(conn, AEGIS_ENOMEM);
         return;
     }
     aegis__uring_socket_options(fd);
@@ -268,31 +258,35 @@ static void link_up(struct aegis_uring_conn *conn, struct aegis_peer *peer)
     }
 }
 
-static void hello_refuse(struct aegis_uring_conn *conn, const struct hello *h, int status)
+/* Refuse an inbound hello: close without an answer (a stranger learns nothing about the
+ * cluster) and log the real reason here, rate-limited. */
+static void hello_refuse(struct aegis_uring_conn *conn, const struct aegis_hello *h,
+                         int status)
 {
     struct aegis_uring_loop *loop = conn->loop;
 
     loop->stats.peer_hello_rejects++;
-    aegis__uring_log(loop, AEGIS_URING_LOG_WARN,
-                     "refused hello from node %" PRIu64 " (cluster %" PRIu64 ", to node %" PRIu64
-                     "): %s",
-                     h->sender, h->cluster_id, h->receiver, aegis_strerror(status));
-    if (status == AEGIS_ECORRUPT) {
-        aegis__uring_conn_close(conn, status);
-        return;
+    if (conn->tls != NULL && conn->tls_node != h->sender) {
+        aegis__uring_log_limited(loop, &loop->rl_peer, AEGIS_URING_LOG_WARN,
+                                 "refused hello from node %" PRIu64 ": its TLS certificate "
+                                 "names node %" PRIu64,
+                                 h->sender, conn->tls_node);
+    } else {
+        aegis__uring_log_limited(loop, &loop->rl_peer, AEGIS_URING_LOG_WARN,
+                                 "refused hello from node %" PRIu64 " (cluster %" PRIu64
+                                 ", to node %" PRIu64 "%s): %s",
+                                 h->sender, h->cluster_id, h->receiver,
+                                 conn->tls != NULL ? ", TLS" : "", aegis_strerror(status));
     }
-    conn->hello_reject = status;
-    aegis__uring_hello_encode(conn->hello_out, loop->config.cluster_id, loop->config.self_id,
-                              h->sender);
-    conn->hello_out_len = AEGIS_URING_HELLO_BYTES;
-    aegis__uring_conn_dirty(conn);
+    aegis__uring_conn_close(conn, status);
 }
 
-static void hello_accept(struct aegis_uring_conn *conn, const struct hello *h)
+static void hello_accept(struct aegis_uring_conn *conn, const struct aegis_hello *h)
 {
     struct aegis_uring_loop *loop = conn->loop;
     struct aegis_peer *peer = NULL;
-    int status = hello_check_common(loop, h);
+    int status = hello_expect_check(loop, h, conn->tls != NULL ? conn->tls_node
+                                                               : AEGIS_NODE_NONE);
 
     if (status == 0) {
         peer = aegis__conn_pool_get(&loop->pool, h->sender);
@@ -319,21 +313,19 @@ static void hello_accept(struct aegis_uring_conn *conn, const struct hello *h)
     AEGIS_ASSERT(peer->conn == NULL);
     peer->conn = conn;
     conn->peer = peer;
-    aegis__uring_hello_encode(conn->hello_out, loop->config.cluster_id, loop->config.self_id,
-                              peer->id);
+    aegis__hello_encode(conn->hello_out, loop->config.cluster_id, loop->config.self_id,
+                        peer->id);
     conn->hello_out_len = AEGIS_URING_HELLO_BYTES;
     link_up(conn, peer);
 }
 
-static void hello_reply(struct aegis_uring_conn *conn, const struct hello *h)
+static void hello_reply(struct aegis_uring_conn *conn, const struct aegis_hello *h)
 {
     struct aegis_peer *peer = conn->peer;
-    int status = hello_check_common(conn->loop, h);
+    int status;
 
     AEGIS_ASSERT(peer != NULL);
-    if (status == 0 && h->sender != peer->id) {
-        status = AEGIS_EUNKNOWNNODE;
-    }
+    status = hello_expect_check(conn->loop, h, peer->id);
     if (status != 0) {
         peer->stats.handshake_rejects++;
         aegis__uring_log(conn->loop, failure_level(peer->attempts + 1),
@@ -351,14 +343,16 @@ static void hello_reply(struct aegis_uring_conn *conn, const struct hello *h)
 static void read_frames(struct aegis_uring_conn *conn, size_t off)
 {
     struct aegis_uring_loop *loop = conn->loop;
-    size_t need;
+    size_t need = AEGIS_FRAME_HDR;
 
     /* Bounded by the bytes buffered: each pass consumes a frame or stops. */
-    while (!conn->closing && conn->peer != NULL && conn->rlen - off >= AEGIS_URING_FRAME_HDR) {
+    while (!conn->closing && conn->peer != NULL) {
         struct aegis_peer *peer = conn->peer;
-        uint32_t len = get_le32(conn->rbuf + off);
+        uint32_t len = 0;
+        int rv = aegis__frame_next(conn->rbuf + off, conn->rlen - off,
+                                   loop->config.frame_bytes_max, &len, &need);
 
-        if (len > loop->config.frame_bytes_max) {
+        if (rv == AEGIS_ETOOBIG) {
             peer->stats.oversize_frames++;
             aegis__uring_log(loop, AEGIS_URING_LOG_WARN,
                              "peer %" PRIu64 " sent a frame of %u bytes, above the limit of %u:"
@@ -367,15 +361,16 @@ static void read_frames(struct aegis_uring_conn *conn, size_t off)
             aegis__uring_conn_close(conn, AEGIS_ETOOBIG);
             return;
         }
-        if (conn->rlen - off - AEGIS_URING_FRAME_HDR < len) {
+        if (rv == 0) {
             break;
         }
         peer->stats.frames_in++;
         if (loop->cb.on_frame != NULL) {
-            loop->cb.on_frame(loop, peer->id, conn->rbuf + off + AEGIS_URING_FRAME_HDR, len,
+            loop->cb.on_frame(loop, peer->id, conn->rbuf + off + AEGIS_FRAME_HDR, len,
                               loop->cb.data);
         }
-        off += AEGIS_URING_FRAME_HDR + len;
+        off += AEGIS_FRAME_HDR + len;
+        need = AEGIS_FRAME_HDR;
     }
     if (conn->closing) {
         return;
@@ -383,11 +378,8 @@ static void read_frames(struct aegis_uring_conn *conn, size_t off)
     AEGIS_ASSERT(off <= conn->rlen);
     memmove(conn->rbuf, conn->rbuf + off, conn->rlen - off);
     conn->rlen -= off;
-    /* A frame larger than the buffer: grow it to hold the whole frame (bounded by
-     * frame_bytes_max + 4, checked above). */
-    need = conn->rlen >= AEGIS_URING_FRAME_HDR
-               ? AEGIS_URING_FRAME_HDR + (size_t)get_le32(conn->rbuf)
-               : AEGIS_URING_FRAME_HDR;
+    /* A frame larger than the buffer: grow it to hold the whole frame (need is at most
+     * frame_bytes_max + 4, checked by aegis__frame_next). */
     if (aegis__uring_conn_reserve(conn, need) != 0) {
         aegis__uring_conn_close(conn, AEGIS_ENOMEM);
         return;
@@ -397,28 +389,34 @@ static void read_frames(struct aegis_uring_conn *conn, size_t off)
 
 void aegis__uring_peer_read(struct aegis_uring_conn *conn)
 {
-    struct hello h;
+    struct aegis_hello h;
+    int rv;
 
     AEGIS_ASSERT(conn->kind != URING_CONN_CLIENT);
-    if (conn->hello_reject != 0) {
-        conn->rlen = 0; /* Closing once our answer is out: ignore what follows. */
-        return;
-    }
     if (!conn->hello_in) {
-        if (conn->rlen < AEGIS_URING_HELLO_BYTES) {
+        rv = aegis__hello_decode(conn->rbuf, conn->rlen, &h);
+        if (rv == AEGIS_EAGAIN) {
             return;
         }
-        hello_decode(conn->rbuf, &h);
-        if (conn->kind == URING_CONN_PEER_IN) {
+        if (rv != 0 && conn->kind == URING_CONN_PEER_IN) {
+            hello_refuse(conn, &h, rv);
+        } else if (rv != 0) {
+            conn->peer->stats.handshake_rejects++;
+            aegis__uring_log(conn->loop, failure_level(conn->peer->attempts + 1),
+                             "peer %" PRIu64 " at %s:%u answered with a bad hello: %s",
+                             conn->peer->id, conn->peer->host, (unsigned)conn->peer->port,
+                             aegis_strerror(rv));
+            aegis__uring_conn_close(conn, rv);
+        } else if (conn->kind == URING_CONN_PEER_IN) {
             hello_accept(conn, &h);
         } else {
             hello_reply(conn, &h);
         }
-        if (conn->closing || conn->hello_reject != 0) {
+        if (conn->closing) {
             conn->rlen = 0;
             return;
         }
-        read_frames(conn, AEGIS_URING_HELLO_BYTES);
+        read_frames(conn, AEGIS_HELLO_BYTES);
         return;
     }
     read_frames(conn, 0);

@@ -23,6 +23,7 @@
 
 #include "engine/conf.h"
 #include "net/conn_pool.h"
+#include "pipeline/conn_order.h"
 #include "pipeline/envelope.h"
 #include "pipeline/logging.h"
 #include "pipeline/node_int.h"
@@ -52,8 +53,9 @@ struct apply_read {
 struct aegis_apply_state {
     struct apply_reg *regs; /* Circular, power-of-two capacity. */
     uint32_t regs_head, regs_count, regs_mask;
-    struct apply_read *reads;
+    struct apply_read *reads; /* In arrival order, indices non-decreasing (read_floor). */
     uint32_t reads_count, reads_cap;
+    aegis_index read_floor;   /* The highest index a read has waited for. */
     aegis_index applied;
     aegis_term applied_term;
     aegis_index reported;
@@ -66,6 +68,33 @@ struct aegis_apply_state {
 static uint64_t now_ms(void)
 {
     return aegis__now_ns() / 1000000u;
+}
+
+/* Copy the addresses this thread knows to the node's shared table (INFO, AEGIS.MEMBERS). */
+static void publish_addrs(struct aegis_node *n)
+{
+    struct aegis_apply_state *s = n->apply_state;
+
+    pthread_mutex_lock(&n->status_lock);
+    memcpy(n->addrs, s->addrs, s->addrs_count * sizeof(*s->addrs));
+    n->addrs_count = s->addrs_count;
+    pthread_mutex_unlock(&n->status_lock);
+}
+
+bool aegis__node_member_addr(struct aegis_node *n, aegis_node_id id,
+                             struct aegis_peer_addr *out)
+{
+    bool found = false;
+
+    pthread_mutex_lock(&n->status_lock);
+    for (uint32_t i = 0; i < n->addrs_count && !found; i++) {
+        if (n->addrs[i].id == id) {
+            *out = n->addrs[i];
+            found = true;
+        }
+    }
+    pthread_mutex_unlock(&n->status_lock);
+    return found;
 }
 
 int aegis__apply_init(struct aegis_node *n)
@@ -96,6 +125,7 @@ int aegis__apply_init(struct aegis_node *n)
         s->addrs[s->addrs_count++] = n->config.peers[i];
     }
     n->apply_state = s;
+    publish_addrs(n);
     return 0;
 }
 
@@ -114,6 +144,7 @@ void aegis__apply_restored(struct aegis_node *n, const struct aegis_snapshot_met
         memcpy(s->addrs, addrs, addrs_count * sizeof(*addrs));
         s->addrs_count = addrs_count;
     }
+    publish_addrs(n);
 }
 
 void aegis__apply_close(struct aegis_node *n)
@@ -397,25 +428,33 @@ static void serve_read(struct aegis_node *n, struct apply_read *rd)
 static void serve_ready_reads(struct aegis_node *n)
 {
     struct aegis_apply_state *s = n->apply_state;
-    uint32_t kept = 0;
+    uint32_t done = 0;
 
-    for (uint32_t i = 0; i < s->reads_count; i++) {
-        if (s->reads[i].index <= s->applied) {
-            serve_read(n, &s->reads[i]);
-        } else {
-            s->reads[kept++] = s->reads[i];
-        }
+    /* Indices are non-decreasing (read_floor): the ready reads are a prefix. */
+    while (done < s->reads_count && s->reads[done].index <= s->applied) {
+        serve_read(n, &s->reads[done]);
+        done++;
     }
-    s->reads_count = kept;
+    if (done > 0) {
+        memmove(s->reads, s->reads + done, (s->reads_count - done) * sizeof(*s->reads));
+        s->reads_count -= done;
+    }
 }
 
+/* Reads are served in the order they arrive, each at an index at least that of the reads
+ * before it (pipeline/conn_order.h): a later read of a connection never sees an older
+ * state than an earlier one. In normal operation read indices arrive non-decreasing and
+ * the floor changes nothing. */
 static void handle_read(struct aegis_node *n, struct aegis_apply_item *it)
 {
     struct aegis_apply_state *s = n->apply_state;
-    struct apply_read rd = {.index = it->index, .query = it->buf, .cb = it->cb,
-                            .data = it->data};
+    struct apply_read rd = {.index = aegis__read_floor(&s->read_floor, it->index),
+                            .query = it->buf, .cb = it->cb, .data = it->data};
 
-    if (rd.index <= s->applied) {
+    if (s->reads_count > 0) {
+        serve_ready_reads(n); /* Earlier reads first, at the state they may see now. */
+    }
+    if (rd.index <= s->applied && s->reads_count == 0) {
         serve_read(n, &rd);
         return;
     }
@@ -465,6 +504,7 @@ static void learn_addr(struct aegis_node *n, const struct aegis_peer_addr *a)
     if (i == s->addrs_count) {
         s->addrs_count++;
     }
+    publish_addrs(n);
     copy = aegis__malloc(n->alloc, sizeof(*copy));
     if (copy == NULL) {
         return;

@@ -98,6 +98,58 @@ int aegis__env_addr_decode(const uint8_t *p, size_t len, struct aegis_peer_addr 
     return 0;
 }
 
+struct aegis_buf *aegis__env_admin(const struct aegis_allocator *a, uint8_t op,
+                                   aegis_node_id target, const struct aegis_peer_addr *addr)
+{
+    size_t h = addr != NULL ? strnlen(addr->host, AEGIS_HOST_MAX) : 0;
+    bool add = op == AEGIS_ENV_ADMIN_ADD;
+    struct aegis_buf *b;
+
+    if (target == 0 || op < AEGIS_ENV_ADMIN_ADD || op > AEGIS_ENV_ADMIN_TRANSFER ||
+        (add && (addr == NULL || addr->id != target || h == 0 || h >= AEGIS_HOST_MAX))) {
+        return NULL;
+    }
+    b = aegis__buf_create(a, 1 + 9 + (add ? 11 + h : 0));
+    if (b == NULL) {
+        return NULL;
+    }
+    b->data[0] = AEGIS_ENV_ADMIN;
+    b->data[1] = op;
+    put_u64(b->data + 2, target);
+    if (add) {
+        aegis__env_addr_encode(addr, b->data + 10);
+    }
+    return b;
+}
+
+int aegis__env_admin_decode(const uint8_t *p, size_t len, uint8_t *op_out,
+                            aegis_node_id *target_out, struct aegis_peer_addr *addr_out)
+{
+    uint8_t op;
+    aegis_node_id target;
+
+    if (len < 9) {
+        return AEGIS_ECORRUPT;
+    }
+    op = p[0];
+    target = get_le(p + 1, 8);
+    if (target == 0 || op < AEGIS_ENV_ADMIN_ADD || op > AEGIS_ENV_ADMIN_TRANSFER) {
+        return AEGIS_ECORRUPT;
+    }
+    memset(addr_out, 0, sizeof(*addr_out));
+    if (op == AEGIS_ENV_ADMIN_ADD) {
+        if (aegis__env_addr_decode(p + 9, len - 9, addr_out) != 0 || addr_out->id != target ||
+            addr_out->port == 0) {
+            return AEGIS_ECORRUPT;
+        }
+    } else if (len != 9) {
+        return AEGIS_ECORRUPT;
+    }
+    *op_out = op;
+    *target_out = target;
+    return 0;
+}
+
 struct aegis_buf *aegis__env_snapshot(const struct aegis_allocator *a,
                                       const struct aegis_peer_addr *addrs, uint32_t count,
                                       const void *sm, size_t sm_len)

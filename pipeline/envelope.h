@@ -9,6 +9,14 @@
  *          8  2  port
  *          10 1  host length h (1..AEGIS_HOST_MAX-1)
  *          11 h  host bytes (no NUL)
+ *   'A'  an admin request a follower forwards to the leader inside a CLIENT_REQ (never
+ *        proposed, never in the log; the leader runs it as if asked locally and answers
+ *        with the CLIENT_RESP of its outcome). Format, little-endian:
+ *          0  1  op: 1 add a member, 2 remove a member, 3 transfer leadership
+ *          1  8  target node id (non-zero)
+ *          9  .. add only: the member's address record as above (its id = the target)
+ *        A leader older than this tag proposes the request as a command, which every
+ *        node applies as a no-op and answers AEGIS_ECORRUPT: an error, nothing changes.
  * The tag costs no copy: proposals are copied into a fresh buffer once anyway, and the
  * apply thread reads past it.
  *
@@ -26,6 +34,7 @@
 
 #define AEGIS_ENV_COMMAND ((uint8_t)'C')
 #define AEGIS_ENV_META ((uint8_t)'M')
+#define AEGIS_ENV_ADMIN ((uint8_t)'A')
 #define AEGIS_ENV_SNAP_MAGIC 0x504e5341u
 #define AEGIS_ENV_ADDR_BYTES_MAX (11u + AEGIS_HOST_MAX)
 
@@ -40,6 +49,22 @@ struct aegis_buf *aegis__env_meta_addr(const struct aegis_allocator *a,
 /* Decode an address record (without its tag). 0 or AEGIS_ECORRUPT. */
 int aegis__env_addr_decode(const uint8_t *p, size_t len, struct aegis_peer_addr *out);
 size_t aegis__env_addr_encode(const struct aegis_peer_addr *addr, uint8_t *out);
+
+enum aegis_env_admin_op {
+    AEGIS_ENV_ADMIN_ADD = 1,
+    AEGIS_ENV_ADMIN_REMOVE = 2,
+    AEGIS_ENV_ADMIN_TRANSFER = 3,
+};
+
+/* Encode a forwarded admin request with the 'A' tag; @addr is used (and required) for
+ * AEGIS_ENV_ADMIN_ADD only. NULL on exhaustion or bad arguments. */
+struct aegis_buf *aegis__env_admin(const struct aegis_allocator *a, uint8_t op,
+                                   aegis_node_id target, const struct aegis_peer_addr *addr);
+
+/* Decode an admin request (without its tag): @addr is filled for an add. 0 or
+ * AEGIS_ECORRUPT (unknown op, zero target, bad or missing address, trailing bytes). */
+int aegis__env_admin_decode(const uint8_t *p, size_t len, uint8_t *op_out,
+                            aegis_node_id *target_out, struct aegis_peer_addr *addr_out);
 
 /* Build snapshot data from @addrs and the state machine's bytes (copied). */
 struct aegis_buf *aegis__env_snapshot(const struct aegis_allocator *a,

@@ -284,6 +284,10 @@ int aegis__net_init(struct aegis_node *n, char *errmsg, size_t errmsg_len)
     c.log_level = aegis__log_level <= AEGIS_LOG_DEBUG ? AEGIS_URING_LOG_DEBUG
                   : aegis__log_level <= AEGIS_LOG_INFO ? AEGIS_URING_LOG_INFO
                                                        : AEGIS_URING_LOG_WARN;
+    c.tls_cert = n->config.tls_cert;
+    c.tls_key = n->config.tls_key;
+    c.tls_ca = n->config.tls_ca;
+    c.client_tls = n->config.client_tls;
     c.alloc = n->alloc;
     cb.on_log = on_log;
     return aegis__uring_loop_create(&c, &cb, &n->loop, errmsg, errmsg_len);

@@ -258,6 +258,12 @@ int aegis_node_create(struct aegis_node **out, const struct aegis_node_config *c
     n->config = *c;
     snprintf(n->data_dir, sizeof(n->data_dir), "%s", c->data_dir);
     n->config.data_dir = n->data_dir;
+    snprintf(n->tls_cert, sizeof(n->tls_cert), "%s", c->tls_cert != NULL ? c->tls_cert : "");
+    snprintf(n->tls_key, sizeof(n->tls_key), "%s", c->tls_key != NULL ? c->tls_key : "");
+    snprintf(n->tls_ca, sizeof(n->tls_ca), "%s", c->tls_ca != NULL ? c->tls_ca : "");
+    n->config.tls_cert = n->tls_cert[0] != '\0' ? n->tls_cert : NULL;
+    n->config.tls_key = n->tls_key[0] != '\0' ? n->tls_key : NULL;
+    n->config.tls_ca = n->tls_ca[0] != '\0' ? n->tls_ca : NULL;
     n->alloc = aegis__alloc_default();
     n->sm = c->sm;
     if (getrandom(&n->rng_seed, sizeof(n->rng_seed), 0) != (ssize_t)sizeof(n->rng_seed)) {
@@ -535,6 +541,15 @@ int aegis_node_transfer_leadership(struct aegis_node *n, aegis_node_id target)
     return inbox_push(n, &q);
 }
 
+int aegis__node_transfer(struct aegis_node *n, aegis_node_id target, aegis_done_cb cb,
+                         void *data)
+{
+    struct aegis_req q = {.kind = AEGIS_REQ_TRANSFER, .target = target, .cb = cb,
+                          .data = data};
+
+    return inbox_push(n, &q);
+}
+
 int aegis_node_snapshot(struct aegis_node *n)
 {
     struct aegis_req q = {.kind = AEGIS_REQ_SNAPSHOT};
@@ -626,6 +641,10 @@ static void complete_leftovers(struct aegis_node *n)
             complete_one(n->forwards[i].cb, n->forwards[i].data, AEGIS_ELEADERLOST);
             n->forwards[i].request_id = 0;
         }
+    }
+    if (n->admin_forward.request_id != 0) {
+        complete_one(n->admin_forward.cb, n->admin_forward.data, AEGIS_ELEADERLOST);
+        n->admin_forward.request_id = 0;
     }
     if (n->adding.id != AEGIS_NODE_NONE) {
         complete_one(n->adding.cb, n->adding.data, AEGIS_ELEADERLOST);

@@ -192,6 +192,9 @@ struct aegis_node_stats {
 struct aegis_node {
     struct aegis_node_config config;    /* Immutable after create; strings copied: */
     char data_dir[4096];
+    char tls_cert[4096];                /* Copies of the config's TLS paths; empty: none. */
+    char tls_key[4096];
+    char tls_ca[4096];
     const struct aegis_allocator *alloc;
     uint64_t rng_seed;
 
@@ -204,6 +207,9 @@ struct aegis_node {
     uint32_t forwards_mask;
     uint64_t next_request_id;
     uint64_t forward_oldest;            /* Forwards with ids <= this are settled. */
+    struct aegis_forward admin_forward; /* A forwarded member addition: it waits far longer
+                                           than a write, so it is kept out of the forwards
+                                           ring, whose expiry walks in id order. */
     struct aegis_pending_add adding;
     struct aegis_read_batch read_batches[AEGIS_READ_BATCHES];
     struct aegis_read_req *read_wait;   /* AEGIS_READ_BATCH_MAX slots. */
@@ -262,6 +268,10 @@ struct aegis_node {
     int stopping;                       /* Atomic: set by stop(). */
     pthread_mutex_t status_lock;
     struct aegis_status status;         /* Guarded by status_lock; raft thread writes. */
+    struct aegis_peer_addr addrs[AEGIS_PEERS_MAX]; /* Guarded by status_lock; the apply
+                                           thread writes what it knows: --peers, then
+                                           addresses learned from the log and snapshots. */
+    uint32_t addrs_count;
     struct aegis_node_stats stats;
     struct aegis_metrics metrics;       /* pipeline/metrics.h: each part names its writer. */
 };
@@ -306,6 +316,17 @@ uint16_t aegis__node_client_port(const struct aegis_node *n);
  * installing a snapshot from the leader. 0, AEGIS_ECORRUPT, or the restore's error. */
 int aegis__apply_restore(struct aegis_node *n, const struct aegis_buf *data,
                          struct aegis_peer_addr *addrs, uint32_t *addrs_count_out);
+
+/* The address of member @id as this node knows it (from --peers, the log or a snapshot):
+ * true and *out filled, or false. Any thread. */
+bool aegis__node_member_addr(struct aegis_node *n, aegis_node_id id,
+                             struct aegis_peer_addr *out);
+
+/* Leadership transfer with a completion (AEGIS.TRANSFER): on a follower it is forwarded
+ * to the leader; @cb gets 0 once the leader's core started the transfer, or the core's
+ * refusal (AEGIS_EUNKNOWNNODE, AEGIS_ENOTLEADER, ...). Any thread. */
+int aegis__node_transfer(struct aegis_node *n, aegis_node_id target, aegis_done_cb cb,
+                         void *data);
 
 /* Called by node.c after restore; see apply.c. */
 void aegis__apply_restored(struct aegis_node *n, const struct aegis_snapshot_meta *meta,

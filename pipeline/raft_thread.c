@@ -174,6 +174,72 @@ static void reply_client(struct aegis_node *n, const struct aegis_msg *req, int 
     send_copy(n, &m);
 }
 
+/* A forwarded admin request's completion on the leader: answer the follower. Runs where
+ * completions run (the apply thread; the stopping thread for leftovers at shutdown). */
+struct remote_admin {
+    struct aegis_node *n;
+    aegis_node_id remote;
+    uint64_t request_id;
+};
+
+static void remote_admin_done(void *data, const struct aegis_result *res)
+{
+    struct remote_admin *ra = data;
+    struct aegis_node *n = ra->n;
+    struct aegis_msg *m;
+    struct aegis_net_post p;
+
+    if (__atomic_load_n(&n->stopping, __ATOMIC_ACQUIRE) < 3 &&
+        (m = aegis__calloc(n->alloc, 1, sizeof(*m))) != NULL) {
+        m->type = AEGIS_MSG_CLIENT_RESP;
+        m->from = n->config.id;
+        m->to = ra->remote;
+        m->client_resp.request_id = ra->request_id;
+        m->client_resp.status = res->status;
+        m->client_resp.leader_hint = res->leader_hint;
+        m->client_resp.index = res->index;
+        p = (struct aegis_net_post){.fn = send_post, .arg = m};
+        aegis__net_post_from_apply(n, &p);
+    } /* Else the follower times the request out as unknown. */
+    aegis__free(n->alloc, ra);
+}
+
+static void handle_req(struct aegis_node *n, struct aegis_req *q, uint64_t now);
+
+/* A follower forwarded an admin request ('A' envelope): run it as if asked here. Not
+ * forwarded again when this node no longer leads (no ping-pong between two nodes that
+ * each believe the other leads): the follower gets AEGIS_ENOTLEADER and its client
+ * retries. */
+static void handle_admin_req(struct aegis_node *n, const struct aegis_msg *m, uint64_t recv_ns)
+{
+    const struct aegis_buf *cmd = m->client_req.command;
+    struct aegis_req q = {.stamp_ns = recv_ns};
+    struct remote_admin *ra;
+    uint8_t op;
+
+    if (aegis__env_admin_decode(cmd->data + 1, cmd->len - 1, &op, &q.target, &q.peer) != 0) {
+        reply_client(n, m, AEGIS_EINVAL);
+        return;
+    }
+    if (aegis__raft_role(n->raft) != AEGIS_ROLE_LEADER) {
+        reply_client(n, m, AEGIS_ENOTLEADER);
+        return;
+    }
+    ra = aegis__malloc(n->alloc, sizeof(*ra));
+    if (ra == NULL) {
+        reply_client(n, m, AEGIS_ENOMEM);
+        return;
+    }
+    *ra = (struct remote_admin){.n = n, .remote = m->from,
+                                .request_id = m->client_req.request_id};
+    q.kind = op == AEGIS_ENV_ADMIN_ADD      ? AEGIS_REQ_ADD
+             : op == AEGIS_ENV_ADMIN_REMOVE ? AEGIS_REQ_REMOVE
+                                            : AEGIS_REQ_TRANSFER;
+    q.cb = remote_admin_done;
+    q.data = ra;
+    handle_req(n, &q, recv_ns);
+}
+
 /* A follower forwarded a client command to us; it arrived at @recv_ns. */
 static void handle_client_req(struct aegis_node *n, const struct aegis_msg *m, uint64_t recv_ns)
 {
@@ -182,6 +248,10 @@ static void handle_client_req(struct aegis_node *n, const struct aegis_msg *m, u
 
     if (m->client_req.command == NULL) {
         reply_client(n, m, AEGIS_EINVAL);
+        return;
+    }
+    if (m->client_req.command->len > 0 && m->client_req.command->data[0] == AEGIS_ENV_ADMIN) {
+        handle_admin_req(n, m, recv_ns);
         return;
     }
     if (!inflight_room(n)) {
@@ -205,6 +275,9 @@ static void handle_client_resp(struct aegis_node *n, const struct aegis_msg *m)
     struct aegis_forward *f = &n->forwards[m->client_resp.request_id & n->forwards_mask];
     struct aegis_apply_item it;
 
+    if (n->admin_forward.request_id == m->client_resp.request_id) {
+        f = &n->admin_forward;
+    }
     if (f->request_id != m->client_resp.request_id || f->request_id == 0) {
         return; /* Timed out already. */
     }
@@ -402,15 +475,32 @@ static void drain_log(struct aegis_node *n)
     }
 }
 
+/* The batch with the smallest context in (0, @ctx], or NULL. */
+static struct aegis_read_batch *oldest_batch_upto(struct aegis_node *n, uint64_t ctx)
+{
+    struct aegis_read_batch *best = NULL;
+
+    for (uint32_t b = 0; b < AEGIS_READ_BATCHES; b++) {
+        struct aegis_read_batch *batch = &n->read_batches[b];
+
+        if (batch->ctx != 0 && batch->ctx <= ctx && (best == NULL || batch->ctx < best->ctx)) {
+            best = batch;
+        }
+    }
+    return best;
+}
+
+/* Hand confirmed reads to the apply thread in the order their batches started, so that
+ * the apply thread serves a connection's reads in the order it sent them
+ * (pipeline/conn_order.h). A round confirmed at @index also confirms every batch started
+ * before it: their reads began before that round's read index was taken, so @index is a
+ * valid read index for them too (a follower's older round may be lost with its leader). */
 static void route_reads(struct aegis_node *n, const struct aegis_ready *rd)
 {
     for (uint32_t i = 0; i < rd->reads_count; i++) {
-        for (uint32_t b = 0; b < AEGIS_READ_BATCHES; b++) {
-            struct aegis_read_batch *batch = &n->read_batches[b];
+        struct aegis_read_batch *batch;
 
-            if (batch->ctx != rd->reads[i].ctx || batch->ctx == 0) {
-                continue;
-            }
+        while ((batch = oldest_batch_upto(n, rd->reads[i].ctx)) != NULL) {
             for (uint32_t k = 0; k < batch->count; k++) {
                 struct aegis_read_req *q = &batch->reads[k];
                 struct aegis_apply_item it = {.kind = AEGIS_APPLY_READ,
@@ -587,18 +677,24 @@ static void start_read_round(struct aegis_node *n)
     n->read_wait_count = 0;
 }
 
-static void forward(struct aegis_node *n, struct aegis_req *q, aegis_node_id leader)
+/* Send @q's command (q->buf) to @leader as a CLIENT_REQ; its answer (CLIENT_RESP) or its
+ * expiry after @timeout_ticks completes q->cb. A forward that waits longer than a write
+ * (a member addition) takes the single admin_forward slot instead of the ring. */
+static void forward(struct aegis_node *n, struct aegis_req *q, aegis_node_id leader,
+                    uint64_t timeout_ticks)
 {
     uint64_t id = ++n->next_request_id;
-    struct aegis_forward *f = &n->forwards[id & n->forwards_mask];
+    bool long_wait = timeout_ticks > FORWARD_TIMEOUT_TICKS(n);
+    struct aegis_forward *f = long_wait ? &n->admin_forward
+                                        : &n->forwards[id & n->forwards_mask];
     struct aegis_msg m = {.type = AEGIS_MSG_CLIENT_REQ, .from = n->config.id, .to = leader};
 
     if (f->request_id != 0) {
-        complete_now(n, q->cb, q->data, AEGIS_EFULL, leader);
+        complete_now(n, q->cb, q->data, long_wait ? AEGIS_EBUSY : AEGIS_EFULL, leader);
         return;
     }
     *f = (struct aegis_forward){.request_id = id, .cb = q->cb, .data = q->data,
-                                .deadline_tick = n->tick_count + FORWARD_TIMEOUT_TICKS(n),
+                                .deadline_tick = n->tick_count + timeout_ticks,
                                 .leader = leader};
     /* Forwarded commands count as in flight here too, so a follower pushes back on its
      * clients as the leader would. */
@@ -617,7 +713,7 @@ static void handle_propose(struct aegis_node *n, struct aegis_req *q, uint64_t n
 
     if (aegis__raft_role(n->raft) != AEGIS_ROLE_LEADER) {
         if (leader != AEGIS_NODE_NONE && leader != n->config.id) {
-            forward(n, q, leader);
+            forward(n, q, leader, FORWARD_TIMEOUT_TICKS(n));
         } else {
             complete_now(n, q->cb, q->data, AEGIS_ENOTLEADER, AEGIS_NODE_NONE);
         }
@@ -638,14 +734,57 @@ static void handle_propose(struct aegis_node *n, struct aegis_req *q, uint64_t n
     register_proposal(n, index, q->cb, q->data, AEGIS_NODE_NONE, 0);
 }
 
+/* How long a forwarded admin request waits for the leader's answer: an addition as long
+ * as the leader may wait for the new member to catch up (--catchup-timeout-ms), and then
+ * the time of a write. */
+static uint64_t admin_wait_ticks(const struct aegis_node *n, const struct aegis_req *q)
+{
+    if (q->kind != AEGIS_REQ_ADD) {
+        return FORWARD_TIMEOUT_TICKS(n);
+    }
+    if (n->config.catchup_timeout_ms == 0) {
+        return FORWARD_TIMEOUT_TICKS(n) * 7; /* No limit on the leader: a long wait. */
+    }
+    return FORWARD_TIMEOUT_TICKS(n) + n->config.catchup_timeout_ms / n->config.tick_ms;
+}
+
+/* An admin request (add, remove, transfer) on a node that does not lead: forward it to
+ * the leader as writes are forwarded (an 'A' envelope in a CLIENT_REQ, pipeline/envelope.h)
+ * and complete q->cb with its answer. Returns false when this node leads: run it here. */
+static bool admin_forwarded(struct aegis_node *n, struct aegis_req *q)
+{
+    aegis_node_id leader = aegis__raft_leader(n->raft);
+    uint8_t op = q->kind == AEGIS_REQ_ADD      ? AEGIS_ENV_ADMIN_ADD
+                 : q->kind == AEGIS_REQ_REMOVE ? AEGIS_ENV_ADMIN_REMOVE
+                                               : AEGIS_ENV_ADMIN_TRANSFER;
+    aegis_node_id target = q->kind == AEGIS_REQ_ADD ? q->peer.id : q->target;
+    struct aegis_buf *buf;
+
+    if (aegis__raft_role(n->raft) == AEGIS_ROLE_LEADER) {
+        return false;
+    }
+    if (leader == AEGIS_NODE_NONE || leader == n->config.id) {
+        complete_now(n, q->cb, q->data, AEGIS_ENOTLEADER, AEGIS_NODE_NONE);
+        return true;
+    }
+    buf = aegis__env_admin(n->alloc, op, target, q->kind == AEGIS_REQ_ADD ? &q->peer : NULL);
+    if (buf == NULL) {
+        complete_now(n, q->cb, q->data, AEGIS_EINVAL, leader);
+        return true;
+    }
+    aegis__buf_unref(q->buf);
+    q->buf = buf; /* handle_req drops it after the send took its own reference. */
+    forward(n, q, leader, admin_wait_ticks(n, q));
+    return true;
+}
+
 static void handle_add(struct aegis_node *n, struct aegis_req *q)
 {
     struct aegis_buf *meta;
     aegis_index index;
     int rv;
 
-    if (aegis__raft_role(n->raft) != AEGIS_ROLE_LEADER) {
-        complete_now(n, q->cb, q->data, AEGIS_ENOTLEADER, aegis__raft_leader(n->raft));
+    if (admin_forwarded(n, q)) {
         return;
     }
     if (n->adding.id != 0) {
@@ -735,6 +874,9 @@ static void handle_req(struct aegis_node *n, struct aegis_req *q, uint64_t now)
         handle_add(n, q);
         break;
     case AEGIS_REQ_REMOVE:
+        if (admin_forwarded(n, q)) {
+            break;
+        }
         rv = aegis__raft_remove(n->raft, q->target, &index);
         if (rv != 0) {
             complete_now(n, q->cb, q->data, rv, aegis__raft_leader(n->raft));
@@ -743,10 +885,18 @@ static void handle_req(struct aegis_node *n, struct aegis_req *q, uint64_t now)
         }
         break;
     case AEGIS_REQ_TRANSFER:
+        if (q->cb != NULL && admin_forwarded(n, q)) {
+            break;
+        }
         rv = aegis__raft_transfer(n->raft, q->target);
         if (rv != 0) {
             AEGIS_LOG(AEGIS_LOG_WARN, "leadership transfer to %llu refused: %s",
                       (unsigned long long)q->target, aegis_strerror(rv));
+        }
+        if (q->cb != NULL) {
+            /* 0: the transfer started (the core abandons it after an election timeout
+             * if the target does not take over); otherwise the core's refusal. */
+            complete_now(n, q->cb, q->data, rv, aegis__raft_leader(n->raft));
         }
         break;
     case AEGIS_REQ_SNAPSHOT:
@@ -808,6 +958,12 @@ static void expire(struct aegis_node *n)
             __atomic_fetch_sub(&n->inflight, 1, __ATOMIC_RELEASE);
         }
         n->forward_oldest++;
+    }
+    if (n->admin_forward.request_id != 0 &&
+        (n->admin_forward.deadline_tick <= n->tick_count || n->admin_forward.leader != leader)) {
+        complete_now(n, n->admin_forward.cb, n->admin_forward.data, AEGIS_ELEADERLOST, leader);
+        n->admin_forward.request_id = 0;
+        __atomic_fetch_sub(&n->inflight, 1, __ATOMIC_RELEASE);
     }
     for (uint32_t b = 0; b < AEGIS_READ_BATCHES; b++) {
         struct aegis_read_batch *batch = &n->read_batches[b];

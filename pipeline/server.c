@@ -18,6 +18,7 @@
 #include <sys/uio.h>
 
 #include "net/resp.h"
+#include "pipeline/conn_order.h"
 #include "pipeline/logging.h"
 #include "pipeline/probes.h"
 
@@ -37,8 +38,13 @@ struct srv_conn {
     uint64_t next_seq;           /* Next command's slot. */
     uint64_t flushed_seq;        /* Slots below were written. */
     uint32_t refs;               /* Completions in flight holding this connection. */
+    struct aegis_conn_order order; /* Reads / writes in flight (pipeline/conn_order.h). */
     bool authed;
     bool paused;
+    bool held;                   /* Paused: the next command waits for the other kind. */
+    struct aegis_resp_cmd *pending; /* A command taken off the input that the node did
+                                       not take yet (held, or pushed back): a copy (one
+                                       malloc), run before anything else is parsed. */
     bool close_after_flush;
     bool closed;
     bool dirty;                  /* On the server's dirty list: replies to write. */
@@ -73,6 +79,7 @@ struct srv_op {
     struct srv_conn *conn;
     uint64_t seq;
     uint8_t kind;
+    uint8_t order;               /* enum aegis_order_class: what it counts as in flight. */
     bool is_write;
     char *reply;
     uint32_t reply_len;
@@ -201,8 +208,41 @@ static void conn_free(struct srv_conn *c)
         free(c->slots[q & mask].bytes);
     }
     aegis__resp_parser_close(&c->parser);
+    free(c->pending);
     free(c->slots);
     free(c);
+}
+
+/* A copy of @cmd in one allocation (arguments and their bytes), or NULL. The parser's
+ * argv and the loop's buffer are valid only until on_data returns, and the bytes of an
+ * inline command were unescaped in place, so parsing them again would not give the same
+ * command: a command the node cannot take yet is kept as this copy. */
+static struct aegis_resp_cmd *cmd_copy(const struct aegis_resp_cmd *cmd)
+{
+    size_t total = sizeof(*cmd) + cmd->argc * sizeof(cmd->argv[0]);
+    struct aegis_resp_cmd *copy;
+    char *data;
+
+    for (uint32_t i = 0; i < cmd->argc; i++) {
+        total += cmd->argv[i].len;
+    }
+    copy = malloc(total);
+    if (copy == NULL) {
+        return NULL;
+    }
+    copy->argc = cmd->argc;
+    copy->bytes = cmd->bytes;
+    copy->argv = (struct aegis_resp_arg *)(copy + 1);
+    data = (char *)(copy->argv + cmd->argc);
+    for (uint32_t i = 0; i < cmd->argc; i++) {
+        if (cmd->argv[i].len > 0) {
+            memcpy(data, cmd->argv[i].ptr, cmd->argv[i].len);
+        }
+        copy->argv[i].ptr = data;
+        copy->argv[i].len = cmd->argv[i].len;
+        data += cmd->argv[i].len;
+    }
+    return copy;
 }
 
 /* One write in the loop's queue; freed when the kernel is done with it. */
@@ -212,15 +252,32 @@ struct srv_write {
 };
 
 static void conn_flush(struct srv_conn *c);
+static bool run_pending(struct srv_conn *c);
+
+/* Let a paused connection go on: first its pending command, if any; reading resumes only
+ * once the node took it. */
+static void conn_resume(struct srv_conn *c)
+{
+    if (c->pending != NULL && !run_pending(c)) {
+        return; /* Still paused; resumed again by the event it now waits for. */
+    }
+    c->paused = false;
+    aegis__uring_loop_client_resume(c->srv->node->loop, c->id);
+    conn_flush(c); /* The pending command may have been answered at once. */
+}
+
+/* Whether a paused connection may be resumed for room: replies written, and it does not
+ * wait for its own commands of the other kind (those resume it, in deliver). */
+static bool resumable(const struct srv_conn *c)
+{
+    return c->paused && !c->held && c->next_seq - c->flushed_seq <= c->srv->slots_mask / 2;
+}
 
 static void flush_and_resume(struct srv_conn *c)
 {
-    struct aegis_server *s = c->srv;
-
     conn_flush(c);
-    if (c->paused && c->next_seq - c->flushed_seq <= s->slots_mask / 2) {
-        c->paused = false;
-        aegis__uring_loop_client_resume(s->node->loop, c->id);
+    if (resumable(c)) {
+        conn_resume(c);
     }
 }
 
@@ -378,6 +435,12 @@ static void deliver(struct aegis_node *n, void *arg, uint64_t u)
     }
     AEGIS_PROBE2(reply_sent, op, c->id);
     c->refs--;
+    if (aegis__order_done(&c->order, (enum aegis_order_class)op->order) && c->held &&
+        !c->closed) {
+        /* The last command of its kind is answered: the held one may go now. */
+        c->held = false;
+        conn_resume(c);
+    }
     if (c->closed) {
         free(op->reply);
         if (c->refs == 0 && !c->dirty) {
@@ -398,9 +461,8 @@ static void deliver(struct aegis_node *n, void *arg, uint64_t u)
         for (uint32_t i = 0; i <= s->map_mask; i++) {
             struct srv_conn *o = s->map[i];
 
-            if (o != NULL && o->paused && o->next_seq - o->flushed_seq <= s->slots_mask / 2) {
-                o->paused = false;
-                aegis__uring_loop_client_resume(n->loop, o->id);
+            if (o != NULL && resumable(o)) {
+                conn_resume(o);
             }
         }
     }
@@ -539,9 +601,24 @@ static bool submit(struct srv_conn *c, struct srv_op *op, struct aegis_buf *cmd,
         reply_now(c, p, len);
         return true;
     }
+    op->order = read ? AEGIS_ORDER_READ : AEGIS_ORDER_WRITE;
+    aegis__order_started(&c->order, (enum aegis_order_class)op->order);
     c->next_seq++;
     c->refs++;
     return true;
+}
+
+/* Whether a command of class @k may go now, or must wait for the connection's commands of
+ * the other class (pipeline/conn_order.h). Returns false, as a push back does, when it
+ * must: the command is kept pending, reading stops, and deliver resumes the connection
+ * once the last command of the other class is answered. */
+static bool order_admits(struct srv_conn *c, enum aegis_order_class k)
+{
+    if (aegis__order_may_start(&c->order, k)) {
+        return true;
+    }
+    c->held = true;
+    return false;
 }
 
 static bool parse_i64(const struct aegis_resp_arg *a, int64_t *out)
@@ -631,6 +708,9 @@ static bool cmd_write(struct srv_conn *c, const struct aegis_resp_cmd *cmd, int 
     bool ok;
     int rv;
 
+    if (!order_admits(c, AEGIS_ORDER_WRITE)) {
+        return false;
+    }
     switch (which) {
     case 's': /* SET key value */
         rv = aegis__kv_encode_set(NULL, a[1].ptr, a[1].len, a[2].ptr, a[2].len, &b);
@@ -697,13 +777,22 @@ static bool cmd_write(struct srv_conn *c, const struct aegis_resp_cmd *cmd, int 
     return submit(c, op_new(c, kind, true), b, false);
 }
 
-/* Reads: GET, EXISTS, MGET go through ReadIndex (aegis_node_read). */
+/* Reads: GET, EXISTS, MGET go through ReadIndex (aegis_node_read). A GET sent while the
+ * connection has writes in flight goes through the log instead, right behind them (the
+ * state machine answers a GET entry with the value at that point, on the leader, and the
+ * answer travels back to a follower like a write's): it needs no wait and counts as a
+ * write for the order of the connection's next commands. MGET and EXISTS wait. */
 static bool cmd_read(struct srv_conn *c, const struct aegis_resp_cmd *cmd, uint8_t kind)
 {
-    struct srv_op *op = op_new(c, kind, false);
+    bool via_log = kind == OP_GET && c->order.writes > 0;
+    struct srv_op *op;
     struct aegis_buf *b = NULL;
     int rv;
 
+    if (!via_log && !order_admits(c, AEGIS_ORDER_READ)) {
+        return false;
+    }
+    op = op_new(c, kind, false);
     if (op != NULL && kind != OP_GET && !op_keys(op, cmd, 1)) {
         free(op->keys);
         free(op->keys_buf);
@@ -720,7 +809,7 @@ static bool cmd_read(struct srv_conn *c, const struct aegis_resp_cmd *cmd, uint8
         reply_encode_error(c, rv);
         return true;
     }
-    return submit(c, op, b, true);
+    return submit(c, op, b, !via_log);
 }
 
 static const char *role_name(enum aegis_node_role r)
@@ -737,15 +826,15 @@ static const char *role_name(enum aegis_node_role r)
     }
 }
 
+/* A member's peer address as this node knows it: from --peers, or learned from the log
+ * (AEGIS.ADD puts it there) or a snapshot, so members added at runtime show theirs. */
 static const char *peer_addr(struct aegis_server *s, aegis_node_id id, char *buf, size_t cap)
 {
-    const struct aegis_node_config *cfg = &s->node->config;
+    struct aegis_peer_addr a;
 
-    for (uint32_t i = 0; i < cfg->peers_count; i++) {
-        if (cfg->peers[i].id == id) {
-            snprintf(buf, cap, "%s:%u", cfg->peers[i].host, cfg->peers[i].port);
-            return buf;
-        }
+    if (aegis__node_member_addr(s->node, id, &a)) {
+        snprintf(buf, cap, "%s:%u", a.host, a.port);
+        return buf;
     }
     return "?";
 }
@@ -862,6 +951,20 @@ static void admin_submit(struct srv_conn *c, int rv, struct srv_op *op)
     c->refs++;
 }
 
+/* The op of an admin command answered on completion; NULL (answered already) on
+ * exhaustion. */
+static struct srv_op *admin_op(struct srv_conn *c)
+{
+    struct srv_op *op = op_new(c, OP_OK, true);
+
+    if (op == NULL) {
+        REPLY_LIT(c, "-ERR out of memory\r\n");
+        return NULL;
+    }
+    op->seq = c->next_seq;
+    return op;
+}
+
 static bool parse_id(const struct aegis_resp_arg *a, aegis_node_id *out)
 {
     int64_t v;
@@ -904,24 +1007,21 @@ static void cmd_admin(struct srv_conn *c, const struct aegis_resp_cmd *cmd)
         }
         memcpy(peer.host, a[2].ptr, (size_t)(colon - a[2].ptr));
         peer.port = (uint16_t)port;
-        op = op_new(c, OP_OK, true);
-        op->seq = c->next_seq;
+        if ((op = admin_op(c)) == NULL) {
+            return;
+        }
         admin_submit(c, aegis_node_add_member(n, &peer, op_done, op), op);
     } else if (arg_is(&a[0], "aegis.remove") && cmd->argc == 2 && parse_id(&a[1], &id)) {
-        op = op_new(c, OP_OK, true);
-        op->seq = c->next_seq;
+        if ((op = admin_op(c)) == NULL) {
+            return;
+        }
         admin_submit(c, aegis_node_remove_member(n, id, op_done, op), op);
     } else if (arg_is(&a[0], "aegis.transfer") && cmd->argc == 2 && parse_id(&a[1], &id)) {
-        int rv = aegis_node_transfer_leadership(n, id);
-        uint32_t len;
-
-        if (rv == 0) {
-            REPLY_LIT(c, "+OK\r\n");
-        } else {
-            char *reply_ = error_reply(rv, false, &len);
-
-            reply_now(c, reply_, len);
+        /* Forwarded from a follower; answers once the leader's core took or refused it. */
+        if ((op = admin_op(c)) == NULL) {
+            return;
         }
+        admin_submit(c, aegis__node_transfer(n, id, op_done, op), op);
     } else if (arg_is(&a[0], "aegis.snapshot") && cmd->argc == 1) {
         if (aegis_node_snapshot(n) == 0) {
             REPLY_LIT(c, "+OK\r\n");
@@ -1040,6 +1140,21 @@ static bool dispatch(struct srv_conn *c, const struct aegis_resp_cmd *cmd)
     return true;
 }
 
+/* Run the connection's pending command. Returns whether the node took it (it is then
+ * gone); otherwise it stays pending and the reason is recorded (held or overloaded). */
+static bool run_pending(struct srv_conn *c)
+{
+    c->srv->rx_ns = aegis__now_ns(); /* Its request latency counts from now (metrics). */
+    c->held = false;
+    if (!dispatch(c, c->pending)) {
+        c->srv->overloaded = c->srv->overloaded || !c->held;
+        return false;
+    }
+    free(c->pending);
+    c->pending = NULL;
+    return true;
+}
+
 static void on_open(struct aegis_node *n, aegis_uring_client_id id, void *data)
 {
     struct aegis_server *s = data;
@@ -1077,6 +1192,12 @@ static size_t on_data(struct aegis_node *n, aegis_uring_client_id id, const uint
         return len;
     }
     s->rx_ns = aegis__now_ns(); /* One clock read for every command in these bytes. */
+    if (c->pending != NULL && !run_pending(c)) {
+        c->paused = true;
+        aegis__uring_loop_client_pause(n->loop, id);
+        conn_flush(c);
+        return 0;
+    }
     while (used < len) {
         struct aegis_resp_cmd cmd;
         int rv;
@@ -1099,10 +1220,15 @@ static size_t on_data(struct aegis_node *n, aegis_uring_client_id id, const uint
             used = len;
             break;
         }
+        c->held = false;
         if (cmd.argc > 0 && !dispatch(c, &cmd)) {
             c->paused = true;
-            s->overloaded = true;
+            s->overloaded = s->overloaded || !c->held; /* Held: waits for its own replies. */
             aegis__uring_loop_client_pause(n->loop, id);
+            c->pending = cmd_copy(&cmd);
+            if (c->pending != NULL) {
+                used += cmd.bytes; /* Kept as a copy; else parsed again on resume. */
+            }
             break;
         }
         used += cmd.bytes;

@@ -5,7 +5,10 @@
  * their slots as their outcomes arrive (writes after apply, reads after ReadIndex, local
  * commands at once) and leave in order. A connection with too many replies outstanding
  * stops being read (TCP pushes back on the client), as does every connection while the
- * node refuses new work (AEGIS_EFULL). All of it runs on the net thread, except the
+ * node refuses new work (AEGIS_EFULL). Each connection's commands take effect in the
+ * order sent: it has reads or writes in flight, never both (pipeline/conn_order.h); a
+ * command that must wait is kept as a copy and the connection is not read meanwhile.
+ * All of it runs on the net thread, except the
  * completions, which run on the apply thread and post their reply bytes back. */
 #ifndef AEGIS_PIPELINE_SERVER_H
 #define AEGIS_PIPELINE_SERVER_H

@@ -2,7 +2,7 @@
 # Install the Debian packages Aegis needs to build, test and benchmark, if any is missing.
 # Safe to run repeatedly: it calls apt-get only when something is absent.
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config liburing-dev libjemalloc-dev libck-dev
+pkgs=(build-essential cmake pkg-config liburing-dev libjemalloc-dev libck-dev libssl-dev openssl
       libbenchmark-dev clang libclang-rt-14-dev redis-tools redis-server
       systemtap-sdt-dev python3)
 missing=()

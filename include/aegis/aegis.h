@@ -98,6 +98,13 @@ struct aegis_node_config {
      * aegis_node_stop() (which returns the code) and exit non-zero. NULL: nothing. */
     void (*on_fatal)(void *data, int err);
     void *on_fatal_data;
+    /* TLS (docs/security.md); PEM files, paths copied, read by aegis_node_start. All
+     * three set: peer links use mutual TLS (each certificate chains to tls_ca and names
+     * its node id as a SAN URI aegis://node/<id>). NULL: plaintext peer links. */
+    const char *tls_cert;
+    const char *tls_key;
+    const char *tls_ca;
+    bool client_tls;                  /* The client port speaks TLS too (same files). */
 };
 
 /** Fill @c with defaults; the caller sets id, peers and data_dir. Any thread. */
@@ -165,8 +172,9 @@ AEGIS_API int aegis_node_status(struct aegis_node *n, struct aegis_status *out);
 
 /** Membership, one server at a time. Adding makes @peer a learner that catches up and is
  * then promoted to voter automatically; removing a voter shrinks the group. The
- * callback reports when the change committed. Leader only (AEGIS_ENOTLEADER otherwise);
- * AEGIS_EBUSY while another change is in flight. Any thread. */
+ * callback reports when the change committed. On a follower the request is forwarded to
+ * the leader (AEGIS_ENOTLEADER when no leader is known); AEGIS_EBUSY while another change
+ * is in flight. Any thread. */
 AEGIS_API int aegis_node_add_member(struct aegis_node *n, const struct aegis_peer_addr *peer,
                                     aegis_done_cb cb, void *data);
 AEGIS_API int aegis_node_remove_member(struct aegis_node *n, aegis_node_id id,

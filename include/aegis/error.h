@@ -59,8 +59,9 @@
     XX(ESTALE, -4020, "stale term or request")                                            \
     XX(ECASMISMATCH, -4021, "compare-and-swap mismatch")                                  \
     XX(EINTERNAL, -4022, "internal error")                                                \
-    XX(EAMNESIA, -4030, "data directory empty but the cluster exists: add with --join")   \
-    XX(ECATCHUP, -4031, "the new member never caught up; it was not made a voter")
+    XX(ETLS, -4030, "TLS handshake or record failed")                                     \
+    XX(EAMNESIA, -4050, "data directory empty but the cluster exists: add with --join")   \
+    XX(ECATCHUP, -4051, "the new member never caught up; it was not made a voter")
 
 enum aegis_errno {
 #define XX(name, value, text) AEGIS_##name = (value),

@@ -8,6 +8,11 @@ harness even if ctest kills it; Cluster.close() (run from a `with` block, also o
 SIGKILLs whatever is still running and removes the directory. On failure the tail of every
 node's log is printed and, with AEGIS_CLUSTER_KEEP=1, the directory is kept.
 
+TLS (optional): make_certs() runs scripts/make-certs.sh; Cluster(..., tls=CERTS_DIR) starts
+every node with --tls-cert/--tls-key/--tls-ca (node<i>.crt/.key and ca.crt from that
+directory; Node.tls_files overrides one node's pair), and client_tls=True adds
+--client-tls, after which Conn speaks TLS to the client port (verifying it with ca.crt).
+
 Clients speak RESP2 over plain sockets (Conn). A Writer thread issues SET commands with
 distinct keys and sorts every reply into three sets: acknowledged (+OK: must never be
 lost), rejected (-TRYAGAIN: definitely not applied, so the key must never appear) and
@@ -26,6 +31,7 @@ import random
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -140,10 +146,13 @@ class Conn:
     """One RESP2 connection. Error replies are returned as RespError objects (not raised)
     by read_reply(); call() raises them."""
 
-    def __init__(self, port, timeout=10.0, host="127.0.0.1", password=None):
+    def __init__(self, port, timeout=10.0, host="127.0.0.1", password=None, tls_ca=None):
         self.port = port
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls_ca is not None:
+            ctx = ssl.create_default_context(cafile=tls_ca)
+            self.sock = ctx.wrap_socket(self.sock, server_hostname=host)
         self.f = self.sock.makefile("rb")
         if password is not None:
             self.call("AUTH", password)
@@ -262,6 +271,7 @@ class Node:
         self.log_path = os.path.join(self.dir, "aegisd.log")
         self.proc = None
         self.starts = 0
+        self.tls_files = None  # (cert, key) instead of the cluster's node<id> pair.
         os.makedirs(self.dir, exist_ok=True)
 
     @property
@@ -273,7 +283,7 @@ class Node:
               "node %d already running" % self.id)
         args = [self.cluster.aegisd, "--id", str(self.id), "--peers", peers,
                 "--client", "127.0.0.1:%d" % self.client_port, "--data-dir", self.data_dir]
-        args += self.cluster.flags + list(extra)
+        args += self.cluster.flags + self.cluster.tls_flags(self) + list(extra)
         if join:
             args.append("--join")
         self.starts += 1
@@ -320,7 +330,8 @@ class Node:
         return rc
 
     def conn(self, timeout=10.0):
-        return Conn(self.client_port, timeout=timeout, password=self.cluster.password)
+        return Conn(self.client_port, timeout=timeout, password=self.cluster.password,
+                    tls_ca=self.cluster.client_tls_ca)
 
     def call(self, *args, timeout=10.0):
         with self.conn(timeout) as c:
@@ -339,10 +350,15 @@ class Node:
 class Cluster:
     """A set of aegisd processes in one temporary directory. Use as a context manager."""
 
-    def __init__(self, opts, n, flags=(), name="cluster", password=None):
+    def __init__(self, opts, n, flags=(), name="cluster", password=None, tls=None,
+                 client_tls=False):
         self.aegisd = opts.aegisd
         self.opts = opts
         self.flags = list(flags)
+        self.tls = tls                    # Certificates directory (make_certs) or None.
+        self.client_tls_ca = os.path.join(tls, "ca.crt") if tls and client_tls else None
+        if self.client_tls_ca:
+            self.flags.append("--client-tls")
         self.password = password          # --requirepass; the harness AUTHs with it.
         if password is not None:
             self.flags += ["--requirepass", password]
@@ -352,6 +368,14 @@ class Cluster:
         for i in range(1, n + 1):
             self.nodes[i] = Node(self, i)
         log("cluster dir %s" % self.dir)
+
+    def tls_flags(self, node):
+        if self.tls is None:
+            return []
+        cert, key = node.tls_files or (os.path.join(self.tls, "node%d.crt" % node.id),
+                                       os.path.join(self.tls, "node%d.key" % node.id))
+        return ["--tls-cert", cert, "--tls-key", key,
+                "--tls-ca", os.path.join(self.tls, "ca.crt")]
 
     def __enter__(self):
         return self
@@ -627,6 +651,21 @@ def verify_data(node, data):
 
 # ---------------------------------------------------------------------------------------
 # Entry point
+
+
+MAKE_CERTS = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                          "..", "..", "scripts", "make-certs.sh"))
+
+
+def make_certs(directory, n, days=None):
+    """scripts/make-certs.sh DIRECTORY N (reusing DIRECTORY/ca.* when present); @days sets
+    CERT_DAYS (negative: already expired)."""
+    env = dict(os.environ)
+    if days is not None:
+        env["CERT_DAYS"] = str(days)
+    subprocess.run([MAKE_CERTS, directory, str(n)], check=True, env=env,
+                   stdout=subprocess.DEVNULL)
+    return directory
 
 
 def options(argv=None):

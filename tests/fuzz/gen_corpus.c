@@ -5,12 +5,14 @@
  * split-seed byte, then requests and replies). The files are committed; rerun this after
  * a wire format change. corpus/resp/redis_benchmark.txt and redis_cli.txt are not made
  * here: they are the bytes redis-benchmark and redis-cli (7.0) sent to redis-server
- * through a recording proxy, behind the same split-seed byte. */
+ * through a recording proxy, behind the same split-seed byte. corpus/hello/<name>.bin:
+ * the limit and chunk bytes of fuzz_hello, then a hello and frames. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "net/codec.h"
+#include "net/peer_frame.h"
 
 static void write_file(const char *dir, const char *name, const void *data, size_t len)
 {
@@ -134,6 +136,46 @@ static void gen_resp(const char *root)
     }
 }
 
+static void gen_hello(const char *root)
+{
+    static const struct {
+        const char *name;
+        uint8_t max, chunk, flags_lo;
+        uint64_t cluster, sender, receiver;
+        uint32_t frames[3];
+    } seeds[] = {
+        {"ok_frames.bin", 40, 7, 0, 1, 1, 2, {0, 5, 200}},
+        {"other_cluster.bin", 40, 1, 0, 9, 1, 2, {3, 0, 0}},
+        {"reserved_flag.bin", 40, 32, 1, 1, 3, 2, {1, 1, 1}},
+        {"oversize.bin", 2, 3, 0, 1, 3, 2, {10, 20, 0}},
+        {"max_ids.bin", 0xff, 64, 0, UINT64_MAX, UINT64_MAX, UINT64_MAX, {280, 0, 0}},
+    };
+    char dir[1024];
+
+    snprintf(dir, sizeof(dir), "%s/hello", root);
+    for (size_t i = 0; i < sizeof(seeds) / sizeof(seeds[0]); i++) {
+        uint8_t b[2 + AEGIS_HELLO_BYTES + 3 * (4 + 280)];
+        size_t n = 0;
+
+        b[n++] = seeds[i].max;
+        b[n++] = seeds[i].chunk;
+        aegis__hello_encode(b + n, seeds[i].cluster, seeds[i].sender, seeds[i].receiver);
+        b[n + 6] = seeds[i].flags_lo;
+        n += AEGIS_HELLO_BYTES;
+        for (int f = 0; f < 3; f++) {
+            uint32_t len = seeds[i].frames[f];
+
+            b[n++] = (uint8_t)len;
+            b[n++] = (uint8_t)(len >> 8);
+            b[n++] = 0;
+            b[n++] = 0;
+            memset(b + n, 'a' + f, len);
+            n += len;
+        }
+        write_file(dir, seeds[i].name, b, n);
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -142,5 +184,6 @@ int main(int argc, char **argv)
     }
     gen_codec(argv[1]);
     gen_resp(argv[1]);
+    gen_hello(argv[1]);
     return 0;
 }

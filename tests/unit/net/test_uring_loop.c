@@ -272,9 +272,10 @@ TEST(uring, wrong_cluster_is_rejected_both_ways)
     ASSERT_FALSE(tn_connected(&a, 2));
     ASSERT_FALSE(tn_connected(&b, 1));
     ASSERT_EQ_I64(a.ups[2] + b.ups[1], 0);
-    /* The dialer read the acceptor's answer and knows why. */
+    /* The acceptor answered nothing (a refused hello says nothing about the cluster):
+     * the dialer saw the connection closed, never a hello of another cluster. */
     ASSERT_OK(aegis__uring_loop_peer_stats(a.loop, 2, &st));
-    ASSERT_TRUE(st.handshake_rejects >= 1);
+    ASSERT_EQ_U64(st.handshake_rejects, 0);
     ASSERT_TRUE(st.connect_failures >= 1);
     ASSERT_EQ_U64(st.connects, 0);
     tn_stop(&a);
@@ -293,10 +294,28 @@ TEST(uring, raw_hello_format_and_unknown_node)
     memset(&b, 0, sizeof(b));
     tn_config(&b, 5, 0x1122334455667788ull);
     ASSERT_OK(tn_start(&b));
-    /* Node 3 is unknown to node 5: it answers with its hello, then closes. */
+    /* Node 3 is unknown to node 5: it closes without an answer (nothing about the
+     * cluster, not even its id, goes to a stranger). */
     fd = raw_connect(aegis__uring_loop_peer_port(b.loop));
     ASSERT_TRUE(fd >= 0);
     hello_by_hand(hello, 0x1122334455667788ull, 3, 5);
+    ASSERT_TRUE(raw_write(fd, hello, sizeof(hello), nodes, 1));
+    ASSERT_EQ_U64(raw_read(fd, reply, sizeof(reply), nodes, 1, 2000), 0);
+    ASSERT_TRUE(raw_eof(fd, nodes, 1, 2000));
+    close(fd);
+    /* Node 4 is known (it dials 5), but its hello sets a reserved flag: refused too. */
+    ASSERT_OK(aegis__uring_loop_peer_add(b.loop, 4, "127.0.0.1", 9));
+    fd = raw_connect(aegis__uring_loop_peer_port(b.loop));
+    ASSERT_TRUE(fd >= 0);
+    hello_by_hand(hello, 0x1122334455667788ull, 4, 5);
+    hello[6] = 1;
+    ASSERT_TRUE(raw_write(fd, hello, sizeof(hello), nodes, 1));
+    ASSERT_EQ_U64(raw_read(fd, reply, sizeof(reply), nodes, 1, 2000), 0);
+    close(fd);
+    /* The same hello with the flags clear is answered: node 5's hello. */
+    fd = raw_connect(aegis__uring_loop_peer_port(b.loop));
+    ASSERT_TRUE(fd >= 0);
+    hello_by_hand(hello, 0x1122334455667788ull, 4, 5);
     ASSERT_TRUE(raw_write(fd, hello, sizeof(hello), nodes, 1));
     ASSERT_EQ_U64(raw_read(fd, reply, sizeof(reply), nodes, 1, 2000), 32);
     ASSERT_MEM_EQ(reply, "AEGN", 4);
@@ -304,8 +323,7 @@ TEST(uring, raw_hello_format_and_unknown_node)
     ASSERT_EQ_U64(reply[6] | reply[7] << 8, 0);
     ASSERT_EQ_U64(get64(reply + 8), 0x1122334455667788ull);
     ASSERT_EQ_U64(get64(reply + 16), 5);
-    ASSERT_EQ_U64(get64(reply + 24), 3);
-    ASSERT_TRUE(raw_eof(fd, nodes, 1, 2000));
+    ASSERT_EQ_U64(get64(reply + 24), 4);
     close(fd);
     /* A stranger speaking another protocol gets no answer at all. */
     fd = raw_connect(aegis__uring_loop_peer_port(b.loop));
@@ -867,5 +885,78 @@ TEST(uring, churn_with_restarts)
     ASSERT_TRUE(count > 50);
     sent_free(s, count);
     free(s);
+    return TEST_PASS;
+}
+
+/* What a flood test's on_log saw. */
+struct log_count {
+    int warn_lines;
+    int suppressed_lines; /* Lines that report held-back ones. */
+};
+
+static void count_log(int level, const char *line, void *data)
+{
+    struct tnode *n = data;
+    struct log_count *lc = n->user;
+
+    if (level <= AEGIS_URING_LOG_WARN) {
+        lc->warn_lines++;
+        if (strstr(line, "similar suppressed") != NULL) {
+            lc->suppressed_lines++;
+        }
+    }
+}
+
+/* One stranger connection that sends 32 bytes of another protocol; wait for the close. */
+static bool stranger(struct tnode *b, struct tnode **nodes)
+{
+    uint8_t junk[32];
+    int fd = raw_connect(aegis__uring_loop_peer_port(b->loop));
+    bool ok;
+
+    if (fd < 0) {
+        return false;
+    }
+    memset(junk, 'x', sizeof(junk));
+    ok = raw_write(fd, junk, sizeof(junk), nodes, 1) && raw_eof(fd, nodes, 1, 2000);
+    close(fd);
+    return ok;
+}
+
+/* A flood of peer connections that never pass the hello writes about one warning per
+ * second, not one per connection; the count held back is reported with the next line. */
+TEST(uring, stranger_flood_is_rate_limited_in_the_log)
+{
+    struct tnode b;
+    struct tnode *nodes[] = {&b};
+    struct aegis_uring_callbacks cb = {.on_log = count_log};
+    struct aegis_uring_stats ls;
+    struct log_count lc = {0, 0};
+    uint64_t t0, elapsed;
+    int before;
+
+    SKIP_WITHOUT_URING();
+    memset(&b, 0, sizeof(b));
+    tn_config(&b, 5, 1);
+    b.cfg.log_level = AEGIS_URING_LOG_WARN;
+    b.user = &lc;
+    ASSERT_OK(tn_start_with(&b, &cb));
+    t0 = aegis__uring_loop_now_ms();
+    for (int i = 0; i < 60; i++) {
+        ASSERT_TRUE(stranger(&b, nodes));
+    }
+    elapsed = aegis__uring_loop_now_ms() - t0;
+    aegis__uring_loop_stats(b.loop, &ls);
+    ASSERT_EQ_U64(ls.peer_hello_rejects, 60); /* Every one counted... */
+    ASSERT_TRUE(lc.warn_lines >= 1);
+    /* ... but at most one line per started second. */
+    ASSERT_TRUE((uint64_t)lc.warn_lines <= elapsed / 1000 + 1);
+    /* A second later, the next refusal is logged with the count held back. */
+    before = lc.warn_lines;
+    PUMP_UNTIL(nodes, 1, aegis__uring_loop_now_ms() >= t0 + elapsed + 1100, 1500);
+    ASSERT_TRUE(stranger(&b, nodes));
+    ASSERT_EQ_I64(lc.warn_lines, before + 1);
+    ASSERT_EQ_I64(lc.suppressed_lines, 1);
+    tn_stop(&b);
     return TEST_PASS;
 }

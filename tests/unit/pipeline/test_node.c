@@ -774,3 +774,75 @@ TEST(node, stop_completes_everything)
     ASSERT_EQ_U64(k.calls, accepted); /* Nothing more at destroy. */
     return TEST_PASS;
 }
+
+/* ---- Admin requests on a follower (forwarded to the leader). ---- */
+
+struct waiter {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool done;
+    int status;
+};
+
+static void waiter_done(void *data, const struct aegis_result *res)
+{
+    struct waiter *w = data;
+
+    pthread_mutex_lock(&w->lock);
+    w->done = true;
+    w->status = res->status;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* The completion's status, once it ran (no timeout here: every accepted request is
+ * answered, by the leader or by the forward's expiry). */
+static int waiter_wait(struct waiter *w)
+{
+    int status;
+
+    pthread_mutex_lock(&w->lock);
+    while (!w->done) {
+        pthread_cond_wait(&w->cond, &w->lock);
+    }
+    status = w->status;
+    w->done = false;
+    pthread_mutex_unlock(&w->lock);
+    return status;
+}
+
+TEST(node, admin_on_follower_is_forwarded)
+{
+    struct waiter w = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+    struct aegis_peer_addr addr;
+    struct tcluster c;
+    int leader, follower, other;
+
+    ASSERT_OK(tc_init(&c, 100000));
+    for (int i = 0; i < NODES; i++) {
+        ASSERT_OK(tc_start(&c, i));
+    }
+    leader = tc_wait_leader(&c);
+    ASSERT_TRUE(leader >= 0);
+    follower = (leader + 1) % NODES;
+    other = (leader + 2) % NODES;
+    /* The leader's core refuses a transfer to a node that is not a member: the follower
+     * that forwarded it reports that refusal. */
+    ASSERT_OK(aegis__node_transfer(c.n[follower], 99, waiter_done, &w));
+    ASSERT_ERR(waiter_wait(&w), AEGIS_EUNKNOWNNODE);
+    ASSERT_OK(aegis__node_transfer(c.n[leader], 99, waiter_done, &w));
+    ASSERT_ERR(waiter_wait(&w), AEGIS_EUNKNOWNNODE);
+    /* A removal asked on a follower commits through the leader. */
+    ASSERT_OK(aegis_node_remove_member(c.n[follower], (aegis_node_id)(other + 1), waiter_done,
+                                       &w));
+    ASSERT_OK(waiter_wait(&w));
+    ASSERT_EQ_U64(tc_status(&c, leader).members_count, 2);
+    /* Every member's address is known (from --peers here). */
+    for (int i = 0; i < NODES; i++) {
+        ASSERT_TRUE(aegis__node_member_addr(c.n[follower], (aegis_node_id)(i + 1), &addr));
+        ASSERT_EQ_U64(addr.port, c.port[i]);
+    }
+    ASSERT_FALSE(aegis__node_member_addr(c.n[follower], 99, &addr));
+    tc_close(&c);
+    return TEST_PASS;
+}
