@@ -6,7 +6,9 @@
  *   aegis-cli --host H --port P transfer ID
  *   aegis-cli --host H --port P snapshot
  *   aegis-cli --host H --port P info [section]
- *   --password PW (-a PW): AUTH first, for nodes started with --requirepass
+ *   aegis-cli hash-password NAME ROLE   (password on stdin: prints a --users file line)
+ *   --password PW (-a PW), or the environment variable AEGISCLI_AUTH (not visible in
+ *   /proc/PID/cmdline, unlike -a): AUTH first; --user NAME: AUTH as that user
  *
  * status asks every node given (INFO replication over RESP2) and prints one table row per
  * node: id, client address, role, term, commit and applied index, lag behind the
@@ -22,6 +24,7 @@
 #include <unistd.h>
 
 #include "net/resp.h"
+#include "pipeline/users.h"
 
 #define CLI_TARGETS_MAX 16
 #define CLI_TIMEOUT_MS 3000
@@ -55,6 +58,7 @@ static int dial(const struct target *t)
 
 /* --password: every connection sends AUTH first (pipelined with the command). */
 static const char *cli_password;
+static const char *cli_user; /* --user: AUTH NAME PASSWORD; NULL: the default user. */
 
 /* Send one command and read its whole reply into a malloc'd buffer (*out, *len_out).
  * With --password an AUTH goes first; its +OK is skipped, and an error to it is the reply.
@@ -73,10 +77,11 @@ static int call(const struct target *t, uint32_t argc, const char *const *argv, 
     }
     aegis__resp_wbuf_init(&w, NULL, 0);
     if (!authed) {
-        const char *auth[] = {"AUTH", cli_password};
-        size_t auth_lens[] = {4, strlen(cli_password)};
+        const char *auth[] = {"AUTH", cli_user != NULL ? cli_user : cli_password,
+                              cli_password};
+        size_t auth_lens[] = {4, strlen(auth[1]), strlen(cli_password)};
 
-        aegis__resp_add_command(&w, 2, auth, auth_lens);
+        aegis__resp_add_command(&w, cli_user != NULL ? 3 : 2, auth, auth_lens);
     }
     aegis__resp_add_command(&w, argc, argv, lens);
     if (fd < 0 || buf == NULL || write(fd, w.data, w.len) != (ssize_t)w.len) {
@@ -254,9 +259,55 @@ static int parse_targets(const char *s, struct target *t, int *count)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: aegis-cli [--host H] [--port P] [--nodes H:P,...] [--password PW]\n"
+    fprintf(f, "usage: aegis-cli [--host H] [--port P] [--nodes H:P,...] [--user NAME]\n"
+               "                 [--password PW]   (or AEGISCLI_AUTH=PW in the environment)\n"
                "                 status | add ID HOST:PORT | remove ID | transfer ID |\n"
-               "                 snapshot | info [SECTION]\n");
+               "                 snapshot | info [SECTION]\n"
+               "       aegis-cli hash-password NAME read|write|admin   (password on stdin)\n");
+}
+
+/* Read a password (one line) from stdin and print the users-file line for it, with a
+ * fresh random salt: aegis-cli hash-password alice admin < pwfile >> users. */
+static int cmd_hash_password(const char *name, const char *role_text)
+{
+    char pw[AEGIS_PASSWORD_MAX + 3], salt[33], line[512];
+    int role = aegis__role_parse(role_text, strlen(role_text)), n;
+    uint8_t raw[16];
+    size_t len;
+
+    if (role < 0) {
+        fprintf(stderr, "aegis-cli: hash-password: the role is read, write or admin\n");
+        return 2;
+    }
+    len = fread(pw, 1, sizeof(pw), stdin);
+    if (len > 0 && pw[len - 1] == '\n') {
+        len--;
+        if (len > 0 && pw[len - 1] == '\r') {
+            len--;
+        }
+    }
+    if (len == 0 || len > AEGIS_PASSWORD_MAX || memchr(pw, '\n', len) != NULL) {
+        fprintf(stderr, "aegis-cli: hash-password: expected one line of 1 to %u bytes on "
+                        "stdin\n", AEGIS_PASSWORD_MAX);
+        return 2;
+    }
+    if (getentropy(raw, sizeof(raw)) != 0) {
+        fprintf(stderr, "aegis-cli: getentropy: %s\n", strerror(errno));
+        return 1;
+    }
+    for (size_t i = 0; i < sizeof(raw); i++) {
+        snprintf(salt + 2 * i, 3, "%02x", raw[i]);
+    }
+    n = aegis__users_format_line(line, sizeof(line), name, (enum aegis_access)role, pw, len,
+                                 salt, 32);
+    explicit_bzero(pw, sizeof(pw));
+    if (n < 0) {
+        fprintf(stderr, "aegis-cli: hash-password: bad user name (1..64 of A-Z a-z 0-9 _ . @ "
+                        "-)\n");
+        return 2;
+    }
+    printf("%s\n", line);
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -264,7 +315,8 @@ int main(int argc, char **argv)
     static const struct option opts[] = {
         {"host", required_argument, NULL, 'h'},  {"port", required_argument, NULL, 'p'},
         {"nodes", required_argument, NULL, 'n'}, {"help", no_argument, NULL, 'H'},
-        {"password", required_argument, NULL, 'a'}, {NULL, 0, NULL, 0},
+        {"password", required_argument, NULL, 'a'}, {"user", required_argument, NULL, 'u'},
+        {NULL, 0, NULL, 0},
     };
     struct target targets[CLI_TARGETS_MAX] = {{"127.0.0.1", "6379"}};
     int count = 0, opt;
@@ -273,10 +325,14 @@ int main(int argc, char **argv)
     size_t len = 0;
     int rv;
 
-    while ((opt = getopt_long(argc, argv, "h:p:n:a:", opts, NULL)) != -1) {
+    cli_password = getenv("AEGISCLI_AUTH");
+    while ((opt = getopt_long(argc, argv, "h:p:n:a:u:", opts, NULL)) != -1) {
         switch (opt) {
         case 'a':
             cli_password = optarg;
+            break;
+        case 'u':
+            cli_user = optarg;
             break;
         case 'h':
             snprintf(targets[0].host, sizeof(targets[0].host), "%s", optarg);
@@ -307,6 +363,13 @@ int main(int argc, char **argv)
         return 2;
     }
     cmd = argv[optind];
+    if (strcmp(cmd, "hash-password") == 0 && argc - optind == 3) {
+        return cmd_hash_password(argv[optind + 1], argv[optind + 2]);
+    }
+    if (cli_user != NULL && cli_password == NULL) {
+        fprintf(stderr, "aegis-cli: --user needs a password (--password or AEGISCLI_AUTH)\n");
+        return 2;
+    }
     if (strcmp(cmd, "status") == 0) {
         return cmd_status(targets, count);
     }

@@ -9,11 +9,17 @@
  * any thread starts, so only the main thread ever receives them. After SIGKILL a restart
  * with the same --id, --peers and --data-dir recovers every durable entry. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <aegis/aegis.h>
@@ -29,6 +35,10 @@ struct opts {
     int log_level;
     char metrics_host[AEGIS_HOST_MAX]; /* --metrics; empty: no endpoint. */
     uint16_t metrics_port;
+    /* Client access and exposure (issue 12): see the "security" flag block. */
+    const char *users_file;
+    const char *requirepass_file;
+    bool insecure;
 };
 
 static void usage(FILE *f)
@@ -47,7 +57,18 @@ static void usage(FILE *f)
             "  --join                     start outside the group and wait to be added with\n"
             "                             AEGIS.ADD on the leader (new members)\n"
             "  --cluster-id N             peers with another cluster id are refused (1)\n"
-            "  --requirepass PASSWORD     clients must AUTH first\n"
+            "  --users FILE               client users, roles and password hashes, one\n"
+            "                             per line: NAME ROLE SHA256HEX SALT (see\n"
+            "                             aegis-cli hash-password; docs/operations.md)\n"
+            "  --requirepass-file FILE    the default user's password (admin role), read\n"
+            "                             from FILE; or set AEGIS_REQUIREPASS\n"
+            "  --insecure                 allow a non-loopback client port without a\n"
+            "                             password and a non-loopback peer port without TLS\n"
+            "  --client-idle-ms N         close a client idle for N ms; 0 = never (300000)\n"
+            "  --client-request-ms N      a command (and AUTH, with users) must arrive\n"
+            "                             within N ms of its first byte (10000; 0 = off)\n"
+            "  --admin-reserve N          connections of --max-clients kept for admins,\n"
+            "                             at most a quarter of them (16)\n"
             "  --log-level LEVEL          debug, info, warn or error (info)\n"
             "  --tick-ms N                Raft tick length in ms (10)\n"
             "  --election-ticks N         minimum election timeout in ticks; the maximum is\n"
@@ -144,6 +165,7 @@ enum {
     OPT_MAXVAL, OPT_MAXCLIENTS, OPT_PIPELINE, OPT_PENDING, OPT_HELP, OPT_METRICS,
     /* TLS (one block). */
     OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_CA, OPT_CLIENT_TLS,
+    OPT_USERS, OPT_PASSFILE, OPT_INSECURE, OPT_IDLE, OPT_REQUEST, OPT_RESERVE,
     OPT_CATCHUP,
 };
 
@@ -173,6 +195,13 @@ static const struct option long_opts[] = {
     {"tls-key", required_argument, NULL, OPT_TLS_KEY},
     {"tls-ca", required_argument, NULL, OPT_TLS_CA},
     {"client-tls", no_argument, NULL, OPT_CLIENT_TLS},
+    /* Security (issue 12). */
+    {"users", required_argument, NULL, OPT_USERS},
+    {"requirepass-file", required_argument, NULL, OPT_PASSFILE},
+    {"insecure", no_argument, NULL, OPT_INSECURE},
+    {"client-idle-ms", required_argument, NULL, OPT_IDLE},
+    {"client-request-ms", required_argument, NULL, OPT_REQUEST},
+    {"admin-reserve", required_argument, NULL, OPT_RESERVE},
     {"catchup-timeout-ms", required_argument, NULL, OPT_CATCHUP},
     {NULL, 0, NULL, 0},
 };
@@ -210,7 +239,18 @@ static int parse_number_opt(int opt, const char *arg, struct opts *o)
         break;
     case OPT_MAXVAL:
         rv = parse_u64("--max-value-bytes", arg, 16, 64u << 20, &o->server.value_bytes_max);
-        o->node.max_command_bytes = (uint32_t)(o->server.value_bytes_max * 2 + 4096);
+        break;
+    case OPT_IDLE:
+        rv = parse_u64("--client-idle-ms", arg, 0, 86400000u, &v);
+        o->server.idle_ms = (uint32_t)v;
+        break;
+    case OPT_REQUEST:
+        rv = parse_u64("--client-request-ms", arg, 0, 86400000u, &v);
+        o->server.request_ms = (uint32_t)v;
+        break;
+    case OPT_RESERVE:
+        rv = parse_u64("--admin-reserve", arg, 0, 16384, &v);
+        o->server.admin_reserve = (uint32_t)v;
         break;
     case OPT_MAXCLIENTS:
         rv = parse_u64("--max-clients", arg, 1, 65536, &v);
@@ -277,7 +317,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
 
     aegis_node_config_init(&o->node);
     o->server = (struct aegis_server_config){.value_bytes_max = 1u << 20,
-                                             .clients_max = 1024, .pipeline_max = 1024};
+                                             .clients_max = 1024, .pipeline_max = 1024,
+                                             .idle_ms = 300000, .request_ms = 10000,
+                                             .admin_reserve = 16};
     snprintf(o->client_host, sizeof(o->client_host), "127.0.0.1");
     o->server.port = 6379;
     o->log_level = AEGIS_LOG_INFO;
@@ -320,7 +362,19 @@ static int parse_args(int argc, char **argv, struct opts *o)
             o->node.join = true;
             break;
         case OPT_PASS:
-            o->server.password = optarg;
+            fprintf(stderr, "aegisd: --requirepass was removed: a password in the arguments is "
+                            "visible to every local user (/proc/PID/cmdline); put it in a file "
+                            "readable by aegisd only and pass --requirepass-file FILE, or set "
+                            "AEGIS_REQUIREPASS\n");
+            return -1;
+        case OPT_USERS:
+            o->users_file = optarg;
+            break;
+        case OPT_PASSFILE:
+            o->requirepass_file = optarg;
+            break;
+        case OPT_INSECURE:
+            o->insecure = true;
             break;
         case OPT_LOG:
             o->log_level = aegis__log_level_parse(optarg);
@@ -357,6 +411,204 @@ static int parse_args(int argc, char **argv, struct opts *o)
         return -1;
     }
     o->server.host = o->client_host;
+    /* Room for a SET of a key and a value of the largest size, or an MSET of two: the
+     * value limit is then the only one a client meets (the read buffer takes a command of
+     * value_bytes_max + 64 KiB). */
+    o->node.max_command_bytes = (uint32_t)(o->server.value_bytes_max * 2 + 4096);
+    return 0;
+}
+
+/* ---- Security (issue 12): client users and passwords, refusing exposed ports. ---- */
+
+/* True when every address @host resolves to is a loopback one (127/8, ::1). */
+static bool host_is_loopback(const char *host)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE};
+    struct addrinfo *res = NULL;
+    bool loopback = true;
+
+    if (getaddrinfo(host, NULL, &hints, &res) != 0 || res == NULL) {
+        return false;
+    }
+    for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
+        if (ai->ai_family == AF_INET) {
+            const struct sockaddr_in *a = (const struct sockaddr_in *)ai->ai_addr;
+
+            loopback = loopback && (ntohl(a->sin_addr.s_addr) >> 24) == 127;
+        } else if (ai->ai_family == AF_INET6) {
+            const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ai->ai_addr;
+
+            loopback = loopback && IN6_IS_ADDR_LOOPBACK(&a->sin6_addr);
+        } else {
+            loopback = false;
+        }
+    }
+    freeaddrinfo(res);
+    return loopback;
+}
+
+/* Refuse to expose a port without protection unless --insecure: the client port off
+ * loopback without users, the peer port off loopback without TLS. */
+static int check_exposure(const struct opts *o)
+{
+    const char *peer_host = NULL;
+
+    for (uint32_t i = 0; i < o->node.peers_count; i++) {
+        if (o->node.peers[i].id == o->node.id) {
+            peer_host = o->node.peers[i].host;
+        }
+    }
+    if (o->insecure) {
+        return 0;
+    }
+    if (o->server.users.count == 0 && !host_is_loopback(o->client_host)) {
+        fprintf(stderr, "aegisd: refusing to serve clients on %s without a password: add "
+                        "--users FILE or --requirepass-file FILE (or set AEGIS_REQUIREPASS), "
+                        "or --insecure to accept an open client port\n", o->client_host);
+        return -1;
+    }
+    if (peer_host != NULL && o->node.tls_cert == NULL && !host_is_loopback(peer_host)) {
+        fprintf(stderr, "aegisd: refusing to listen for peers on %s without TLS: add "
+                        "--tls-cert FILE --tls-key FILE --tls-ca FILE, or --insecure to "
+                        "accept plaintext peers\n", peer_host);
+        return -1;
+    }
+    return 0;
+}
+
+/* Read at most @cap bytes of @path into @buf; the length, or -1 (message printed). */
+static ssize_t read_small_file(const char *flag, const char *path, char *buf, size_t cap)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    size_t len = 0;
+
+    if (fd < 0) {
+        fprintf(stderr, "aegisd: %s: cannot open %s: %s\n", flag, path, strerror(errno));
+        return -1;
+    }
+    if (fstat(fd, &st) == 0 && (st.st_mode & 0077) != 0) {
+        fprintf(stderr, "aegisd: warning: %s: %s is readable by other users (chmod 600 it)\n",
+                flag, path);
+    }
+    /* Bounded by @cap: every round adds bytes or ends. */
+    while (len < cap) {
+        ssize_t n = read(fd, buf + len, cap - len);
+
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            fprintf(stderr, "aegisd: %s: cannot read %s: %s\n", flag, path, strerror(errno));
+            close(fd);
+            return -1;
+        }
+        if (n == 0) {
+            break;
+        }
+        len += (size_t)n;
+    }
+    close(fd);
+    return (ssize_t)len;
+}
+
+/* The default user's password from --requirepass-file or AEGIS_REQUIREPASS, checked
+ * (never cut) and added as user "default" with the admin role. */
+static int load_requirepass(struct opts *o)
+{
+    static const char flag[] = "--requirepass-file";
+    char buf[AEGIS_PASSWORD_MAX + 3], salt_hex[33];
+    const char *env = getenv("AEGIS_REQUIREPASS");
+    uint8_t salt[16];
+    ssize_t len;
+    int rv;
+
+    if (o->requirepass_file == NULL && env == NULL) {
+        return 0;
+    }
+    if (o->requirepass_file != NULL && env != NULL) {
+        fprintf(stderr, "aegisd: both --requirepass-file and AEGIS_REQUIREPASS are set: "
+                        "use one\n");
+        return -1;
+    }
+    if (env != NULL) {
+        len = (ssize_t)strnlen(env, sizeof(buf));
+        memcpy(buf, env, (size_t)len);
+    } else {
+        len = read_small_file(flag, o->requirepass_file, buf, sizeof(buf));
+        if (len < 0) {
+            return -1;
+        }
+        /* One final newline (echo pw > file) is not part of the password. */
+        if (len > 0 && buf[len - 1] == '\n') {
+            len--;
+            if (len > 0 && buf[len - 1] == '\r') {
+                len--;
+            }
+        }
+    }
+    if (len == 0 || (size_t)len > AEGIS_PASSWORD_MAX || memchr(buf, '\0', (size_t)len) ||
+        memchr(buf, '\n', (size_t)len)) {
+        fprintf(stderr, "aegisd: %s: the password must be 1 to %u bytes on one line%s\n",
+                env != NULL ? "AEGIS_REQUIREPASS" : flag, AEGIS_PASSWORD_MAX,
+                (size_t)len > AEGIS_PASSWORD_MAX ? " (it is longer: refused, not cut)" : "");
+        explicit_bzero(buf, sizeof(buf));
+        return -1;
+    }
+    if (getrandom(salt, sizeof(salt), 0) != (ssize_t)sizeof(salt)) {
+        fprintf(stderr, "aegisd: getrandom failed: %s\n", strerror(errno));
+        return -1;
+    }
+    for (size_t i = 0; i < sizeof(salt); i++) {
+        snprintf(salt_hex + 2 * i, 3, "%02x", salt[i]);
+    }
+    rv = aegis__users_add(&o->server.users, "default", AEGIS_ACCESS_ADMIN, buf, (size_t)len,
+                          salt_hex, 32);
+    explicit_bzero(buf, sizeof(buf));
+    if (rv != 0) {
+        fprintf(stderr, "aegisd: %s: %s\n", flag,
+                rv == AEGIS_EINVAL ? "user 'default' is also defined in the --users file"
+                                   : aegis_strerror(rv));
+        return -1;
+    }
+    return 0;
+}
+
+static int load_users(struct opts *o)
+{
+    char err[160] = "";
+    char *buf;
+    ssize_t len;
+    int rv;
+
+    if (o->users_file == NULL) {
+        return 0;
+    }
+    buf = malloc(AEGIS_USERS_FILE_MAX + 1);
+    if (buf == NULL) {
+        return -1;
+    }
+    len = read_small_file("--users", o->users_file, buf, AEGIS_USERS_FILE_MAX + 1);
+    rv = len < 0 ? -1 : aegis__users_parse(&o->server.users, buf, (size_t)len, err, sizeof(err));
+    explicit_bzero(buf, AEGIS_USERS_FILE_MAX + 1);
+    free(buf);
+    if (rv != 0 && len >= 0) {
+        fprintf(stderr, "aegisd: --users %s: %s\n", o->users_file, err);
+    } else if (rv == 0 && o->server.users.count == 0) {
+        fprintf(stderr, "aegisd: --users %s: no users in the file\n", o->users_file);
+        rv = -1;
+    }
+    return rv == 0 ? 0 : -1;
+}
+
+static int setup_security(struct opts *o)
+{
+    if (load_users(o) != 0 || load_requirepass(o) != 0 || check_exposure(o) != 0) {
+        aegis__users_free(&o->server.users);
+        return -1;
+    }
+    unsetenv("AEGIS_REQUIREPASS"); /* Not inherited by anything we might start. */
     return 0;
 }
 
@@ -379,7 +631,7 @@ int main(int argc, char **argv)
     int sig = 0, rv;
 
     memset(&o, 0, sizeof(o));
-    if (parse_args(argc, argv, &o) != 0) {
+    if (parse_args(argc, argv, &o) != 0 || setup_security(&o) != 0) {
         return 2;
     }
     aegis__log_setup(o.log_level, o.node.id);

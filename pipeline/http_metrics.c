@@ -1,16 +1,23 @@
 /* The Prometheus endpoint (aegisd --metrics HOST:PORT): HTTP GET /metrics.
  *
  * Design. One small thread (aegis-metrics) of its own, away from the io_uring loop, so a
- * slow scraper never delays a client or a peer: it sleeps in poll() on the listening socket
- * and on the read end of a stop pipe, takes one connection at a time, reads the request
- * head (at most HTTP_HEAD_MAX bytes, within HTTP_TIMEOUT_MS), answers and closes. Every
- * wait is a poll() with the stop pipe in it, so stop() is prompt and nothing spins.
+ * slow scraper never delays a client or a peer. It serves up to HTTP_CONNS_MAX
+ * connections at once from one poll() over the listening socket, the stop pipe and every
+ * open connection (non-blocking sockets). Each connection has one deadline for its whole
+ * request, HTTP_TIMEOUT_MS from its accept: reading the head and writing the response
+ * must both be done by then, or it is closed. So a client that trickles bytes (or never
+ * reads) holds one slot for at most that long and never delays another scrape. While
+ * every slot is taken the listener is not polled: new connections wait in the kernel's
+ * backlog. Every wait is the one poll() with the stop pipe in it, so stop() is prompt
+ * and nothing spins.
  *
- * Responses (HTTP/1.1, "Connection: close"):
+ * Responses (HTTP/1.1, "Connection: close"), decided by aegis__http_parse
+ * (pipeline/http_parse.h):
  *   GET /metrics          200, Content-Type: text/plain; version=0.0.4, the text of
  *                         aegis__metrics_prometheus();
  *   GET / or HEAD ...     the same rules (HEAD: headers only);
- *   another path          404; another method 405; a malformed or oversized head 400.
+ *   another path          404; another method 405; a malformed head, or none complete
+ *                         within AEGIS_HTTP_HEAD_MAX bytes, 400.
  * The body is built afresh for each scrape: merging a dozen live histograms takes well
  * under a millisecond and touches no lock the other threads take on their hot paths. */
 #include <errno.h>
@@ -22,14 +29,25 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "pipeline/http_parse.h"
 #include "pipeline/logging.h"
 #include "pipeline/metrics.h"
 #include "pipeline/node_int.h"
 
-#define HTTP_HEAD_MAX 8192
 #define HTTP_TIMEOUT_MS 2000
+#define HTTP_CONNS_MAX 16
+
+struct http_conn {
+    int fd;                 /* -1: free slot. */
+    uint64_t deadline_ms;   /* The whole request: read, answer, write. */
+    size_t len;
+    char *out;              /* The response, once known (malloc). */
+    size_t out_len, out_off;
+    char buf[AEGIS_HTTP_HEAD_MAX];
+};
 
 struct aegis_metrics_http {
     struct aegis_node *node;
@@ -37,124 +55,183 @@ struct aegis_metrics_http {
     int stop_pipe[2];   /* stop() writes one byte to [1]; the thread polls [0]. */
     uint16_t port;
     pthread_t thread;
+    struct http_conn conns[HTTP_CONNS_MAX];
 };
 
-/* Wait until @fd is ready for @events or the stop pipe fires. 1 ready, 0 stop or timeout,
- * -1 error. */
-static int wait_fd(struct aegis_metrics_http *h, int fd, short events, int timeout_ms)
+static uint64_t now_ms(void)
 {
-    struct pollfd p[2] = {{.fd = fd, .events = events}, {.fd = h->stop_pipe[0], .events = POLLIN}};
-    int rv;
-
-    do {
-        rv = poll(p, 2, timeout_ms);
-    } while (rv < 0 && errno == EINTR);
-    if (rv < 0) {
-        return -1;
-    }
-    if (rv == 0 || (p[1].revents & POLLIN) != 0) {
-        return 0;
-    }
-    return 1;
+    return aegis__now_ns() / 1000000u;
 }
 
-static bool send_all(struct aegis_metrics_http *h, int fd, const char *p, size_t len)
+static void conn_close(struct http_conn *c)
 {
-    while (len > 0) {
-        ssize_t n = send(fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    close(c->fd);
+    free(c->out);
+    c->fd = -1;
+    c->out = NULL;
+}
+
+/* Build the whole response of @req into c->out (NULL when out of memory). */
+static void respond(struct aegis_metrics_http *h, struct http_conn *c,
+                    const struct aegis_http_request *req)
+{
+    static const char plain[] = "text/plain; charset=utf-8";
+    struct aegis_text t = {0};
+    const char *reason = "Bad Request", *type = plain, *body = "bad request\n";
+    char head[256];
+    size_t body_len;
+    int n;
+
+    if (req->status == 200) {
+        aegis__metrics_prometheus(h->node, &t);
+        reason = t.failed ? "Internal Server Error" : "OK";
+        type = t.failed ? plain : "text/plain; version=0.0.4; charset=utf-8";
+        body = t.failed ? "out of memory\n" : t.data;
+    } else if (req->status == 404) {
+        reason = "Not Found";
+        body = "try /metrics\n";
+    } else if (req->status == 405) {
+        reason = "Method Not Allowed";
+        body = "GET only\n";
+    }
+    body_len = req->status == 200 && !t.failed ? t.len : strlen(body);
+    n = snprintf(head, sizeof(head),
+                 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                 "Connection: close\r\n\r\n",
+                 req->status == 200 && t.failed ? 500 : req->status, reason, type, body_len);
+    AEGIS_ASSERT(n > 0 && (size_t)n < sizeof(head));
+    if (req->head_only) {
+        body_len = 0;
+    }
+    c->out = malloc((size_t)n + body_len);
+    if (c->out != NULL) {
+        memcpy(c->out, head, (size_t)n);
+        if (body_len > 0) {
+            memcpy(c->out + n, body, body_len);
+        }
+        c->out_len = (size_t)n + body_len;
+        c->out_off = 0;
+    }
+    aegis__text_free(&t);
+}
+
+/* Send what the socket takes now; close when done or broken. */
+static void conn_write(struct http_conn *c)
+{
+    while (c->out_off < c->out_len) {
+        ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
 
         if (n > 0) {
-            p += n;
-            len -= (size_t)n;
+            c->out_off += (size_t)n;
             continue;
         }
         if (n < 0 && errno == EINTR) {
             continue;
         }
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
-            wait_fd(h, fd, POLLOUT, HTTP_TIMEOUT_MS) == 1) {
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            return; /* poll() says when to go on. */
+        }
+        break;
+    }
+    conn_close(c);
+}
+
+/* Read what is there; answer once the head is known. */
+static void conn_read(struct aegis_metrics_http *h, struct http_conn *c)
+{
+    struct aegis_http_request req;
+    ssize_t n;
+
+    n = recv(c->fd, c->buf + c->len, sizeof(c->buf) - c->len, MSG_DONTWAIT);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) {
+        return;
+    }
+    if (n <= 0) {
+        conn_close(c);
+        return;
+    }
+    c->len += (size_t)n;
+    if (aegis__http_parse(c->buf, c->len, &req) == 0) {
+        return; /* Bounded: the parser answers 400 once the buffer is full. */
+    }
+    respond(h, c, &req);
+    if (c->out == NULL) {
+        conn_close(c);
+        return;
+    }
+    conn_write(c);
+}
+
+static void accept_one(struct aegis_metrics_http *h, struct http_conn *slot)
+{
+    int fd = accept4(h->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+    if (fd < 0) {
+        if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED) {
+            AEGIS_LOG_RATELIMITED(AEGIS_LOG_WARN, "metrics: accept failed: %s",
+                                  strerror(errno));
+            /* EMFILE and friends: back off instead of spinning on a ready socket. */
+            struct pollfd p = {.fd = h->stop_pipe[0], .events = POLLIN};
+
+            while (poll(&p, 1, 100) < 0 && errno == EINTR) {
+            }
+        }
+        return;
+    }
+    *slot = (struct http_conn){.fd = fd, .deadline_ms = now_ms() + HTTP_TIMEOUT_MS};
+}
+
+/* One poll round: returns false when stopped (or poll failed). */
+static bool serve_round(struct aegis_metrics_http *h)
+{
+    struct pollfd p[HTTP_CONNS_MAX + 2];
+    int map[HTTP_CONNS_MAX + 2];
+    struct http_conn *free_slot = NULL;
+    uint64_t now = now_ms(), soonest = UINT64_MAX;
+    nfds_t np = 0;
+    int timeout, rv;
+
+    p[np++] = (struct pollfd){.fd = h->stop_pipe[0], .events = POLLIN};
+    for (int i = 0; i < HTTP_CONNS_MAX; i++) {
+        struct http_conn *c = &h->conns[i];
+
+        if (c->fd >= 0 && now >= c->deadline_ms) {
+            conn_close(c); /* Past its one deadline: whatever it was doing. */
+        }
+        if (c->fd < 0) {
+            free_slot = free_slot != NULL ? free_slot : c;
             continue;
         }
+        soonest = c->deadline_ms < soonest ? c->deadline_ms : soonest;
+        map[np] = i;
+        p[np++] = (struct pollfd){.fd = c->fd, .events = c->out != NULL ? POLLOUT : POLLIN};
+    }
+    if (free_slot != NULL) {
+        map[np] = -1;
+        p[np++] = (struct pollfd){.fd = h->listen_fd, .events = POLLIN};
+    }
+    timeout = soonest == UINT64_MAX ? -1 : (int)(soonest - now);
+    rv = poll(p, np, timeout);
+    if (rv < 0) {
+        return errno == EINTR;
+    }
+    if ((p[0].revents & POLLIN) != 0) {
         return false;
     }
-    return true;
-}
-
-static void respond(struct aegis_metrics_http *h, int fd, int code, const char *reason,
-                    const char *type, const char *body, size_t body_len, bool head_only)
-{
-    char head[256];
-    int n = snprintf(head, sizeof(head),
-                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                     "Connection: close\r\n\r\n",
-                     code, reason, type, body_len);
-
-    AEGIS_ASSERT(n > 0 && (size_t)n < sizeof(head));
-    if (send_all(h, fd, head, (size_t)n) && !head_only && body_len > 0) {
-        send_all(h, fd, body, body_len);
-    }
-}
-
-/* Read the request head into @buf (NUL-terminated). Returns its length, or 0 when the
- * client went away, timed out, or sent more than fits. */
-static size_t read_head(struct aegis_metrics_http *h, int fd, char *buf, size_t cap)
-{
-    size_t len = 0;
-
-    /* Bounded: every round adds at least one byte or returns. */
-    while (len + 1 < cap) {
-        ssize_t n;
-
-        if (wait_fd(h, fd, POLLIN, HTTP_TIMEOUT_MS) != 1) {
-            return 0;
-        }
-        n = recv(fd, buf + len, cap - 1 - len, MSG_DONTWAIT);
-        if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) {
+    for (nfds_t k = 1; k < np; k++) {
+        if (p[k].revents == 0) {
             continue;
         }
-        if (n <= 0) {
-            return 0;
+        if (map[k] < 0) {
+            accept_one(h, free_slot);
+        } else if (h->conns[map[k]].out != NULL) {
+            conn_write(&h->conns[map[k]]);
+        } else {
+            conn_read(h, &h->conns[map[k]]);
         }
-        len += (size_t)n;
-        buf[len] = '\0';
-        if (strstr(buf, "\r\n\r\n") != NULL || strstr(buf, "\n\n") != NULL) {
-            return len;
-        }
     }
-    return 0;
-}
-
-static void serve(struct aegis_metrics_http *h, int fd)
-{
-    static const char plain[] = "text/plain; charset=utf-8";
-    char buf[HTTP_HEAD_MAX], method[16], path[256];
-    struct aegis_text t = {0};
-    bool head_only;
-
-    if (read_head(h, fd, buf, sizeof(buf)) == 0 ||
-        sscanf(buf, "%15s %255s", method, path) != 2) {
-        respond(h, fd, 400, "Bad Request", plain, "bad request\n", 12, false);
-        return;
-    }
-    head_only = strcmp(method, "HEAD") == 0;
-    if (strcmp(method, "GET") != 0 && !head_only) {
-        respond(h, fd, 405, "Method Not Allowed", plain, "GET only\n", 9, false);
-        return;
-    }
-    /* The query string, if any, is ignored (Prometheus sends none by default). */
-    path[strcspn(path, "?")] = '\0';
-    if (strcmp(path, "/metrics") != 0 && strcmp(path, "/") != 0) {
-        respond(h, fd, 404, "Not Found", plain, "try /metrics\n", 13, head_only);
-        return;
-    }
-    aegis__metrics_prometheus(h->node, &t);
-    if (t.failed) {
-        respond(h, fd, 500, "Internal Server Error", plain, "out of memory\n", 14, head_only);
-    } else {
-        respond(h, fd, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", t.data, t.len,
-                head_only);
-    }
-    aegis__text_free(&t);
+    return true;
 }
 
 static void *http_thread(void *arg)
@@ -162,27 +239,16 @@ static void *http_thread(void *arg)
     struct aegis_metrics_http *h = arg;
 
     pthread_setname_np(pthread_self(), "aegis-metrics");
-    for (;;) {
-        int rv = wait_fd(h, h->listen_fd, POLLIN, -1);
-        int fd;
-
-        if (rv <= 0) {
-            break; /* Stopped (or poll failed: nothing sensible left to do). */
+    for (int i = 0; i < HTTP_CONNS_MAX; i++) {
+        h->conns[i].fd = -1;
+    }
+    /* Not bounded by design: the thread ends when stop() writes to the pipe. */
+    while (serve_round(h)) {
+    }
+    for (int i = 0; i < HTTP_CONNS_MAX; i++) {
+        if (h->conns[i].fd >= 0) {
+            conn_close(&h->conns[i]);
         }
-        fd = accept4(h->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED) {
-                AEGIS_LOG_RATELIMITED(AEGIS_LOG_WARN, "metrics: accept failed: %s",
-                                      strerror(errno));
-                /* EMFILE and friends: back off instead of spinning on a ready socket. */
-                if (wait_fd(h, h->stop_pipe[0], POLLIN, 100) != 0) {
-                    break;
-                }
-            }
-            continue;
-        }
-        serve(h, fd);
-        close(fd);
     }
     return NULL;
 }
@@ -208,7 +274,7 @@ static int listen_on(const char *host, uint16_t port, int *fd_out, uint16_t *por
         return rv;
     }
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 16) != 0 ||
+    if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 64) != 0 ||
         getsockname(fd, (struct sockaddr *)&ss, &ss_len) != 0) {
         rv = -errno;
         close(fd);

@@ -372,12 +372,15 @@ static void info_stats(struct aegis_node *n, struct aegis_text *t)
                        (unsigned long long)ctr(n, AEGIS_MC_SNAPSHOTS_SENT),
                        (unsigned long long)ctr(n, AEGIS_MC_SNAPSHOTS_RECEIVED));
     aegis__text_printf(t, "errors_tryagain:%llu\r\nerrors_unknown:%llu\r\nerrors_other:%llu\r\n"
-                          "errors_peer_decode:%llu\r\nerrors_log_write:%llu\r\n\r\n",
+                          "errors_peer_decode:%llu\r\nerrors_log_write:%llu\r\n"
+                          "auth_failures:%llu\r\nclient_timeouts:%llu\r\n\r\n",
                        (unsigned long long)ctr(n, AEGIS_MC_ERR_CLIENT_TRYAGAIN),
                        (unsigned long long)ctr(n, AEGIS_MC_ERR_CLIENT_UNKNOWN),
                        (unsigned long long)ctr(n, AEGIS_MC_ERR_CLIENT_OTHER),
                        (unsigned long long)ctr(n, AEGIS_MC_ERR_PEER_DECODE),
-                       (unsigned long long)ctr(n, AEGIS_MC_ERR_LOG_WRITE));
+                       (unsigned long long)ctr(n, AEGIS_MC_ERR_LOG_WRITE),
+                       (unsigned long long)ctr(n, AEGIS_MC_AUTH_FAILURES),
+                       (unsigned long long)ctr(n, AEGIS_MC_CLIENT_TIMEOUTS));
 }
 
 static void info_latency(struct aegis_node *n, struct aegis_text *t, struct aegis_hist *x)
@@ -554,6 +557,11 @@ static const struct prom_counter prom_counters[] = {
     NS("aegis_errors_total", "kind=\"peer_send\"", NULL, peer_send_failed),
     NS("aegis_errors_total", "kind=\"peer_dropped\"", NULL, peer_msgs_dropped),
     MC("aegis_errors_total", "kind=\"log_write\"", NULL, AEGIS_MC_ERR_LOG_WRITE),
+    MC("aegis_auth_failures_total", NULL, "Client AUTH attempts refused.",
+       AEGIS_MC_AUTH_FAILURES),
+    MC("aegis_client_timeouts_total", NULL,
+       "Client connections closed by the idle timeout or a request deadline.",
+       AEGIS_MC_CLIENT_TIMEOUTS),
 };
 
 static void prom_counters_all(struct aegis_node *n, struct aegis_text *t)

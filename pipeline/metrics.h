@@ -101,6 +101,8 @@ enum aegis_mctr {
     AEGIS_MC_ERR_CLIENT_OTHER,  /* Other error replies (-ERR, -NOAUTH, ...). */
     AEGIS_MC_ERR_PEER_DECODE,   /* Peer frames that did not decode. */
     AEGIS_MC_ERR_LOG_WRITE,     /* Log write failures reported to the raft thread. */
+    AEGIS_MC_AUTH_FAILURES,     /* Client AUTH attempts refused (wrong name or password). */
+    AEGIS_MC_CLIENT_TIMEOUTS,   /* Client connections closed by a deadline (idle, request). */
     AEGIS_MC_COUNT
 };
 

@@ -226,6 +226,16 @@ static void on_client_close(struct aegis_uring_loop *loop, aegis_uring_client_id
     }
 }
 
+static void on_tick(struct aegis_uring_loop *loop, uint64_t now_ms, void *data)
+{
+    struct aegis_node *n = data;
+
+    (void)loop;
+    if (n->client.on_tick != NULL) {
+        n->client.on_tick(n, now_ms, n->client.data);
+    }
+}
+
 static void on_log(int level, const char *line, void *data)
 {
     static const int map[] = {AEGIS_LOG_ERROR, AEGIS_LOG_WARN, AEGIS_LOG_INFO,
@@ -246,6 +256,7 @@ int aegis__net_init(struct aegis_node *n, char *errmsg, size_t errmsg_len)
         .on_client_data = on_client_data,
         .on_client_close = on_client_close,
         .on_wake = on_wake,
+        .on_tick = on_tick,
         .on_log = on_log,
         .data = n,
     };

@@ -165,6 +165,8 @@ struct aegis_client_hooks {
     /* After the net thread ran a batch of posted closures (completions): write out what
      * they produced, one write per connection rather than one per reply. */
     void (*on_flush)(struct aegis_node *n, void *data);
+    /* Every loop tick (100 ms); @now_ms is CLOCK_MONOTONIC in ms (client deadlines). */
+    void (*on_tick)(struct aegis_node *n, uint64_t now_ms, void *data);
     void *data;
 };
 

@@ -10,6 +10,7 @@
  *                       Redis' wording; the command changed nothing. */
 #include "pipeline/server.h"
 
+#include <fnmatch.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +41,18 @@ struct srv_conn {
     uint32_t refs;               /* Completions in flight holding this connection. */
     struct aegis_conn_order order; /* Reads / writes in flight (pipeline/conn_order.h). */
     bool authed;
+    /* Access and deadlines (see server.h); times are the server's tick clock, in ms. */
+    uint8_t role;                /* enum aegis_access. */
+    bool reserved;               /* Opened in one of the admin-reserved slots. */
+    bool auth_held;              /* A failed AUTH's reply is held until held_until_ms. */
+    bool held_close;             /* ... and the connection closes after it. */
+    bool timed_out;              /* Closed by a deadline. */
+    uint32_t auth_fails;
+    uint64_t held_seq;
+    uint64_t held_until_ms;
+    uint64_t opened_ms;
+    uint64_t last_io_ms;         /* Bytes received or a write completed. */
+    uint64_t partial_ms;         /* A command has been partly received since; 0: none. */
     bool paused;
     bool held;                   /* Paused: the next command waits for the other kind. */
     struct aegis_resp_cmd *pending; /* A command taken off the input that the node did
@@ -55,7 +68,10 @@ struct srv_conn {
 struct aegis_server {
     struct aegis_node *node;
     struct aegis_server_config config;
-    char password[256];
+    struct aegis_users users;    /* From config; empty: every connection is admin. */
+    bool auth_required;
+    uint32_t reserve;            /* Effective admin reserve (server.h). */
+    uint64_t now_ms;             /* The net loop's clock at its last tick. */
     uint32_t slots_mask;
     struct srv_conn **map;       /* Open addressing by client id; capacity map_mask + 1. */
     uint32_t map_mask;
@@ -266,11 +282,13 @@ static void conn_resume(struct srv_conn *c)
     conn_flush(c); /* The pending command may have been answered at once. */
 }
 
-/* Whether a paused connection may be resumed for room: replies written, and it does not
- * wait for its own commands of the other kind (those resume it, in deliver). */
+/* Whether a paused connection may be resumed for room: replies written, it does not
+ * wait for its own commands of the other kind (those resume it, in deliver), and no
+ * failed AUTH's reply is held back (auth_release resumes it). */
 static bool resumable(const struct srv_conn *c)
 {
-    return c->paused && !c->held && c->next_seq - c->flushed_seq <= c->srv->slots_mask / 2;
+    return c->paused && !c->held && !c->auth_held &&
+           c->next_seq - c->flushed_seq <= c->srv->slots_mask / 2;
 }
 
 static void flush_and_resume(struct srv_conn *c)
@@ -297,6 +315,7 @@ static void write_done(struct aegis_uring_loop *loop, int status, void *data)
             conn_free(c);
         }
     } else if (status == 0) {
+        c->last_io_ms = c->srv->now_ms;
         flush_and_resume(c);
     }
 }
@@ -1033,6 +1052,141 @@ static void cmd_admin(struct srv_conn *c, const struct aegis_resp_cmd *cmd)
     }
 }
 
+/* ---- Access: roles, AUTH, CONFIG (see server.h and pipeline/users.h). ---- */
+
+/* The one permission check: the role @cmd needs against the connection's. */
+static bool permitted(struct srv_conn *c, const struct aegis_resp_cmd *cmd)
+{
+    const struct aegis_resp_arg *a = cmd->argv;
+    enum aegis_access need = aegis__command_role(a[0].ptr, a[0].len,
+                                               cmd->argc > 1 ? a[1].ptr : NULL,
+                                               cmd->argc > 1 ? a[1].len : 0);
+    char name[48];
+    size_t n = a[0].len < 40 ? a[0].len : 40;
+
+    if (need <= c->role) {
+        return true;
+    }
+    if (c->role == AEGIS_ACCESS_NONE) {
+        REPLY_LIT(c, "-NOAUTH Authentication required.\r\n");
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char ch = a[0].ptr[i];
+
+        name[i] = (char)(ch >= 'A' && ch <= 'Z' ? ch - 'A' + 'a' : ch >= ' ' ? ch : '?');
+    }
+    name[n] = '\0';
+    reply_fmt(c, "-NOPERM this user has no permissions to run the '%s' command\r\n", name);
+    return false;
+}
+
+/* A failed AUTH: count it, and hold its reply (not reading the connection meanwhile)
+ * for a delay that doubles with each failure; close after AEGIS_AUTH_FAILS_MAX. */
+static void auth_failed(struct srv_conn *c)
+{
+    struct aegis_server *s = c->srv;
+    uint32_t shift = c->auth_fails < 7 ? c->auth_fails : 6;
+
+    aegis__metrics_add(&s->node->metrics, AEGIS_MT_NET, AEGIS_MC_AUTH_FAILURES, 1);
+    c->auth_fails++;
+    c->auth_held = true;
+    c->held_close = c->auth_fails >= AEGIS_AUTH_FAILS_MAX;
+    c->held_seq = c->next_seq++;
+    c->held_until_ms = s->now_ms + ((uint64_t)AEGIS_AUTH_DELAY_MS << shift);
+    c->paused = true;
+    aegis__uring_loop_client_pause(s->node->loop, c->id);
+}
+
+/* The held reply of a failed AUTH goes out; reading resumes (or the connection ends). */
+static void auth_release(struct srv_conn *c)
+{
+    c->auth_held = false;
+    slot_fill(c, c->held_seq,
+              strdup("-WRONGPASS invalid username-password pair or user is disabled.\r\n"),
+              (uint32_t)sizeof("-WRONGPASS invalid username-password pair or user is "
+                               "disabled.\r\n") - 1);
+    if (c->held_close) {
+        c->close_after_flush = true;
+    }
+    flush_and_resume(c);
+}
+
+/* AUTH password | AUTH user password. */
+static void cmd_auth(struct srv_conn *c, const struct aegis_resp_cmd *cmd)
+{
+    const struct aegis_resp_arg *a = cmd->argv;
+    const struct aegis_resp_arg *pw = &a[cmd->argc - 1];
+    enum aegis_access role;
+
+    if (!c->srv->auth_required) {
+        REPLY_LIT(c, "-ERR AUTH <password> called without any password configured for "
+                     "the default user. Are you sure your configuration is correct?\r\n");
+        return;
+    }
+    role = aegis__users_check(&c->srv->users, cmd->argc == 3 ? a[1].ptr : NULL,
+                              cmd->argc == 3 ? a[1].len : 0, pw->ptr, pw->len);
+    if (role == AEGIS_ACCESS_NONE) {
+        auth_failed(c);
+    } else if (c->reserved && role != AEGIS_ACCESS_ADMIN) {
+        REPLY_LIT(c, "-ERR max number of clients reached (the remaining connections are "
+                     "reserved for admin users)\r\n");
+        c->close_after_flush = true;
+    } else {
+        c->role = (uint8_t)role;
+        REPLY_LIT(c, "+OK\r\n");
+    }
+}
+
+/* CONFIG GET answers the settings redis-benchmark asks for; CONFIG SET is refused (every
+ * setting is a flag of aegisd); CONFIG RESETSTAT restarts the INFO latency counts. */
+static void cmd_config(struct srv_conn *c, const struct aegis_resp_cmd *cmd)
+{
+    static const char *const keys[][2] = {{"save", ""}, {"appendonly", "no"}};
+    const struct aegis_resp_arg *a = cmd->argv;
+    struct aegis_resp_wbuf w;
+    char pat[64];
+    uint32_t found = 0;
+
+    if (cmd->argc == 2 && arg_is(&a[1], "resetstat")) {
+        /* Redis' CONFIG RESETSTAT: INFO latency counts from here (aegis-bench --breakdown). */
+        if (aegis__metrics_reset_baseline(&c->srv->node->metrics) == 0) {
+            REPLY_LIT(c, "+OK\r\n");
+        } else {
+            REPLY_LIT(c, "-ERR out of memory\r\n");
+        }
+        return;
+    }
+    if (cmd->argc >= 2 && arg_is(&a[1], "set")) {
+        REPLY_LIT(c, "-ERR CONFIG SET is not supported; restart with flags\r\n");
+        return;
+    }
+    if (cmd->argc != 3 || !arg_is(&a[1], "get")) {
+        REPLY_LIT(c, "-ERR unknown CONFIG subcommand or wrong number of arguments; "
+                     "try CONFIG GET name, CONFIG RESETSTAT\r\n");
+        return;
+    }
+    snprintf(pat, sizeof(pat), "%.*s", (int)(a[2].len < 63 ? a[2].len : 63), a[2].ptr);
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        found += fnmatch(pat, keys[i][0], FNM_CASEFOLD) == 0 ? 1u : 0u;
+    }
+    aegis__resp_wbuf_init(&w, NULL, 0);
+    aegis__resp_add_array(&w, 2u * found);
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        if (fnmatch(pat, keys[i][0], FNM_CASEFOLD) == 0) {
+            aegis__resp_add_bulk(&w, keys[i][0], strlen(keys[i][0]));
+            aegis__resp_add_bulk(&w, keys[i][1], strlen(keys[i][1]));
+        }
+    }
+    {
+        uint32_t len;
+        char *bytes = dup_bytes(w.data, (uint32_t)w.len, &len);
+
+        reply_now(c, bytes, len);
+    }
+    aegis__resp_wbuf_close(&w);
+}
+
 /* Run one complete command. Returns false when the node pushed back: the command was not
  * taken and must be parsed again later. */
 static bool dispatch(struct srv_conn *c, const struct aegis_resp_cmd *cmd)
@@ -1040,9 +1194,7 @@ static bool dispatch(struct srv_conn *c, const struct aegis_resp_cmd *cmd)
     const struct aegis_resp_arg *a = cmd->argv;
     uint32_t argc = cmd->argc;
 
-    if (c->srv->password[0] != '\0' && !c->authed && !arg_is(&a[0], "auth") &&
-        !arg_is(&a[0], "quit") && !arg_is(&a[0], "hello")) {
-        REPLY_LIT(c, "-NOAUTH Authentication required.\r\n");
+    if (!permitted(c, cmd)) {
         return true;
     }
     if (arg_is(&a[0], "get") && argc == 2) {
@@ -1089,30 +1241,13 @@ static bool dispatch(struct srv_conn *c, const struct aegis_resp_cmd *cmd)
         reply_now(c, reply_, len);
     } else if (arg_is(&a[0], "info")) {
         cmd_info(c, cmd);
-    } else if (arg_is(&a[0], "config") && argc == 2 && arg_is(&a[1], "resetstat")) {
-        /* Redis' CONFIG RESETSTAT: INFO latency counts from here (aegis-bench --breakdown). */
-        if (aegis__metrics_reset_baseline(&c->srv->node->metrics) == 0) {
-            REPLY_LIT(c, "+OK\r\n");
-        } else {
-            REPLY_LIT(c, "-ERR out of memory\r\n");
-        }
-    } else if (arg_is(&a[0], "command") || arg_is(&a[0], "config")) {
-        /* Enough for redis-cli and redis-benchmark to start: no command docs, no
-         * settings ("CONFIG GET save" answers an empty list). */
+    } else if (arg_is(&a[0], "config")) {
+        cmd_config(c, cmd);
+    } else if (arg_is(&a[0], "command")) {
+        /* Enough for redis-cli to start: no command docs. */
         REPLY_LIT(c, "*0\r\n");
     } else if (arg_is(&a[0], "auth") && (argc == 2 || argc == 3)) {
-        const struct aegis_resp_arg *pw = &a[argc - 1];
-        const char *want = c->srv->password;
-
-        if (want[0] == '\0') {
-            REPLY_LIT(c, "-ERR AUTH <password> called without any password configured for "
-                         "the default user. Are you sure your configuration is correct?\r\n");
-        } else if (pw->len == strlen(want) && memcmp(pw->ptr, want, pw->len) == 0) {
-            c->authed = true;
-            REPLY_LIT(c, "+OK\r\n");
-        } else {
-            REPLY_LIT(c, "-WRONGPASS invalid username-password pair or user is disabled.\r\n");
-        }
+        cmd_auth(c, cmd);
     } else if (arg_is(&a[0], "select") || arg_is(&a[0], "client")) {
         REPLY_LIT(c, "+OK\r\n");
     } else if (arg_is(&a[0], "quit")) {
@@ -1174,7 +1309,9 @@ static void on_open(struct aegis_node *n, aegis_uring_client_id id, void *data)
     }
     c->id = id;
     c->srv = s;
-    c->authed = s->password[0] == '\0';
+    c->role = s->auth_required ? AEGIS_ACCESS_NONE : AEGIS_ACCESS_ADMIN;
+    c->reserved = s->reserve > 0 && s->conns >= s->config.clients_max - s->reserve;
+    c->opened_ms = c->last_io_ms = s->now_ms;
     limits.bulk_bytes_max = s->config.value_bytes_max;
     aegis__resp_parser_init(&c->parser, &limits, NULL);
     *map_find(s, id) = c;
@@ -1187,18 +1324,20 @@ static size_t on_data(struct aegis_node *n, aegis_uring_client_id id, const uint
     struct aegis_server *s = data;
     struct srv_conn *c = *map_find(s, id);
     size_t used = 0;
+    bool partial = false;
 
     if (c == NULL || c->close_after_flush) {
         return len;
     }
     s->rx_ns = aegis__now_ns(); /* One clock read for every command in these bytes. */
+    c->last_io_ms = s->now_ms;
     if (c->pending != NULL && !run_pending(c)) {
         c->paused = true;
         aegis__uring_loop_client_pause(n->loop, id);
         conn_flush(c);
         return 0;
     }
-    while (used < len) {
+    while (used < len && !c->auth_held) {
         struct aegis_resp_cmd cmd;
         int rv;
 
@@ -1212,6 +1351,7 @@ static size_t on_data(struct aegis_node *n, aegis_uring_client_id id, const uint
          * commands in place, so it takes it as mutable. */
         rv = aegis__resp_parse(&c->parser, (char *)(uintptr_t)(bytes + used), len - used, &cmd);
         if (rv == 0) {
+            partial = true;
             break;
         }
         if (rv < 0) {
@@ -1232,6 +1372,12 @@ static size_t on_data(struct aegis_node *n, aegis_uring_client_id id, const uint
             break;
         }
         used += cmd.bytes;
+    }
+    /* The request deadline runs from a partial command's first byte seen. */
+    if (!partial) {
+        c->partial_ms = 0;
+    } else if (c->partial_ms == 0 || used > 0) {
+        c->partial_ms = s->now_ms;
     }
     conn_flush(c);
     return used;
@@ -1260,6 +1406,54 @@ static void on_flush(struct aegis_node *n, void *data)
     }
 }
 
+/* Why @c should be closed at @now, or NULL. */
+static const char *deadline_passed(const struct aegis_server *s, const struct srv_conn *c,
+                                   uint64_t now)
+{
+    uint64_t req = s->config.request_ms, idle = s->config.idle_ms;
+
+    if (req != 0 && c->role == AEGIS_ACCESS_NONE && now - c->opened_ms >= req) {
+        return "not authenticated within the request deadline";
+    }
+    if (req != 0 && c->partial_ms != 0 && !c->paused && now - c->partial_ms >= req) {
+        return "command not complete within the request deadline";
+    }
+    if (c->reserved && !s->auth_required && req != 0 && (idle == 0 || req < idle)) {
+        idle = req; /* Open port: reserved slots turn over quickly. */
+    }
+    if (idle != 0 && now - c->last_io_ms >= idle) {
+        return "idle";
+    }
+    return NULL;
+}
+
+/* Every loop tick: release held AUTH replies, close connections past a deadline. O(map)
+ * every 100 ms: a few thousand pointer reads. */
+static void on_tick(struct aegis_node *n, uint64_t now_ms, void *data)
+{
+    struct aegis_server *s = data;
+
+    s->now_ms = now_ms;
+    for (uint32_t i = 0; i <= s->map_mask; i++) {
+        struct srv_conn *c = s->map[i];
+        const char *why;
+
+        if (c == NULL || c->timed_out) {
+            continue;
+        }
+        if (c->auth_held && now_ms >= c->held_until_ms) {
+            auth_release(c);
+        }
+        why = deadline_passed(s, c, now_ms);
+        if (why != NULL) {
+            c->timed_out = true;
+            aegis__metrics_add(&n->metrics, AEGIS_MT_NET, AEGIS_MC_CLIENT_TIMEOUTS, 1);
+            AEGIS_LOG_RATELIMITED(AEGIS_LOG_INFO, "client connection closed: %s", why);
+            aegis__uring_loop_client_close(n->loop, c->id, false);
+        }
+    }
+}
+
 static void on_close(struct aegis_node *n, aegis_uring_client_id id, int status, void *data)
 {
     struct aegis_server *s = data;
@@ -1283,7 +1477,8 @@ int aegis__server_create(struct aegis_server **out, struct aegis_node *n,
 {
     struct aegis_server *s = calloc(1, sizeof(*s));
     struct aegis_client_hooks hooks = {.on_open = on_open, .on_data = on_data,
-                                       .on_close = on_close, .on_flush = on_flush};
+                                       .on_close = on_close, .on_flush = on_flush,
+                                       .on_tick = on_tick};
     uint32_t slots = 1, map = 1;
 
     if (s == NULL) {
@@ -1304,10 +1499,13 @@ int aegis__server_create(struct aegis_server **out, struct aegis_node *n,
     s->config = *c;
     s->slots_mask = slots - 1;
     s->map_mask = map - 1;
-    if (c->password != NULL) {
-        snprintf(s->password, sizeof(s->password), "%s", c->password);
-    }
-    s->config.password = NULL;
+    s->users = c->users;
+    s->config.users = (struct aegis_users){0};
+    s->auth_required = s->users.count > 0;
+    s->config.clients_max = c->clients_max != 0 ? c->clients_max : 1024;
+    s->reserve = c->admin_reserve < s->config.clients_max / 4 ? c->admin_reserve
+                                                               : s->config.clients_max / 4;
+    s->now_ms = aegis__uring_loop_now_ms();
     hooks.data = s;
     aegis__node_set_client_hooks(n, &hooks);
     aegis__node_set_client_port(n, c->host, c->port, c->clients_max != 0 ? c->clients_max : 1024,
@@ -1333,5 +1531,6 @@ void aegis__server_destroy(struct aegis_server *s)
         s->dirty = next;
     }
     free(s->map);
+    aegis__users_free(&s->users);
     free(s);
 }

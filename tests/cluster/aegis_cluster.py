@@ -278,7 +278,8 @@ class Node:
     def peer_addr(self):
         return "127.0.0.1:%d" % self.peer_port
 
-    def start(self, peers, join=False, extra=()):
+    def start(self, peers, join=False, extra=(), env=None):
+        """@env: extra environment variables for aegisd (e.g. AEGIS_REQUIREPASS)."""
         check(self.proc is None or self.proc.poll() is not None,
               "node %d already running" % self.id)
         args = [self.cluster.aegisd, "--id", str(self.id), "--peers", peers,
@@ -291,7 +292,8 @@ class Node:
         logf.write(("=== start %d: %s\n" % (self.starts, " ".join(args))).encode())
         logf.flush()
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
-                                     preexec_fn=_child_setup)
+                                     preexec_fn=_child_setup,
+                                     env=dict(os.environ, **env) if env else None)
         logf.close()
         log("node %d started (pid %d, client %d, peer %d)%s" %
             (self.id, self.proc.pid, self.client_port, self.peer_port, " --join" if join else ""))
@@ -359,10 +361,15 @@ class Cluster:
         self.client_tls_ca = os.path.join(tls, "ca.crt") if tls and client_tls else None
         if self.client_tls_ca:
             self.flags.append("--client-tls")
-        self.password = password          # --requirepass; the harness AUTHs with it.
-        if password is not None:
-            self.flags += ["--requirepass", password]
+        self.password = password          # The default user's; the harness AUTHs with it.
         self.dir = tempfile.mkdtemp(prefix="aegis-%s." % name)
+        if password is not None:
+            # Never in argv (/proc/PID/cmdline is world-readable): a file only we read.
+            path = os.path.join(self.dir, "requirepass")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(password + "\n")
+            self.flags += ["--requirepass-file", path]
         self.nodes = {}
         self.failed = False
         for i in range(1, n + 1):
@@ -393,11 +400,11 @@ class Cluster:
         ids = sorted(self.nodes) if ids is None else sorted(ids)
         return ",".join("%d=%s" % (i, self.nodes[i].peer_addr) for i in ids)
 
-    def start(self, ids=None, peer_ids=None, extra=()):
+    def start(self, ids=None, peer_ids=None, extra=(), env=None):
         ids = sorted(self.nodes) if ids is None else ids
         peers = self.peers(peer_ids)
         for i in ids:
-            self.nodes[i].start(peers, extra=extra)
+            self.nodes[i].start(peers, extra=extra, env=env)
         for i in ids:
             wait_until(self.nodes[i].ping, 20, "node %d to answer PING" % i)
 

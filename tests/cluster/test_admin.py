@@ -1,4 +1,4 @@
-"""Scenario: the admin side and the password, on three nodes started with --requirepass.
+"""Scenario: the admin side and the password, on three nodes started with --requirepass-file.
 
 - Without AUTH every command but AUTH/QUIT answers -NOAUTH; a wrong password answers
   -WRONGPASS and stays unauthenticated; the right one answers +OK (redis-cli -a works too).

@@ -116,6 +116,9 @@ def benchmark(opts, node, tests, n, pipeline):
               (tests, node.id, t, out))
     check("error" not in out.lower(), "redis-benchmark against node %d reported errors:\n%s"
           % (node.id, out))
+    # CONFIG GET answers save and appendonly (it used to answer an empty array).
+    check("could not fetch server config" not in out.lower(),
+          "redis-benchmark could not read CONFIG from node %d:\n%s" % (node.id, out))
     log("redis-benchmark -t %s -n %d -P %d against node %d: ok" % (tests, n, pipeline, node.id))
 
 
