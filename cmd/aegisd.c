@@ -96,6 +96,8 @@ static void usage(FILE *f)
             "  --fail-stop-ms N           after a storage error (disk full, I/O error) the\n"
             "                             node stops serving at once and exits with status\n"
             "                             3 this long after (2000)\n"
+            "  --catchup-timeout-ms N     AEGIS.ADD: a new member that has not caught up\n"
+            "                             by then is removed, never made a voter (60000)\n"
             "  --metrics HOST:PORT        serve Prometheus metrics at http://HOST:PORT/metrics\n"
             "  --tls-cert FILE            this node's certificate (PEM); with --tls-key and\n"
             "                             --tls-ca, peer links use mutual TLS: the\n"
@@ -157,6 +159,7 @@ enum {
     /* TLS (one block). */
     OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_CA, OPT_CLIENT_TLS,
     OPT_USERS, OPT_PASSFILE, OPT_INSECURE, OPT_IDLE, OPT_REQUEST, OPT_RESERVE,
+    OPT_CATCHUP,
 };
 
 static const struct option long_opts[] = {
@@ -193,6 +196,7 @@ static const struct option long_opts[] = {
     {"client-idle-ms", required_argument, NULL, OPT_IDLE},
     {"client-request-ms", required_argument, NULL, OPT_REQUEST},
     {"admin-reserve", required_argument, NULL, OPT_RESERVE},
+    {"catchup-timeout-ms", required_argument, NULL, OPT_CATCHUP},
     {NULL, 0, NULL, 0},
 };
 
@@ -257,6 +261,10 @@ static int parse_number_opt(int opt, const char *arg, struct opts *o)
     case OPT_FAILSTOP:
         rv = parse_u64("--fail-stop-ms", arg, 0, 600000, &v);
         o->node.fail_stop_ms = (uint32_t)v;
+        break;
+    case OPT_CATCHUP:
+        rv = parse_u64("--catchup-timeout-ms", arg, 0, 86400000, &v);
+        o->node.catchup_timeout_ms = (uint32_t)v;
         break;
     default:
         rv = -1;
@@ -615,6 +623,15 @@ static void on_storage_failed(struct aegis_node *n, int err, void *data)
     pthread_kill(main_thread, SIGTERM);
 }
 
+/* The node stopped on a fatal condition (e.g. the amnesia guard): wake the main thread's
+ * sigwait so that it stops the node and exits non-zero. */
+static void on_fatal(void *data, int err)
+{
+    (void)data;
+    (void)err;
+    kill(getpid(), SIGTERM);
+}
+
 int main(int argc, char **argv)
 {
     struct opts o;
@@ -630,6 +647,7 @@ int main(int argc, char **argv)
         return 2;
     }
     aegis__log_setup(o.log_level, o.node.id);
+    o.node.on_fatal = on_fatal;
     /* Block the shutdown signals in every thread (the node's threads inherit this mask);
      * the main thread takes them with sigwait(). A peer that hangs up must not kill us. */
     sigemptyset(&set);
@@ -674,6 +692,7 @@ int main(int argc, char **argv)
     } else {
         AEGIS_LOG(AEGIS_LOG_INFO, "%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
     }
+    /* A fatal condition of the node (aegis_node_stop returns it) makes the exit 1. */
     aegis__metrics_http_stop(metrics);
     rv = aegis_node_stop(node);
     aegis_node_destroy(node);

@@ -471,11 +471,11 @@ bool aegis__engine_handle_vote_response(struct aegis_engine *e, const struct aeg
     return !was_leader && aegis__engine_is_leader(e);
 }
 
-/* Promote learners that have caught up with the commit index, one change at a time. */
+/* Promote learners added after the start, one change at a time. The rule (caught up with
+ * the leader's log as of the add, or removed after config.raft.catchup_timeout_ticks) is
+ * the core's: aegis__raft_promote() applies it. */
 static void promote_caught_up(struct aegis_engine *e)
 {
-    aegis_index match;
-    aegis_index next;
     aegis_index index;
 
     if (e->promote_count == 0 || aegis__raft_role(e->raft) != AEGIS_ROLE_LEADER) {
@@ -483,21 +483,23 @@ static void promote_caught_up(struct aegis_engine *e)
     }
     for (uint32_t k = 0; k < e->promote_count; k++) {
         aegis_node_id id = e->promote[k];
-        int rv;
+        int rv = aegis__raft_promote(e->raft, id, &index);
 
-        if (!aegis__raft_progress(e->raft, id, &match, &next) ||
-            match < aegis__raft_commit_index(e->raft)) {
-            continue;
-        }
-        rv = aegis__raft_promote(e->raft, id, &index);
         if (rv == AEGIS_EBUSY) {
             return; /* The previous change has not committed yet; try next tick. */
         }
-        /* Promoted, or no longer promotable (e.g. removed meanwhile): stop tracking. */
+        if (rv == AEGIS_EAGAIN) {
+            continue; /* Not caught up yet. */
+        }
+        /* Promoted, removed for never catching up, or no longer promotable (e.g. removed
+         * meanwhile): stop tracking. */
         if (rv == 0) {
             (void)aegis__cluster_set_role(&e->cluster, id, AEGIS_NODE_FOLLOWER);
+        } else if (rv == AEGIS_ECATCHUP) {
+            (void)aegis__cluster_remove_node(&e->cluster, id);
         }
         e->promote[k] = e->promote[--e->promote_count];
+        drain(e);
         return;
     }
 }

@@ -30,8 +30,10 @@
  * Membership. Peers added before the engine starts (before its first tick, message,
  * election or proposal) form the initial configuration as voters: every node of a new
  * cluster must be given the same peers. A peer added after the start is proposed as a
- * learner through the log (leader only) and promoted to voter by the engine once it has
- * caught up with the commit index; one membership change at a time. A node created to join
+ * learner through the log (leader only) and promoted to voter by the engine under the
+ * core's rule (aegis__raft_promote: it acknowledged the log up to its own addition; one
+ * that does not within config.raft.catchup_timeout_ticks is removed again); one
+ * membership change at a time. A node created to join
  * an existing group sets config.joining: it starts with an empty configuration (so it
  * never campaigns on its own) and learns the group from the leader that adds it; peers
  * given to it before the start are only recorded in its cluster view.

@@ -53,6 +53,8 @@ void aegis__progress_reset(struct aegis_progress *p, aegis_node_id id, aegis_ind
     p->probe_sent = false;
     p->recent_active = false;
     p->read_acked = 0;
+    p->catchup_index = 0;
+    p->catchup_ticks = 0;
 }
 
 void aegis__progress_to_probe(struct aegis_progress *p)

@@ -37,6 +37,11 @@ struct aegis_progress {
     bool recent_active;   /* Heard from it since the last check-quorum round. */
     uint64_t read_acked;  /* Highest ReadIndex round it confirmed. */
 
+    /* Learners (raft_membership.c): promotable once match >= catchup_index; the leader
+     * ticks spent waiting for it. */
+    aegis_index catchup_index;
+    uint32_t catchup_ticks;
+
     /* The in-flight window (REPLICATE). */
     struct aegis_inflight *inflights;
     uint32_t inflights_cap;

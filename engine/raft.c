@@ -253,6 +253,7 @@ int aegis__raft_create(struct aegis_raft **out, const struct aegis_raft_config *
     r->rng = rng;
     r->tracer = tracer;
     r->id = config->id;
+    r->fresh = config->fresh && !aegis__raft_bug(r, AEGIS_RAFT_BUG_NO_AMNESIA_GUARD);
     aegis__log_init(&r->log, a);
     rv = alloc_state(r);
     if (rv == 0) {
@@ -497,6 +498,9 @@ int aegis__raft_step(struct aegis_raft *r, const struct aegis_msg *m)
     if (rv != 0) {
         return rv;
     }
+    if (aegis__raft_amnesia_guard(r, m)) {
+        return 0; /* Refused before it changes anything; rd.fatal says why. */
+    }
     if (!step_term(r, m)) {
         return 0;
     }
@@ -532,8 +536,14 @@ int aegis__raft_step(struct aegis_raft *r, const struct aegis_msg *m)
 
 void aegis__raft_tick(struct aegis_raft *r)
 {
+    if (r->fatal != 0) {
+        return;
+    }
     if (r->role == AEGIS_ROLE_LEADER) {
         aegis__raft_tick_leader(r);
+        if (r->role == AEGIS_ROLE_LEADER) {
+            aegis__raft_tick_learners(r);
+        }
     } else {
         aegis__raft_tick_follower(r);
     }
@@ -541,7 +551,7 @@ void aegis__raft_tick(struct aegis_raft *r)
 
 void aegis__raft_campaign(struct aegis_raft *r)
 {
-    if (r->role == AEGIS_ROLE_LEADER || !aegis__raft_promotable(r)) {
+    if (r->role == AEGIS_ROLE_LEADER || !aegis__raft_promotable(r) || r->fatal != 0) {
         return;
     }
     aegis__raft_start_election(r, r->cfg.pre_vote, false);
@@ -625,7 +635,7 @@ bool aegis__raft_has_ready(const struct aegis_raft *r)
     return !hs_equal(&hs, &r->hs_handed) ||
            r->unstable_from <= aegis__log_last_index(&r->log) || b->msgs_count > 0 ||
            b->after_count > 0 || b->reads_count > 0 || r->handed_commit < applicable_index(r) ||
-           r->snap_out || snapshot_wanted(r);
+           r->snap_out || snapshot_wanted(r) || (r->fatal != 0 && !r->fatal_reported);
 }
 
 static void ready_entries(struct aegis_raft *r, struct aegis_ready *rd)
@@ -694,6 +704,8 @@ void aegis__raft_ready(struct aegis_raft *r, struct aegis_ready *rd)
         rd->snapshot_wanted = true;
         r->snap_asked = true;
     }
+    rd->fatal = r->fatal;
+    r->fatal_reported = r->fatal != 0;
     r->cur ^= 1u;
     AEGIS_ASSERT(r->boxes[r->cur].msgs_count == 0);
     r->ready_out = true;
@@ -726,6 +738,11 @@ void aegis__raft_applied(struct aegis_raft *r, aegis_index index)
     if (index > r->applied) {
         r->applied = index;
     }
+}
+
+int aegis__raft_fatal(const struct aegis_raft *r)
+{
+    return r->fatal;
 }
 
 enum aegis_role aegis__raft_role(const struct aegis_raft *r)

@@ -52,6 +52,16 @@ struct aegis_raft_config {
     uint32_t snapshot_chunk_bytes;
     bool pre_vote;
     bool check_quorum;
+    /* Amnesia guard: this node's storage was empty at start and it was not started to
+     * join (the runtime's --join). While its log stays empty, a message showing that the
+     * cluster already exists (a candidate or leader with a log, a leader's commit index,
+     * a snapshot) is refused and the core reports AEGIS_EAMNESIA in rd.fatal: the node
+     * may have voted and acknowledged before it lost its storage. See docs/raft.md. */
+    bool fresh;
+    /* A learner added on this leader that has not acknowledged entries up to its
+     * catch-up index within this many leader ticks is never promoted: aegis__raft_promote
+     * proposes its removal and answers AEGIS_ECATCHUP. 0: no limit. */
+    uint32_t catchup_timeout_ticks;
     uint32_t bugs;                /* AEGIS_RAFT_BUG_* bits; 0 in production. */
     /* Optional: checks a snapshot received from the leader once its last chunk is in,
      * before anything is reset. Non-zero refuses it: the assembly is dropped, the leader
@@ -69,6 +79,7 @@ enum aegis_raft_bug {
     AEGIS_RAFT_BUG_VOTE_ANY_LOG = 1u << 1,    /* Grant votes without the up-to-date check. */
     AEGIS_RAFT_BUG_ACK_BEFORE_DURABLE = 1u << 2, /* Follower acks before persisting. */
     AEGIS_RAFT_BUG_READ_WITHOUT_INDEX = 1u << 3, /* Leader serves reads at once. */
+    AEGIS_RAFT_BUG_NO_AMNESIA_GUARD = 1u << 4,   /* Ignore config.fresh. */
 };
 
 /* Fill @c with the defaults: election 10..20 ticks, heartbeat 2, threshold 10000,
@@ -113,6 +124,8 @@ struct aegis_ready {
     uint32_t reads_count;
     struct aegis_read_state *reads;
     bool snapshot_wanted;               /* Applied passed the threshold: take a snapshot. */
+    int fatal; /* Non-zero (AEGIS_EAMNESIA): the node must stop; it ignores every message
+                  from now on. Set in every ready once it happened. */
 };
 
 /* Structured trace events: the core never prints. */
@@ -160,7 +173,17 @@ int aegis__raft_propose(struct aegis_raft *r, uint8_t type, struct aegis_buf *bu
                         aegis_index *index_out);
 
 /* Membership change one server at a time: add @id as a learner, promote a learner to
- * voter, or remove a member. Proposes a ConfigChange entry. */
+ * voter, or remove a member. Proposes a ConfigChange entry.
+ *
+ * The promotion rule lives here and nowhere else: a learner becomes a voter only once
+ * its acknowledged (durable) match index reached its catch-up index, the leader's last
+ * index when the leader started tracking it (for a learner added on this leader: the
+ * index of its AddLearner entry, above the commit index at the time of the request; so
+ * at least one acknowledgement). Until then aegis__raft_promote() answers AEGIS_EAGAIN;
+ * past config.catchup_timeout_ticks leader ticks without catching up it proposes the
+ * learner's removal instead (its index in @index_out) and answers AEGIS_ECATCHUP.
+ * Drivers call aegis__raft_promote() until it answers something else than AEGIS_EAGAIN
+ * or AEGIS_EBUSY. */
 int aegis__raft_add_learner(struct aegis_raft *r, aegis_node_id id, aegis_index *index_out);
 int aegis__raft_promote(struct aegis_raft *r, aegis_node_id id, aegis_index *index_out);
 int aegis__raft_remove(struct aegis_raft *r, aegis_node_id id, aegis_index *index_out);
@@ -217,6 +240,9 @@ const struct aegis_conf *aegis__raft_conf(const struct aegis_raft *r);
  * 0, AEGIS_ERANGE (past the last index) or AEGIS_ECOMPACTED. */
 int aegis__raft_conf_at(const struct aegis_raft *r, aegis_index index, struct aegis_conf *out);
 struct aegis_hard_state aegis__raft_hard_state(const struct aegis_raft *r);
+
+/* 0, or the fatal condition the node stopped on (AEGIS_EAMNESIA). */
+int aegis__raft_fatal(const struct aegis_raft *r);
 
 /* Per-follower replication progress, for status output (leader only; false otherwise). */
 bool aegis__raft_progress(const struct aegis_raft *r, aegis_node_id id,

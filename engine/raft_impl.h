@@ -142,6 +142,12 @@ struct aegis_raft {
     struct aegis_snapshot_meta rd_snap_meta;
     struct aegis_buf *rd_snap_data;
     uint64_t msgs_dropped;
+
+    /* Amnesia guard (raft_membership.c): armed while config.fresh and the log never held
+     * an entry; fatal once a message showed that the cluster exists. */
+    bool fresh;
+    int fatal;
+    bool fatal_reported;
 };
 
 /* raft.c */
@@ -204,5 +210,7 @@ void aegis__raft_conf_truncated(struct aegis_raft *r);
 void aegis__raft_conf_set(struct aegis_raft *r, const struct aegis_conf *c, aegis_index index);
 void aegis__raft_sync_progress(struct aegis_raft *r);
 void aegis__raft_conf_on_commit(struct aegis_raft *r);
+bool aegis__raft_amnesia_guard(struct aegis_raft *r, const struct aegis_msg *m);
+void aegis__raft_tick_learners(struct aegis_raft *r);
 
 #endif /* AEGIS_RAFT_IMPL_H */

@@ -31,6 +31,7 @@ void aegis_node_config_init(struct aegis_node_config *c)
     c->max_command_bytes = 1u << 20;
     c->max_pending = 65536;
     c->fail_stop_ms = 2000;
+    c->catchup_timeout_ms = 60000;
 }
 
 static int config_check(const struct aegis_node_config *c)
@@ -167,6 +168,18 @@ static void raft_config_from(const struct aegis_node *n, struct aegis_raft_confi
     rc->heartbeat_interval_ticks = n->config.heartbeat_ticks;
     rc->snapshot_threshold = n->config.snapshot_threshold;
     rc->snapshot_trailing = n->config.snapshot_threshold / 10 + 16;
+    rc->catchup_timeout_ticks = n->config.catchup_timeout_ms == 0
+                                    ? 0 /* No limit. */
+                                    : n->config.catchup_timeout_ms / n->config.tick_ms + 1;
+    rc->fresh = n->datadir_fresh && !n->config.join;
+}
+
+/* Whether the data directory held nothing a peer could have counted on: no snapshot and
+ * no log entry. (The hard state does not count: a node stopped by the amnesia guard may
+ * have written a term, and must stay guarded when restarted on the same directory.) */
+static bool datadir_fresh(const struct aegis_log_state *rec)
+{
+    return !rec->has_snapshot && rec->entries_count == 0;
 }
 
 /* Restore the state machine from the snapshot the node starts with. */
@@ -203,9 +216,6 @@ static int recover(struct aegis_node *n)
             AEGIS_LOG(AEGIS_LOG_ERROR, "%s", n->datadir.msg);
             return rv;
         }
-        n->datadir_fresh = n->datadir.fresh;
-    } else {
-        n->datadir_fresh = true; /* Nothing is kept: every start is a fresh one. */
     }
     memset(&lc, 0, sizeof(lc));
     lc.dir = n->data_dir;
@@ -260,6 +270,7 @@ static int recover(struct aegis_node *n)
     }
     n->hs_term = restore.hs.term;
     n->hs_vote = restore.hs.vote;
+    n->datadir_fresh = datadir_fresh(&rec);
     raft_config_from(n, &rc);
     aegis__rng_seed(&n->rng, n->rng_seed);
     rv = aegis__raft_create(&n->raft, &rc, &restore, &n->rng, &tracer, n->alloc);

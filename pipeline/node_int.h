@@ -154,7 +154,7 @@ struct aegis_pending_add {
     aegis_node_id id;             /* 0: none. */
     aegis_done_cb cb;
     void *data;
-    uint64_t deadline_tick;
+    aegis_index catchup_hint;     /* Its AddLearner entry: what it must acknowledge. */
 };
 
 /* Client-port hooks for a server (aegisd). They run on the net thread. */
@@ -220,6 +220,8 @@ struct aegis_node {
     uint64_t next_read_ctx;
     uint64_t tick_count;
     uint64_t durable_seq;               /* Log requests reported durable (reqs_done). */
+    bool datadir_fresh;                 /* No snapshot and no entry at start (node.c). */
+    bool fatal_reported;                /* The core's rd.fatal was acted on. */
     aegis_term hs_term;                 /* Term and vote last handed to the log thread. */
     aegis_node_id hs_vote;
     struct aegis_msg *held;             /* msgs_after_persist waiting for durable_seq. */
@@ -275,9 +277,6 @@ struct aegis_node {
 
     /* Data directory (pipeline/datadir.h): lock held from create to destroy. */
     struct aegis_datadir datadir;
-    /* True when this start found the data directory without identity, hard state, log or
-     * snapshot (it initialised it). Set by create, read-only afterwards. */
-    bool datadir_fresh;
 
     /* Shared. */
     pthread_t net_thread, raft_thread, apply_thread;

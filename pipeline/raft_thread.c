@@ -608,6 +608,28 @@ static void route_reads(struct aegis_node *n, const struct aegis_ready *rd)
     }
 }
 
+/* The core refused a message showing that the cluster exists while this node's data
+ * directory was empty (engine/raft_membership.c, the amnesia guard): say what to do and
+ * have the process stop. The core ignores every message from now on. */
+static void amnesia_stop(struct aegis_node *n, int err)
+{
+    if (n->fatal_reported) {
+        return;
+    }
+    n->fatal_reported = true;
+    AEGIS_LOG(AEGIS_LOG_ERROR,
+              "fatal: the data directory %s was empty at start and this node was not "
+              "started with --join, but a peer shows that the cluster already exists: this "
+              "node may have lost votes and entries it acknowledged, so it refuses to vote "
+              "or acknowledge and stops. Remove it on the leader (AEGIS.REMOVE %llu), then "
+              "start it with --join and add it back (AEGIS.ADD %llu HOST:PORT)",
+              n->data_dir, (unsigned long long)n->config.id, (unsigned long long)n->config.id);
+    aegis__node_fail(n, err, "amnesia guard");
+    if (n->config.on_fatal != NULL) {
+        n->config.on_fatal(n->config.on_fatal_data, err);
+    }
+}
+
 static void process_ready(struct aegis_node *n)
 {
     struct aegis_ready rd;
@@ -615,6 +637,9 @@ static void process_ready(struct aegis_node *n)
     uint64_t now = 0;
 
     aegis__raft_ready(n->raft, &rd);
+    if (rd.fatal != 0) {
+        amnesia_stop(n, rd.fatal);
+    }
     if (hs_needs_write(n, &rd) || rd.entries_count > 0 || rd.snapshot_meta != NULL) {
         seq = log_submit(n, &rd);
     }
@@ -802,6 +827,20 @@ static void handle_propose(struct aegis_node *n, struct aegis_req *q, uint64_t n
     register_proposal(n, index, q->cb, q->data, AEGIS_NODE_NONE, 0);
 }
 
+/* How long a forwarded admin request waits for the leader's answer: an addition as long
+ * as the leader may wait for the new member to catch up (--catchup-timeout-ms), and then
+ * the time of a write. */
+static uint64_t admin_wait_ticks(const struct aegis_node *n, const struct aegis_req *q)
+{
+    if (q->kind != AEGIS_REQ_ADD) {
+        return FORWARD_TIMEOUT_TICKS(n);
+    }
+    if (n->config.catchup_timeout_ms == 0) {
+        return FORWARD_TIMEOUT_TICKS(n) * 7; /* No limit on the leader: a long wait. */
+    }
+    return FORWARD_TIMEOUT_TICKS(n) + n->config.catchup_timeout_ms / n->config.tick_ms;
+}
+
 /* An admin request (add, remove, transfer) on a node that does not lead: forward it to
  * the leader as writes are forwarded (an 'A' envelope in a CLIENT_REQ, pipeline/envelope.h)
  * and complete q->cb with its answer. Returns false when this node leads: run it here. */
@@ -828,9 +867,7 @@ static bool admin_forwarded(struct aegis_node *n, struct aegis_req *q)
     }
     aegis__buf_unref(q->buf);
     q->buf = buf; /* handle_req drops it after the send took its own reference. */
-    /* An addition waits on the leader for the learner to catch up (its own deadline is
-     * 6 forward timeouts): wait a little longer than that here. */
-    forward(n, q, leader, FORWARD_TIMEOUT_TICKS(n) * (q->kind == AEGIS_REQ_ADD ? 7 : 1));
+    forward(n, q, leader, admin_wait_ticks(n, q));
     return true;
 }
 
@@ -863,39 +900,43 @@ static void handle_add(struct aegis_node *n, struct aegis_req *q)
         return;
     }
     n->adding = (struct aegis_pending_add){.id = q->peer.id, .cb = q->cb, .data = q->data,
-                                           .deadline_tick = n->tick_count +
-                                                            FORWARD_TIMEOUT_TICKS(n) * 6};
+                                           .catchup_hint = index};
 }
 
-/* A learner added through aegis_node_add_member becomes a voter once it has caught up. */
+/* A learner added through aegis_node_add_member becomes a voter once it has caught up.
+ * The rule is the core's (aegis__raft_promote, engine/raft_membership.c): caught up with
+ * the leader's log as of the add, else, after config.catchup_timeout_ms, removed and
+ * AEGIS_ECATCHUP for the caller. */
 static void promote_when_caught_up(struct aegis_node *n)
 {
-    aegis_index match, next, index;
+    aegis_index index = 0;
     int rv;
 
     if (n->adding.id == 0) {
         return;
     }
-    if (aegis__raft_role(n->raft) != AEGIS_ROLE_LEADER || n->tick_count > n->adding.deadline_tick) {
-        complete_now(n, n->adding.cb, n->adding.data,
-                     aegis__raft_role(n->raft) != AEGIS_ROLE_LEADER ? AEGIS_ELEADERLOST
-                                                                    : AEGIS_ETIMEDOUT,
+    if (aegis__raft_role(n->raft) != AEGIS_ROLE_LEADER) {
+        complete_now(n, n->adding.cb, n->adding.data, AEGIS_ELEADERLOST,
                      aegis__raft_leader(n->raft));
         n->adding.id = 0;
         return;
     }
-    if (!aegis__raft_progress(n->raft, n->adding.id, &match, &next) ||
-        match + 64 < aegis__raft_commit_index(n->raft)) {
-        return;
-    }
     rv = aegis__raft_promote(n->raft, n->adding.id, &index);
-    if (rv == AEGIS_EBUSY) {
-        return; /* The learner's own change has not committed yet; next pass. */
+    if (rv == AEGIS_EBUSY || rv == AEGIS_EAGAIN) {
+        return; /* Its own change has not committed, or it is behind; next tick. */
     }
-    if (rv != 0) {
-        complete_now(n, n->adding.cb, n->adding.data, rv, n->config.id);
-    } else {
+    if (rv == 0) {
         register_proposal(n, index, n->adding.cb, n->adding.data, AEGIS_NODE_NONE, 0);
+    } else {
+        if (rv == AEGIS_ECATCHUP) {
+            AEGIS_LOG(AEGIS_LOG_WARN,
+                      "AEGIS.ADD %llu: the node acknowledged nothing up to index %llu within "
+                      "%u ms; it is removed (entry %llu) and stays out of the voters",
+                      (unsigned long long)n->adding.id,
+                      (unsigned long long)n->adding.catchup_hint,
+                      n->config.catchup_timeout_ms, (unsigned long long)index);
+        }
+        complete_now(n, n->adding.cb, n->adding.data, rv, n->config.id);
     }
     n->adding.id = 0;
 }

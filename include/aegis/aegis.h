@@ -95,6 +95,14 @@ struct aegis_node_config {
                                          leader, candidate or voter and answers
                                          AEGIS_ESTORAGE; aegisd exits (status 3) this long
                                          after. Default 2000. */
+    uint32_t catchup_timeout_ms;      /* A member being added that has not caught up by
+                                         then is removed, never promoted. Default 60000;
+                                         0: no limit. */
+    /* Called once (on an internal thread) when the node stopped on a fatal condition it
+     * cannot recover from by itself, e.g. AEGIS_EAMNESIA: the embedder should call
+     * aegis_node_stop() (which returns the code) and exit non-zero. NULL: nothing. */
+    void (*on_fatal)(void *data, int err);
+    void *on_fatal_data;
     /* TLS (docs/security.md); PEM files, paths copied, read by aegis_node_start. All
      * three set: peer links use mutual TLS (each certificate chains to tls_ca and names
      * its node id as a SAN URI aegis://node/<id>). NULL: plaintext peer links. */

@@ -43,6 +43,7 @@ struct sim_options {
     uint32_t bugs;       /* AEGIS_RAFT_BUG_* bits handed to every core. */
     const char *bug_names; /* As given on the command line, for the replay line. */
     bool verbose;        /* Print every trace event as it happens. */
+    bool wipe;           /* Some crashes erase the node's storage (the amnesia guard). */
     enum sim_profile profile;
 };
 
@@ -143,6 +144,11 @@ struct sim_node {
     uint64_t crash_at;         /* A crash scheduled by propose_kill, 0 when none. */
     uint64_t pause_until;
     uint32_t incarnation;
+    bool wiped_out;            /* Stopped by the amnesia guard: waits for its removal. */
+    bool joining;              /* Restarted the operator's way: --join, empty bootstrap. */
+    bool unguarded;            /* Stopped by the guard having lost nothing: guard off. */
+    aegis_index wipe_commit;   /* Wiped while this much was committed; 0 once it holds
+                                  that again (or never wiped). */
     struct aegis_raft *raft;
     struct aegis_rng rng;
     struct sim_disk disk;
@@ -224,6 +230,8 @@ struct sim_stats {
     uint64_t pauses;
     uint64_t transfers;
     uint64_t conf_changes;
+    uint64_t wipes;
+    uint64_t amnesia_stops;
     uint64_t leaders;
     uint64_t snapshots_taken;
     uint64_t snapshots_installed;
@@ -275,6 +283,8 @@ struct sim_world {
     struct sim_lm_slot *lm;     /* (index, term) -> chain, every entry ever appended. */
     size_t lm_cap;
     size_t lm_used;
+
+    uint64_t last_wipe;       /* Step of the last wipe (0: none). */
 
     /* Failure and trace. */
     bool failed;

@@ -3,6 +3,8 @@
  *   sim --seed S [--steps N] [--nodes 3|5] [--bugs NAME[,NAME]] [--verbose]
  *   sim --seeds A..B | --seed S --count M   many seeds, stopping at the first failure
  *   sim ... --profile mixed|chaos|figure8|crash|partition   fault schedule (sim_world.c)
+ *   sim ... --wipe                          some crashes erase the node's storage; it
+ *                                           restarts guarded (config.fresh)
  *   sim ... --expect-violation              succeed iff some seed shows a violation found
  *                                           by a checker (a failed assertion does not
  *                                           count: the search goes on)
@@ -46,6 +48,7 @@ static const struct {
     {"vote_any_log", AEGIS_RAFT_BUG_VOTE_ANY_LOG},
     {"ack_before_durable", AEGIS_RAFT_BUG_ACK_BEFORE_DURABLE},
     {"read_without_index", AEGIS_RAFT_BUG_READ_WITHOUT_INDEX},
+    {"no_amnesia_guard", AEGIS_RAFT_BUG_NO_AMNESIA_GUARD},
 };
 
 static bool parse_bugs(const char *s, uint32_t *bits)
@@ -77,9 +80,9 @@ static void usage(void)
     fprintf(stderr,
             "usage: sim [--seed S] [--seeds A..B | --count M] [--steps N] [--nodes 3|5]\n"
             "           [--bugs commit_old_term,vote_any_log,ack_before_durable,"
-            "read_without_index]\n"
+            "read_without_index,no_amnesia_guard]\n"
             "           [--profile mixed|chaos|figure8|crash|partition]\n"
-            "           [--expect-violation] [--verbose]\n"
+            "           [--expect-violation] [--verbose] [--wipe]\n"
             "env: AEGIS_SEED=<n> replays one seed; AEGIS_SIM_SEEDS=<m> runs m seeds\n");
 }
 
@@ -100,6 +103,9 @@ static void replay_line(const struct sim_options *o, FILE *f)
     }
     if (o->profile != SIM_PROFILE_MIXED) {
         fprintf(f, " --profile %s", sim_profile_name(o->profile));
+    }
+    if (o->wipe) {
+        fprintf(f, " --wipe");
     }
     fprintf(f, " --verbose\n");
 }
@@ -128,6 +134,8 @@ static void add_stats(struct sim_stats *t, const struct sim_stats *s)
     t->partitions += s->partitions;
     t->pauses += s->pauses;
     t->transfers += s->transfers;
+    t->wipes += s->wipes;
+    t->amnesia_stops += s->amnesia_stops;
     t->conf_changes += s->conf_changes;
     t->leaders += s->leaders;
     t->snapshots_taken += s->snapshots_taken;
@@ -232,6 +240,9 @@ static bool parse_args(int argc, char **argv, struct sim_cli *cli)
         } else if (strcmp(a, "--verbose") == 0) {
             cli->o.verbose = true;
             takes_value = false;
+        } else if (strcmp(a, "--wipe") == 0) {
+            cli->o.wipe = true;
+            takes_value = false;
         } else {
             return false;
         }
@@ -250,6 +261,10 @@ static void print_summary(const struct sim_options *o, uint64_t ran, uint64_t fi
            PRIu64 ", pauses %" PRIu64 ", transfers %" PRIu64 ", conf changes %" PRIu64 "\n",
            t->leaders, t->crashes, t->torn, t->partitions, t->pauses, t->transfers,
            t->conf_changes);
+    if (o->wipe) {
+        printf("sim: wipes %" PRIu64 ", nodes stopped by the amnesia guard %" PRIu64 "\n",
+               t->wipes, t->amnesia_stops);
+    }
     printf("sim: msgs %" PRIu64 " (dropped %" PRIu64 ", dup %" PRIu64 "), snapshots %" PRIu64
            "/%" PRIu64 " taken/installed, commit kills %" PRIu64 ", leader commits resting on"
            " an earlier term %" PRIu64 "\n", t->msgs_sent, t->msgs_dropped,

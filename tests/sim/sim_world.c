@@ -33,6 +33,7 @@
 #include <aegis/error.h>
 
 #include "engine/assert.h"
+#include "engine/conf.h"
 
 void *sim_xcalloc(size_t count, size_t size)
 {
@@ -251,6 +252,18 @@ static void disk_compact(struct sim_disk *d, aegis_index index)
 
 /* Make a snapshot durable. Raft §7: keep the log after the snapshot when it holds the
  * snapshot's last entry, else discard all of it. */
+/* The operator deleted the data directory: nothing durable is left. */
+static void disk_wipe(struct sim_disk *d)
+{
+    disk_truncate(d, 0);
+    aegis__buf_unref(d->snap_data);
+    d->snap_data = NULL;
+    d->has_snapshot = false;
+    memset(&d->snap_meta, 0, sizeof(d->snap_meta));
+    memset(&d->hs, 0, sizeof(d->hs));
+    d->first = 1;
+}
+
 static void disk_install_snapshot(struct sim_disk *d, const struct aegis_snapshot_meta *meta,
                                   struct aegis_buf *data)
 {
@@ -445,6 +458,7 @@ static void apply_committed(struct sim_world *w, struct sim_node *nd,
 }
 
 static void node_crash(struct sim_world *w, struct sim_node *nd);
+static struct sim_node *current_leader(struct sim_world *w);
 
 /* A leader that has just applied newly committed entries may crash before anything else
  * of the ready happens (its messages never leave, its entries never reach the disk). The
@@ -506,11 +520,31 @@ static bool handle_ready(struct sim_world *w, struct sim_node *nd, struct aegis_
     return true;
 }
 
+/* The amnesia guard stopped @nd (its storage was empty and the cluster exists): it stays
+ * down until the leader removed it, then restarts the operator's way (--join). A node the
+ * guard stopped although it lost nothing (it started empty and missed the bootstrap,
+ * e.g. behind a partition) is restarted at once with the guard off and its bootstrap
+ * membership (a shortcut of the simulation, safe because it lost nothing; the runtime's
+ * way is the same remove / --join / add): waiting for its removal could need its own
+ * vote (a group shrunk to two voters). */
+static void amnesia_stop(struct sim_world *w, struct sim_node *nd)
+{
+    w->stats.amnesia_stops++;
+    sim_trace(w, nd->id, "sim.amnesia_stop", nd->wipe_commit, 0);
+    node_crash(w, nd);
+    if (nd->wipe_commit == 0) {
+        nd->unguarded = true;
+        return;
+    }
+    nd->wiped_out = true;
+}
+
 void sim_drive(struct sim_world *w, struct sim_node *nd)
 {
     for (uint32_t rounds = 0; nd->up && aegis__raft_has_ready(nd->raft); rounds++) {
         struct aegis_ready rd;
         bool want;
+        int fatal;
 
         if (rounds == 10000) {
             sim_fail(w, "Progress", "node %" PRIu64 " has a ready after 10000 rounds",
@@ -520,10 +554,15 @@ void sim_drive(struct sim_world *w, struct sim_node *nd)
         memset(&rd, 0, sizeof(rd));
         aegis__raft_ready(nd->raft, &rd);
         want = rd.snapshot_wanted;
+        fatal = rd.fatal;
         if (!handle_ready(w, nd, &rd)) {
             return; /* Crashed: the core is gone, with its ready. */
         }
         aegis__raft_advance(nd->raft, &rd);
+        if (fatal != 0) {
+            amnesia_stop(w, nd);
+            return;
+        }
         if (nd->applied != nd->applied_reported) {
             nd->applied_reported = nd->applied;
             aegis__raft_applied(nd->raft, nd->applied);
@@ -555,6 +594,11 @@ static void node_start(struct sim_world *w, struct sim_node *nd)
     struct aegis_raft_config cfg = w->config;
     int rv;
 
+    if (nd->joining) {
+        cfg.fresh = false;            /* --join: the guard is off ... */
+        restore.bootstrap.count = 0;  /* ... and it is a member of nothing until added. */
+    }
+    cfg.fresh = cfg.fresh && !nd->unguarded;
     cfg.id = nd->id;
     aegis__rng_seed(&nd->rng, aegis__rng_next(&w->rng));
     rv = aegis__raft_create(&nd->raft, &cfg, &restore, &nd->rng, &w->tracer, NULL);
@@ -575,6 +619,68 @@ static void node_start(struct sim_world *w, struct sim_node *nd)
     sim_check_rebuild(w, nd);
     sim_trace(w, nd->id, "sim.start", d->hs.term, d->count);
     sim_drive(w, nd);
+}
+
+/* Whether @nd may lack entries it acknowledged (wiped and not holding again everything
+ * committed at the time). */
+static bool amnesiac(struct sim_world *w, struct sim_node *nd)
+{
+    if (nd->wipe_commit != 0 && !nd->wiped_out && nd->up &&
+        disk_last(&nd->disk) >= nd->wipe_commit) {
+        nd->wipe_commit = 0;
+        sim_trace(w, nd->id, "sim.wipe_recovered", disk_last(&nd->disk), 0);
+    }
+    return nd->wipe_commit != 0;
+}
+
+/* With --wipe, some crashes also erase the node's storage; it restarts with its old
+ * configuration (config.fresh), which the amnesia guard must make harmless. Only one
+ * node at a time may have lost what it acknowledged, and only while every other node
+ * holds the committed log: no protocol survives a majority losing its storage (two
+ * wiped nodes could elect each other with empty logs). */
+static bool any_amnesiac(struct sim_world *w)
+{
+    for (unsigned i = 0; i < w->n; i++) {
+        if (amnesiac(w, &w->nodes[i])) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void maybe_wipe(struct sim_world *w, struct sim_node *nd)
+{
+    struct sim_node *leader = current_leader(w);
+
+    /* And only with every node a voter: a wiped voter of a group whose third member is
+     * still a learner leaves no quorum to remove it with (the operator's deadlock). */
+    if (!w->opt.wipe || w->final_phase || leader == NULL ||
+        aegis__conf_voter_count(aegis__raft_conf(leader->raft)) != w->n) {
+        return;
+    }
+    if (any_amnesiac(w)) {
+        return;
+    }
+    /* The others hold every committed entry: the wiped node's copies were never the only
+     * ones a quorum could count on (a node that missed the bootstrap and a wiped one
+     * would otherwise be a majority without the data, guard or not). */
+    for (unsigned i = 0; i < w->n; i++) {
+        const struct sim_node *o = &w->nodes[i];
+
+        if (o != nd && disk_last(&o->disk) < w->commit_max) {
+            return;
+        }
+    }
+    if (!chance(w, 300000)) {
+        return;
+    }
+    disk_wipe(&nd->disk);
+    nd->joining = false; /* Restarted with its original flags. */
+    nd->unguarded = false;
+    nd->wipe_commit = w->commit_max > 0 ? w->commit_max : 1;
+    w->stats.wipes++;
+    w->last_wipe = w->now;
+    sim_trace(w, nd->id, "sim.wipe", nd->wipe_commit, 0);
 }
 
 static void node_crash(struct sim_world *w, struct sim_node *nd)
@@ -605,6 +711,7 @@ static void node_crash(struct sim_world *w, struct sim_node *nd)
     nd->paused = false;
     nd->restart_at = w->now + rnd(w, 1, w->p.restart_delay_max);
     sim_trace(w, nd->id, "sim.crash", nd->restart_at, torn);
+    maybe_wipe(w, nd);
     sim_clients_node_lost(w, nd);
 }
 
@@ -716,7 +823,7 @@ static unsigned nodes_up(const struct sim_world *w)
 static void membership_step(struct sim_world *w, bool restore)
 {
     struct sim_node *leader = current_leader(w);
-    aegis_node_id missing = 0, learner = 0;
+    aegis_node_id missing = 0, learner = 0, stopped = 0;
     const struct aegis_conf *c;
     aegis_index index = 0;
     const char *what;
@@ -735,15 +842,26 @@ static void membership_step(struct sim_world *w, bool restore)
                 learner = c->members[k].role == AEGIS_MEMBER_LEARNER ? id : learner;
             }
         }
-        missing = found ? missing : id;
+        if (found && sim_node(w, id)->wiped_out) {
+            stopped = id;
+        }
+        missing = found || sim_node(w, id)->wiped_out ? missing : id;
     }
-    if (learner != 0) {
+    if (stopped != 0) {
+        /* The operator removes a node the amnesia guard stopped before adding it back. */
+        what = "sim.conf_remove_amnesiac";
+        missing = stopped;
+        learner = 0;
+        rv = aegis__raft_remove(leader->raft, stopped, &index);
+    } else if (learner != 0) {
         what = "sim.conf_promote";
         rv = aegis__raft_promote(leader->raft, learner, &index);
     } else if (missing != 0) {
         what = "sim.conf_add_learner";
         rv = aegis__raft_add_learner(leader->raft, missing, &index);
-    } else if (!restore) {
+    } else if (!restore && !any_amnesiac(w)) {
+        /* Not while a node lost its storage: removing a healthy voter then could leave
+         * no quorum to remove the wiped one with. */
         what = "sim.conf_remove";
         missing = rnd(w, 1, w->n);
         rv = aegis__raft_remove(leader->raft, missing, &index);
@@ -755,6 +873,25 @@ static void membership_step(struct sim_world *w, bool restore)
     sim_drive(w, leader);
 }
 
+/* The operator's remedy for a node the amnesia guard stopped: once the leader's
+ * committed configuration no longer lists it, start it with --join (membership_step then
+ * adds it back as a learner and promotes it when it caught up). */
+static void readmit(struct sim_world *w, struct sim_node *nd)
+{
+    struct sim_node *leader = current_leader(w);
+    struct aegis_conf c;
+
+    if (leader == NULL ||
+        aegis__raft_conf_at(leader->raft, aegis__raft_commit_index(leader->raft), &c) != 0 ||
+        aegis__conf_find(&c, nd->id) != NULL) {
+        return;
+    }
+    nd->wiped_out = false;
+    nd->joining = true;
+    nd->restart_at = w->now;
+    sim_trace(w, nd->id, "sim.readmit", 0, 0);
+}
+
 static void faults_step(struct sim_world *w)
 {
     if (w->heal_at != 0 && w->now >= w->heal_at) {
@@ -763,7 +900,10 @@ static void faults_step(struct sim_world *w)
     for (unsigned i = 0; i < w->n; i++) {
         struct sim_node *nd = &w->nodes[i];
 
-        if (!nd->up && w->now >= nd->restart_at) {
+        if (nd->wiped_out) {
+            readmit(w, nd);
+        }
+        if (!nd->up && !nd->wiped_out && w->now >= nd->restart_at) {
             node_start(w, nd);
         }
         if (nd->up && nd->crash_at != 0 && w->now >= nd->crash_at) {
@@ -986,6 +1126,9 @@ static void draw_config(struct sim_world *w)
     if (w->profile == SIM_PROFILE_FIGURE8) {
         c->append_bytes_max = 1;
     }
+    /* A learner that has not caught up within this many leader ticks is removed rather
+     * than promoted (raft_membership.c); derived, not drawn, so seeds replay as before. */
+    c->catchup_timeout_ticks = c->election_timeout_min_ticks * 20;
     if (w->profile == SIM_PROFILE_PARTITION && rnd(w, 0, 1) == 0) {
         c->check_quorum = false; /* An isolated leader then never steps down by itself. */
     }
@@ -1010,6 +1153,7 @@ void sim_world_init(struct sim_world *w, const struct sim_options *opt)
     w->tracer = (struct aegis_raft_tracer){.event = trace_from_core, .data = w};
     draw_params(w);
     draw_config(w);
+    w->config.fresh = opt->wipe; /* Every node starts empty, without --join. */
     w->conf.count = w->n;
     for (unsigned i = 0; i < w->n; i++) {
         struct sim_node *nd = &w->nodes[i];

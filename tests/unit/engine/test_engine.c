@@ -7,6 +7,7 @@
 #include <aegis/error.h>
 
 #include "engine/assert.h"
+#include "engine/conf.h"
 #include "engine/engine.h"
 #include "lib/test.h"
 #include "net/transport.h"
@@ -644,6 +645,37 @@ TEST(engine, peer_added_after_start_joins_and_is_promoted)
                   AEGIS_NODE_LEADER);
     ASSERT_EQ_U64(aegis__cluster_leader(aegis__engine_cluster(g.e[4])), leader);
     ASSERT_EQ_U64(aegis__engine_cluster(g.e[4])->count, 4);
+    group_close(&g);
+    return TEST_PASS;
+}
+
+TEST(engine, silent_peer_is_never_promoted_and_is_removed_after_the_timeout)
+{
+    struct group g;
+    struct aegis_replication_config base;
+    struct aegis_node_info n5 = info(5);
+    aegis_node_id leader;
+    aegis_index index = 0;
+
+    aegis__replication_config_default(&base);
+    base.raft.catchup_timeout_ticks = 40;
+    group_open_with(&g, 3, &base);
+    leader = group_elect(&g, 100);
+    ASSERT_TRUE(leader != AEGIS_NODE_NONE);
+    ASSERT_OK(aegis__engine_set(g.e[leader], "k", 1, "v", 1, &index));
+    /* Node 5 never runs (a mistyped address): it must never count as a voter. */
+    ASSERT_OK(aegis__engine_add_peer(g.e[leader], &n5));
+    for (int r = 0; r < 30; r++) {
+        group_rounds(&g, 1);
+        ASSERT_EQ_U64(aegis__conf_voter_count(aegis__raft_conf(aegis__engine_raft(g.e[leader]))),
+                      3);
+    }
+    group_rounds(&g, 30);
+    ASSERT_EQ_U64(aegis__raft_conf(aegis__engine_raft(g.e[leader]))->count, 3);
+    ASSERT_FALSE(aegis__cluster_contains(aegis__engine_cluster(g.e[leader]), 5));
+    ASSERT_OK(aegis__engine_set(g.e[leader], "k2", 2, "v", 1, &index));
+    group_rounds(&g, 3);
+    ASSERT_TRUE(value_is(g.e[leader % 3 + 1], "k2", "v"));
     group_close(&g);
     return TEST_PASS;
 }

@@ -152,13 +152,13 @@ TEST(datadir, node_refuses_foreign_or_locked_directory)
     ASSERT_TRUE(util_tmpdir(dir) != NULL);
     node_config(&cfg, dir, 2);
     ASSERT_OK(aegis_node_create(&n, &cfg));
-    ASSERT_TRUE(n->datadir_fresh);
+    ASSERT_TRUE(n->datadir.fresh);
     /* A second node on the live directory. */
     ASSERT_ERR(aegis_node_create(&m, &cfg), AEGIS_EBUSY);
     aegis_node_destroy(n);
     /* Restarted under its own id: accepted, not fresh. */
     ASSERT_OK(aegis_node_create(&n, &cfg));
-    ASSERT_FALSE(n->datadir_fresh);
+    ASSERT_FALSE(n->datadir.fresh);
     aegis_node_destroy(n);
     /* Started as node 3: refused. */
     node_config(&cfg, dir, 3);
