@@ -163,28 +163,11 @@ static int write_identity(const char *dir, struct aegis_fileio *io, const struct
     uint8_t buf[AEGIS_IDENTITY_BYTES];
     struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf)};
     char tmp[4096], path[4096];
-    int fd, rv;
 
     snprintf(tmp, sizeof(tmp), "%s/%s", dir, ID_TMP_NAME);
     snprintf(path, sizeof(path), "%s/%s", dir, ID_NAME);
     aegis__identity_encode(id, buf);
-    aegis__fileio_unlink(io, tmp); /* A leftover from a crash; ENOENT is fine. */
-    fd = aegis__fileio_open(io, tmp, O_RDWR | O_CREAT | O_EXCL, 0600);
-    if (fd < 0) {
-        return fd;
-    }
-    rv = aegis__fileio_pwritev_all(io, fd, &iov, 1, 0, NULL);
-    if (rv == 0) {
-        rv = aegis__fileio_fdatasync(io, fd);
-    }
-    aegis__fileio_close(io, fd);
-    if (rv == 0) {
-        rv = aegis__fileio_rename(io, tmp, path);
-    }
-    if (rv == 0) {
-        rv = aegis__fileio_fsync_dir(io, dir);
-    }
-    return rv;
+    return aegis__fileio_replace(io, dir, tmp, path, &iov, 1);
 }
 
 /* Read the identity: 0, AEGIS_ENOENT (none), AEGIS_ECORRUPT, or an I/O error. */

@@ -238,6 +238,30 @@ int aegis__fileio_size(struct aegis_fileio *io, int fd, uint64_t *size_out)
 
 #define IOV_MAX_ 1024
 
+int aegis__fileio_replace(struct aegis_fileio *io, const char *dir, const char *tmp,
+                          const char *path, const struct iovec *iov, int iovcnt)
+{
+    int fd, rv;
+
+    aegis__fileio_unlink(io, tmp); /* A leftover from a crash; ENOENT is fine. */
+    fd = aegis__fileio_open(io, tmp, O_RDWR | O_CREAT | O_EXCL, 0600);
+    if (fd < 0) {
+        return fd;
+    }
+    rv = aegis__fileio_pwritev_all(io, fd, iov, iovcnt, 0, NULL);
+    if (rv == 0) {
+        rv = aegis__fileio_fdatasync(io, fd);
+    }
+    aegis__fileio_close(io, fd);
+    if (rv == 0) {
+        rv = aegis__fileio_rename(io, tmp, path);
+    }
+    if (rv == 0) {
+        rv = aegis__fileio_fsync_dir(io, dir);
+    }
+    return rv;
+}
+
 int aegis__fileio_pwritev_all(struct aegis_fileio *io, int fd, const struct iovec *iov,
                               int iovcnt, uint64_t off, uint64_t *written_out)
 {

@@ -97,6 +97,14 @@ int64_t aegis__fileio_uring_result(struct aegis_fileio *io, uint32_t kind, int64
 int aegis__fileio_pwritev_all(struct aegis_fileio *io, int fd, const struct iovec *iov,
                               int iovcnt, uint64_t off, uint64_t *written_out);
 
+/* Replace the file @path in directory @dir with the bytes of @iov, atomically and
+ * durably: a leftover @tmp is removed, @tmp is created (0600), written, fdatasynced and
+ * renamed over @path, then @dir is fsynced. A crash at any point leaves the old file or
+ * the new one, never a torn one. Returns 0 or a negative errno; on failure @tmp may
+ * remain (the caller removes it or the next call does). */
+int aegis__fileio_replace(struct aegis_fileio *io, const char *dir, const char *tmp,
+                          const char *path, const struct iovec *iov, int iovcnt);
+
 /* Read exactly @len bytes at @off. Returns 0, AEGIS_ECORRUPT if the file ends first, or a
  * negative errno. */
 int aegis__fileio_pread_all(struct aegis_fileio *io, int fd, void *buf, size_t len,

@@ -260,7 +260,7 @@ int aegis__snapshot_file_write(const char *dir, struct aegis_fileio *io,
     char tmp[4096], path[4096];
     aegis_index *old = NULL;
     uint32_t old_count = 0;
-    int fd, rv;
+    int rv;
 
     AEGIS_ASSERT(meta->index > 0);
     AEGIS_ASSERT(len <= AEGIS_BUF_LEN_MAX);
@@ -271,22 +271,7 @@ int aegis__snapshot_file_write(const char *dir, struct aegis_fileio *io,
     iov[1].iov_len = len;
     snap_path(dir, meta->index, ".tmp", tmp, sizeof(tmp));
     snap_path(dir, meta->index, "", path, sizeof(path));
-    aegis__fileio_unlink(io, tmp); /* A leftover from a crash; ENOENT is fine. */
-    fd = aegis__fileio_open(io, tmp, O_RDWR | O_CREAT | O_EXCL, 0600);
-    if (fd < 0) {
-        return fd;
-    }
-    rv = aegis__fileio_pwritev_all(io, fd, iov, len > 0 ? 2 : 1, 0, NULL);
-    if (rv == 0) {
-        rv = aegis__fileio_fdatasync(io, fd);
-    }
-    aegis__fileio_close(io, fd);
-    if (rv == 0) {
-        rv = aegis__fileio_rename(io, tmp, path);
-    }
-    if (rv == 0) {
-        rv = aegis__fileio_fsync_dir(io, dir);
-    }
+    rv = aegis__fileio_replace(io, dir, tmp, path, iov, len > 0 ? 2 : 1);
     if (rv != 0) {
         aegis__fileio_unlink(io, tmp);
         return rv;
