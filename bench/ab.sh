@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Compare two builds of aegisd side by side in one run: A and B alternate (A B A B ...)
 # under the same aegis-bench arguments, and the medians and the ratio B/A are printed.
 #

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 // The peer wire codec (net/codec.h) on AppendEntries carrying 1, 16, 256 and 1024 entries
 // of 128 B (a SET of a 128-byte value is about that size once encoded):
 //   EncodeIov   aegis__codec_encode_size + aegis__codec_encode_iov, what the net thread

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 // Shared by the bm_*.cc micro-benchmarks: the C headers of Aegis seen from C++, and small
 // helpers (payload buffers, Redis-style keys).
 //

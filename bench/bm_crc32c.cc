@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 // CRC32C: the checksum of every log record, snapshot and hard state. The SSE4.2 crc32
 // instruction (what aegis__crc32c picks on this CPU) against the slicing-by-8 table
 // (aegis__crc32c_sw), from 64 B (a small record header) to 64 KiB (a large value), in

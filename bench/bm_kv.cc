@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 // The state machine (engine/kv.h) as the apply thread runs it: 100 000 keys of 16 bytes
 // ("key:000000012345") holding 128-byte values, keys picked uniformly as aegis-bench does.
 //   ApplySet   aegis__kv_apply_entry of an encoded SET log entry (decode, hash, find,

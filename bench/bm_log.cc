@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 // The in-memory Raft log (engine/log.h), as the core uses it on every proposal and every
 // AppendEntries.
 //   Append         aegis__log_append of one 128-byte entry (a shared payload: each

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 // Log writer benchmarks: append throughput and fdatasyncs per second of the aegis-log
 // thread for 128 B, 1 KiB and 4 KiB records at batch sizes 1, 16, 256 and 4096, beside
 // the raw rates of the disk measured in the same run (pwrite + fdatasync on a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 // The Raft core (engine/raft.h) on its replication hot path, with three cores built and
 // elected in-process (the same shape as tests/unit/engine/raft_cluster.h: an instant
 // "disk", messages cloned into a FIFO and stepped into their destination).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 // RESP2 (net/resp.h) on the client port's hot path.
 //   ParseSet       pipelined SET commands exactly as `redis-benchmark -t set -P 16 -d N
 //                  -r 100000` sends them (multibulk, 16-byte keys "key:000000012345",

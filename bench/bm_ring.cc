@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 // The SPSC ring handoff between two threads (pipeline/ring.h: ck ring + aegis_waker),
 // driven from bench/shim_ring.c so every ring operation is inlined as in the pipeline.
 // Items are 64 bytes (a log request is about that size).

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Where the time goes: run aegis-bench against a local 3-node cluster and record its nodes
 # (and aegis-bench) with perf, then print each thread's share and its top functions.
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Build the benchmarks (preset perf: RelWithDebInfo, frame pointers, -DAEGIS_BENCH=ON) and
 # run every bm_* executable, writing Google Benchmark JSON to bench/results/<name>.json.
 #   bench/run.sh [extra Google Benchmark flags, e.g. --benchmark_filter=Raw]

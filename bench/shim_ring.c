@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The ring handoff benchmark's threads; see shim_ring.h. */
 #include "bench/shim_ring.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* C side of bm_ring.cc: ck's ring macros are C only (pipeline/ring.h hides them from C++),
  * so the ring handoff benchmark's producer and consumer loops live here, compiled as C
  * with every ring operation inlined exactly as in the pipeline, and the C++ benchmark

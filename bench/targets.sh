@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The performance-target matrix of issue 7 in one run, written as a markdown table.
 #
 #   bench/targets.sh                    # everything, about 12 minutes on 2 cores

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # TLS's cost, side by side in one run: a 3-node aegisd cluster (--fsync batch) with peers
 # and clients in plaintext ("off") and with mutual TLS on the peer port and --client-tls
 # ("on"), loaded by redis-benchmark (50 clients x 16 pipelined, 128-byte SETs over a key

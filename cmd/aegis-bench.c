@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* aegis-bench: a RESP2 load generator for aegisd or any Redis-protocol server.
  *
  * Design. --threads worker threads each run their own epoll loop over their share of the
@@ -23,7 +24,8 @@
  * "lost" (requests in flight on a connection that closed: their outcome is unknown), and
  * an unparseable reply as "protocol". A closed connection reconnects after 100 ms. Only
  * successful replies are timed and counted as ops. The exit status is 0 after a run, 1 for
- * bad usage, 2 if no connection could be established at all, 3 if --spawn failed.
+ * I/O errors or if no connection could be established at all, 2 for bad usage (as every
+ * Aegis program), 3 if --spawn failed.
  *
  * Commands (keys are "key:" plus 12 digits, uniform over --keys; values are --value-size
  * bytes of 'x'): SET key value; GET key; INCR counter:<12 digits> (a key space of its
@@ -54,6 +56,7 @@
 #include "engine/assert.h"
 #include "engine/hist.h"
 #include "engine/rng.h"
+#include "pipeline/version.h"
 
 enum bench_phase { PHASE_WARMUP, PHASE_MEASURE, PHASE_STOP };
 
@@ -1322,9 +1325,10 @@ static void usage(FILE *f)
         "  --quiet             never print the once-a-second line\n"
         "  --breakdown         after the run, print where the time went on each node, stage\n"
         "                      by stage (aegisd's INFO latency; reset when measuring starts)\n"
-        "  --help              this text\n\n"
-        "Exit status: 0 after a run, 1 on bad usage or I/O errors, 2 if no connection\n"
-        "could be made, 3 if --spawn could not start the cluster.\n");
+        "  --help              this text\n"
+        "  --version           print the version and exit\n\n"
+        "Exit status: 0 after a run, 1 on I/O errors or if no connection could be made,\n"
+        "2 on bad usage, 3 if --spawn could not start the cluster.\n");
 }
 
 enum {
@@ -1332,7 +1336,7 @@ enum {
     OPT_VALUE_SIZE, OPT_KEYS, OPT_RATIO, OPT_DURATION, OPT_WARMUP, OPT_REQUESTS, OPT_SEED,
     OPT_JSON, OPT_HISTOGRAM, OPT_SPAWN, OPT_FSYNC, OPT_SPAWN_ALL, OPT_SPAWN_ARG,
     OPT_SPAWN_KEEP, OPT_PROGRESS, OPT_QUIET, OPT_HELP, OPT_BREAKDOWN, OPT_BASELINE,
-    OPT_NO_BASELINE, OPT_BASELINE_DIR
+    OPT_NO_BASELINE, OPT_BASELINE_DIR, OPT_VERSION
 };
 
 static const struct option long_options[] = {
@@ -1363,6 +1367,7 @@ static const struct option long_options[] = {
     {"baseline", no_argument, NULL, OPT_BASELINE},
     {"no-baseline", no_argument, NULL, OPT_NO_BASELINE},
     {"baseline-dir", required_argument, NULL, OPT_BASELINE_DIR},
+    {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
 };
 
@@ -1442,7 +1447,8 @@ static bool apply_option(struct bench_config *c, struct arg_lists *l, int opt, c
     }
 }
 
-/* Parse the command line into @c. 0 on success, 1 on a usage error, -1 for --help. */
+/* Parse the command line into @c. 0 on success, 2 on a usage error, -1 for --help, -2 for
+ * --version. */
 static int parse_args(int argc, char **argv, struct bench_config *c)
 {
     struct arg_lists l = {.hosts_count = 0};
@@ -1450,25 +1456,25 @@ static int parse_args(int argc, char **argv, struct bench_config *c)
 
     config_defaults(c);
     while ((opt = getopt_long(argc, argv, "", long_options, NULL)) != -1) {
-        if (opt == OPT_HELP) {
-            return -1;
+        if (opt == OPT_HELP || opt == OPT_VERSION) {
+            return opt == OPT_HELP ? -1 : -2;
         }
         if (opt == '?' || !apply_option(c, &l, opt, optarg)) {
             if (opt != '?') {
                 fprintf(stderr, "aegis-bench: invalid value for --%s: '%s'\n",
                         long_options[opt - OPT_HOST].name, optarg ? optarg : "");
             }
-            return 1;
+            return 2;
         }
     }
     if (optind < argc) {
         fprintf(stderr, "aegis-bench: unexpected argument '%s'\n", argv[optind]);
-        return 1;
+        return 2;
     }
     if (!bench_pair_hosts_ports(c, l.hosts, l.hosts_count, l.ports, l.ports_count)) {
         fprintf(stderr, "aegis-bench: %u --host and %u --port values do not pair up\n",
                 l.hosts_count, l.ports_count);
-        return 1;
+        return 2;
     }
     if (c->targets_count == 0 && c->spawn == 0) {
         bench_pair_hosts_ports(c, NULL, 0, NULL, 0);
@@ -1478,7 +1484,7 @@ static int parse_args(int argc, char **argv, struct bench_config *c)
     }
     if (c->spawn != 0 && c->targets_count != 0) {
         fprintf(stderr, "aegis-bench: --spawn chooses its own targets\n");
-        return 1;
+        return 2;
     }
     if (c->threads > c->clients) {
         c->threads = c->clients;
@@ -1554,7 +1560,7 @@ static int bench_and_report(struct bench *b, const struct bench_cluster *cluster
     int status = 0;
 
     if (resolve_targets(b) != 0) {
-        return 2;
+        return 1;
     }
     setup_workers(b);
     if (b->cfg.breakdown) {
@@ -1589,7 +1595,7 @@ static int bench_and_report(struct bench *b, const struct bench_cluster *cluster
 
         format_targets(&b->cfg, targets, sizeof(targets));
         fprintf(stderr, "aegis-bench: could not connect to %s\n", targets);
-        status = 2;
+        status = 1;
     } else {
         print_report(b, &r);
         if (b->cfg.breakdown) {
@@ -1636,13 +1642,17 @@ int main(int argc, char **argv)
     int rv = parse_args(argc, argv, &b.cfg);
     size_t i;
 
+    if (rv == -2) {
+        aegis__version_print("aegis-bench");
+        return 0;
+    }
     if (rv < 0) {
         usage(stdout);
         return 0;
     }
     if (rv > 0) {
         fprintf(stderr, "Try 'aegis-bench --help'.\n");
-        return 1;
+        return 2;
     }
     install_signals();
     raise_fd_limit(b.cfg.clients);

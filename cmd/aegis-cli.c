@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* aegis-cli: the admin side of an Aegis cluster (redis-cli serves for data commands).
  *
  *   aegis-cli [--host H --port P | --nodes H:P,H:P,...] status
@@ -12,7 +13,10 @@
  *
  * status asks every node given (INFO replication over RESP2) and prints one table row per
  * node: id, client address, role, term, commit and applied index, lag behind the
- * highest commit index seen. A node that does not answer is shown as down. */
+ * highest commit index seen. A node that does not answer is shown as down. status exits 1
+ * when no node answers or none of those answering knows a leader (no quorum), 0 otherwise.
+ * Every command: 2 for bad usage, 1 when the cluster does not answer or answers an error;
+ * --version prints the version and exits 0. */
 #include <errno.h>
 #include <getopt.h>
 #include <netdb.h>
@@ -27,6 +31,7 @@
 
 #include "net/resp.h"
 #include "pipeline/args.h"
+#include "pipeline/version.h"
 #include "pipeline/users.h"
 
 #define CLI_TARGETS_MAX 16
@@ -197,6 +202,7 @@ static int cmd_status(const struct target *targets, int count)
     char fields[CLI_TARGETS_MAX][6][64];
     bool up[CLI_TARGETS_MAX];
     unsigned long long max_commit = 0;
+    int answering = 0, with_leader = 0;
     static const char *const keys[] = {"node_id", "role", "term", "commit_index",
                                        "last_applied", "leader_id"};
     const char *argv[] = {"INFO", "replication"};
@@ -216,6 +222,8 @@ static int cmd_status(const struct target *targets, int count)
                 snprintf(fields[i][k], sizeof(fields[i][k]), "-");
             }
         }
+        answering += up[i] ? 1 : 0;
+        with_leader += up[i] && strtoull(fields[i][5], NULL, 10) != 0 ? 1 : 0;
         if (up[i] && strtoull(fields[i][3], NULL, 10) > max_commit) {
             max_commit = strtoull(fields[i][3], NULL, 10);
         }
@@ -237,6 +245,11 @@ static int cmd_status(const struct target *targets, int count)
         printf("%-4s %-22s %-10s %-6s %-8s %-12s %-12s %-8llu\n", fields[i][0], addr,
                fields[i][1], fields[i][2], fields[i][5], fields[i][3], fields[i][4],
                max_commit > applied ? max_commit - applied : 0);
+    }
+    if (answering == 0 || with_leader == 0) {
+        fprintf(stderr, "aegis-cli: status: %s (no quorum)\n",
+                answering == 0 ? "no node answers" : "no node knows a leader");
+        return 1;
     }
     return 0;
 }
@@ -283,7 +296,10 @@ static void usage(FILE *f)
                "                 [--password PW]   (or AEGISCLI_AUTH=PW in the environment)\n"
                "                 status | add ID HOST:PORT | remove ID | transfer ID |\n"
                "                 snapshot | info [SECTION]\n"
-               "       aegis-cli hash-password NAME read|write|admin   (password on stdin)\n");
+               "       aegis-cli hash-password NAME read|write|admin   (password on stdin)\n"
+               "       aegis-cli --version\n"
+               "exit status: 0 ok; 1 no answer, an error reply, or (status) no quorum;\n"
+               "             2 bad usage\n");
 }
 
 /* Read a password (one line) from stdin and print the users-file line for it, with a
@@ -336,7 +352,7 @@ int main(int argc, char **argv)
         {"host", required_argument, NULL, 'h'},  {"port", required_argument, NULL, 'p'},
         {"nodes", required_argument, NULL, 'n'}, {"help", no_argument, NULL, 'H'},
         {"password", required_argument, NULL, 'a'}, {"user", required_argument, NULL, 'u'},
-        {NULL, 0, NULL, 0},
+        {"version", no_argument, NULL, 'V'},     {NULL, 0, NULL, 0},
     };
     struct target targets[CLI_TARGETS_MAX] = {{"127.0.0.1", "6379"}};
     char err[AEGIS_ARGS_ERR_BYTES];
@@ -376,6 +392,9 @@ int main(int argc, char **argv)
             break;
         case 'H':
             usage(stdout);
+            return 0;
+        case 'V':
+            aegis__version_print("aegis-cli");
             return 0;
         default:
             usage(stderr);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* aegis-demo: three replication engines (engine/engine.h) over the in-memory transport
  * (net/transport.h) in one process. They elect a leader, the leader replicates a few
  * writes, and the demo prints what every node reads back and the leader's view of the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* aegisd: one Aegis node as a process.
  *
  *   aegisd --id 1 --peers 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003 \
@@ -9,8 +10,9 @@
  * The main thread parses flags, creates the node (recovering the data directory), attaches
  * the RESP2 server, starts the node's threads, then waits for SIGTERM or SIGINT with
  * sigwait() and stops gracefully (drain, fsync, close). The signals are blocked before
- * any thread starts, so only the main thread ever receives them. After SIGKILL a restart
- * with the same --id, --peers and --data-dir recovers every durable entry.
+ * any thread starts, so only the main thread ever receives them. SIGHUP is taken the same
+ * way and only logged (there is no log file to reopen yet): it does not stop the node.
+ * After SIGKILL a restart with the same --id, --peers and --data-dir recovers every durable entry.
  *
  * Exit status: 0 after SIGTERM/SIGINT, 1 when the node cannot start (bad data directory,
  * locked by another process, another node's identity, corruption), 2 for bad flags, 3
@@ -39,6 +41,7 @@
 #include "pipeline/metrics.h"
 #include "pipeline/node_int.h"
 #include "pipeline/server.h"
+#include "pipeline/version.h"
 
 struct opts {
     struct aegis_node_config node;
@@ -154,7 +157,7 @@ static int parse_u64(const char *flag, const char *s, uint64_t min, uint64_t max
 enum {
     OPT_ID = 1000, OPT_PEERS, OPT_CLIENT, OPT_DATA_DIR, OPT_FSYNC, OPT_JOIN, OPT_CLUSTER,
     OPT_PASS, OPT_LOG, OPT_TICK, OPT_ELECTION, OPT_HEARTBEAT, OPT_SNAP, OPT_SEGMENT,
-    OPT_MAXVAL, OPT_MAXCLIENTS, OPT_PIPELINE, OPT_PENDING, OPT_HELP, OPT_METRICS,
+    OPT_MAXVAL, OPT_MAXCLIENTS, OPT_PIPELINE, OPT_PENDING, OPT_HELP, OPT_VERSION, OPT_METRICS,
     OPT_FAILSTOP,
     /* TLS (one block). */
     OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_CA, OPT_CLIENT_TLS,
@@ -182,6 +185,7 @@ static const struct option long_opts[] = {
     {"pipeline-max", required_argument, NULL, OPT_PIPELINE},
     {"max-pending", required_argument, NULL, OPT_PENDING},
     {"help", no_argument, NULL, OPT_HELP},
+    {"version", no_argument, NULL, OPT_VERSION},
     {"metrics", required_argument, NULL, OPT_METRICS},
     {"fail-stop-ms", required_argument, NULL, OPT_FAILSTOP},
     /* TLS (one block). */
@@ -381,6 +385,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
         case OPT_HELP:
         case 'h':
             usage(stdout);
+            exit(0);
+        case OPT_VERSION:
+            aegis__version_print("aegisd");
             exit(0);
         case '?':
             usage(stderr);
@@ -653,6 +660,7 @@ int main(int argc, char **argv)
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -685,7 +693,12 @@ int main(int argc, char **argv)
     }
     aegis__args_format_hostport(o.client_host, aegis__node_client_port(node), addr, sizeof(addr));
     AEGIS_LOG(AEGIS_LOG_INFO, "serving RESP2 clients on %s", addr);
-    sigwait(&set, &sig);
+    /* SIGHUP is the conventional "reopen your files" (logrotate): nothing to reopen yet
+     * (logs go to stderr), so it is logged and the node keeps serving. */
+    while (sigwait(&set, &sig) == 0 && sig == SIGHUP &&
+           !__atomic_load_n(&storage_failed, __ATOMIC_ACQUIRE)) {
+        AEGIS_LOG(AEGIS_LOG_INFO, "SIGHUP: nothing to reopen");
+    }
     if (__atomic_load_n(&storage_failed, __ATOMIC_ACQUIRE)) {
         AEGIS_LOG(AEGIS_LOG_ERROR, "storage failed (%s): exiting with status %d",
                   aegis_strerror(aegis__node_storage_error(node)), EXIT_STORAGE);

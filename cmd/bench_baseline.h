@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* aegis-bench --baseline: what this machine can do at best, measured in the same run as
  * the benchmark, so that the results can be read against the performance targets of
  * issue 7 (docs/benchmarking.md, "Performance targets").

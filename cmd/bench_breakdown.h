@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* aegis-bench --breakdown: where a write's time went, stage by stage, from the nodes' own
  * histograms (pipeline/metrics.h).
  *

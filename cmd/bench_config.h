@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* aegis-bench's settings and the parsing of its option values (targets, ratio, numbers).
  *
  * Kept apart from the event loop so that the parsing rules are readable in one place and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* aegis-bench's own RESP2 reply parser: small, allocation-free, resumable.
  *
  * A load generator only needs to know where each reply ends and what kind it is, so this

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* aegis-bench --spawn N: start a local N-node aegisd cluster, wait until it takes writes,
  * and tear it down after the run.
  *

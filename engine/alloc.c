@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The default allocator: the process heap. */
 #include "engine/alloc.h"
 

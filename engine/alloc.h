@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The allocator passed in at init, per instance (like ck's struct ck_malloc).
  *
  * Every allocation in Aegis goes through one of these. Production uses the process heap

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The failure path of AEGIS_ASSERT.
  *
  * This is the one file of engine/ allowed <stdio.h> (tests/tidy allowlists it): a failed

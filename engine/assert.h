@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Assertions that stay on in every build.
  *
  * AEGIS_ASSERT(x) checks a programmer error (never input: decoders return

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Reference-counted immutable buffers; see buf.h. */
 #include "engine/buf.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Reference-counted immutable byte buffers: the payload of every log entry.
  *
  * One buffer is created when a command's bytes first arrive (from a client, or decoded

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Cluster coordination: membership table, failure detection, leader tracking and the
  * derived state; see cluster.h for the rules.
  *

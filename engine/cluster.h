@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Cluster coordination: the seed's cluster.rs (ClusterConfig, ClusterState, Cluster,
  * ClusterStats, MembershipChange).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Membership queries, one-at-a-time changes and the ConfigChange payload codec; the byte
  * format is specified in conf.h. */
 #include "engine/conf.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Cluster membership: queries on struct aegis_conf (engine/entry.h), the one-server-at-a-
  * time changes, and the payload of a ConfigChange log entry.
  *

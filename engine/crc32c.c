@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* CRC32C; see crc32c.h. */
 #include "engine/crc32c.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* CRC32C (Castagnoli), the checksum of log records, snapshots and hard state.
  *
  * Uses the SSE4.2 crc32 instruction when the CPU has it (checked once, through

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The ReplicationEngine facade; see engine.h for the contract.
  *
  * Design. The engine owns three things: the Raft core (created lazily, at the first call

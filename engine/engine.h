@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The ReplicationEngine facade (the seed's engine.rs): one Raft core, one key-value state
  * machine and one cluster view behind a small single-threaded API.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Log entries and cluster membership: the values the log, the codec, the storage and the
  * core all pass around.
  *

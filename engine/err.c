@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* aegis_strerror() and aegis_err_name(), generated from AEGIS_ERRNO_MAP. */
 #include <aegis/error.h>
 

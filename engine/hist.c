@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Log-linear histogram: see hist.h for the bucket layout, the error bound and the
  * one-writer/one-merger concurrency contract.
  *

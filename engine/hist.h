@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A log-linear histogram of 64-bit values (latencies in nanoseconds, batch sizes, bytes)
  * with a bounded relative error, in the manner of HdrHistogram.
  *

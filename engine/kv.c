@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The versioned key-value state machine: hash table, apply, reads. See kv.h for the
  * design; the command encoding is in kv_codec.c and the snapshot in kv_snapshot.c.
  *

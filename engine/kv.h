@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The versioned key-value state machine (the seed's state.rs): commands, their binary
  * encoding, results, the store itself and its snapshot.
  *

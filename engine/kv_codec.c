@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The binary encoding of state machine commands: the payload of Command log entries.
  *
  * Design: compact (lengths are varints, so a SET of a 3-byte key and 3-byte value is 9

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Snapshot of the key-value state machine: the whole state in one buffer, and its exact
  * restoration.
  *

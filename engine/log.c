@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* ReplicatedLog; see log.h for the ring layout and ownership rules.
  *
  * Growth doubles the ring (an allocation bounded by the number of entries kept between

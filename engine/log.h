@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* ReplicatedLog: the in-memory Raft log of one node.
  *
  * Design. Entries live in a ring (a power-of-two array with a head slot) so that appending

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Ownership helpers for struct aegis_msg, and the stateless check of a message received
  * from a peer (aegis__msg_validate); see msg.h.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Raft messages: what the core takes in through aegis__raft_step() and puts out through
  * its ready output, and what net/codec encodes on the wire.
  *

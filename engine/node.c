@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Node identity, status lifecycle, metadata and health; see node.h.
  *
  * The transition table is a bit matrix indexed by status: row @from has bit @to set when

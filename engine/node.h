@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Node identity, status, role, metadata and health: the seed's node.rs.
  *
  * Design. Everything here is a plain value type of fixed size: a struct aegis_node_info

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Per-follower replication progress; see progress.h for the state machine. */
 #include "engine/progress.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Per-follower replication progress, kept by the leader (etcd's Progress, thesis §3.5).
  *
  * A follower is in one of three states:

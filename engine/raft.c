@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The Raft core: creation, the step/tick/propose entry points, the ready/advance cycle,
  * persistence and apply reports, and queries. Roles and votes live in raft_election.c,
  * replication in raft_replicate.c, snapshots in raft_snapshot.c, ReadIndex in

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The Raft core: a pure, deterministic state machine driven from outside (etcd/cowsql
  * shape). No threads, no syscalls, no clock, no randomness of its own.
  *

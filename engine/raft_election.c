@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Roles, elections and timers (§5.2, thesis §3.4, §4.2.3, §9.6, §3.10).
  *
  * Elections. A voter whose randomised election timeout expires first runs a pre-vote

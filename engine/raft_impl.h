@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The Raft core's private state, shared by raft.c (driving, ready/advance, queries),
  * raft_election.c (roles, votes, timers, transfer), raft_replicate.c (AppendEntries,
  * heartbeats, commit, snapshots), raft_read.c (ReadIndex) and raft_membership.c

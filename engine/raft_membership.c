@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Membership change one server at a time (thesis §4.1, §4.2.1, §4.3).
  *
  * A change is a ConfigChange entry holding the whole new configuration (conf.h). A node

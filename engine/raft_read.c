@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* ReadIndex: linearizable reads without writing to the log (thesis §6.4).
  *
  * The leader records its commit index as the read's index, then confirms that it is still

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Log replication (§5.3, §5.4.2, thesis §3.5, §10.2.1): AppendEntries out and in,
  * heartbeats, and the commit rule.
  *

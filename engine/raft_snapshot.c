@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Snapshots (§7, thesis §5): compaction on the runtime's word, InstallSnapshot in chunks.
  *
  * Taking one. When applied - last snapshot index reaches snapshot_threshold, a ready says

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* xoshiro256** by Blackman and Vigna (public domain), seeded through splitmix64. */
 #include "engine/rng.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A seeded pseudo-random generator (xoshiro256**, seeded through splitmix64).
  *
  * The core has no randomness of its own: whoever creates it passes an rng seeded from the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The Raft wire format; see codec.h for the design. This comment is the specification,
  * mirrored in docs/wire-format.md. All integers are little-endian; "bool" is a u8 that
  * must be 0 or 1; offsets are in bytes.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The Raft wire format: how every struct aegis_msg (engine/msg.h) travels between peers.
  *
  * A frame is a 36-byte header followed by a type-specific body. All integers are

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The connection pool: peer table, link states, reconnect schedule. See conn_pool.h for
  * the design (who dials, backoff with equal jitter). */
 #include "net/conn_pool.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The connection pool: the table of peers a node talks to and the state of its link to each
  * (the seed's ConnectionPool).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The hello and frame reassembly as pure functions; the format is in peer_frame.h. */
 #include "net/peer_frame.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The peer wire format's two decoders of hostile bytes, as pure functions: the 32-byte
  * hello and the reassembly of length-prefixed frames. uring_peer.c calls them on what a
  * socket delivered; tests/fuzz/fuzz_hello.c and tests/unit/net/test_peer_frame.c call

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A tiny log rate limiter for the net thread: at most one line per period from one
  * limiter; the lines held back are counted and the count goes out with the next line
  * that passes ("... (37 similar suppressed)"). Single-threaded (one loop owns it); the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* RESP2 request parsing, reply writing and reply parsing; see resp.h for the design.
  *
  * Wire format (https://redis.io/docs/reference/protocol-spec/), as used here:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* RESP2, the Redis protocol, for the client port: redis-cli, redis-benchmark and Redis
  * client libraries talk to aegisd unchanged.
  *

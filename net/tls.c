@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* OpenSSL 3 on memory BIOs; the contract and the node-id rule are in tls.h.
  *
  * Each connection has an SSL with two memory BIOs: rbio holds ciphertext received and not

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* TLS on memory buffers: the OpenSSL 3 glue of the io_uring loop. Nothing here touches a
  * socket. The loop receives ciphertext with io_uring and hands it to aegis__tls_feed();
  * aegis__tls_read() decrypts into the connection's plaintext buffer; aegis__tls_write()

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The Transport interface (the seed's transport.rs `Transport` trait) and the in-memory
  * transport (`InMemoryTransport`) used by tests, the engine demo and the simulation.
  *

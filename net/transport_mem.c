@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* InMemoryTransport: endpoints on a shared in-process network; see transport.h.
  *
  * Design. The network keeps a small table of nodes (id, endpoint, isolated flag) and a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Client connections: raw bytes in, queued vectored writes out.
  *
  * Reading. Each client has a read buffer of client_read_bytes. After each read the

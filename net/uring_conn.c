@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* What every TCP connection of the loop shares: slots, the bounded write queue, reads,
  * closing. The write queue's layout is described in uring_loop_int.h.
  *

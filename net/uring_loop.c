@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The io_uring loop: the ring, one iteration, the timer, the wake-up eventfd, the
  * listeners, creation and teardown. See uring_loop.h for the contract and
  * uring_loop_int.h for how the files divide the work.

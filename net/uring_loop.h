@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The io_uring TCP event loop that the net thread (aegis-net) runs.
  *
  * One struct aegis_uring_loop owns one io_uring and every socket of a node: a listener for

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Internals of the io_uring loop shared by its three source files:
  *   uring_loop.c    the ring, the iteration (prepare, submit once, reap), timer, wake,
  *                   listeners, create/destroy;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Peer links: dialing, TLS, the hello, frames.
  *
  * Establishment. The node with the lower id dials (net/conn_pool.h). Once TCP connects:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The TLS layer of the loop's connections: between the socket, which carries ciphertext,
  * and rbuf / the write queue, which hold plaintext. net/tls.c does the cryptography on
  * memory buffers; this file moves bytes between those buffers and io_uring.

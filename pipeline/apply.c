@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The apply thread (aegis-apply): owns the state machine.
  *
  * It takes items from the raft thread's apply ring in order: committed entries, the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Command-line value parsing; the rules are in args.h.
  *
  * Every parser works on a span (pointer and length) of the caller's string so that the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Parsing of command-line values: numbers, HOST:PORT addresses and the --peers list.
  *
  * Design: pure functions over a NUL-terminated string, shared by aegisd, aegis-cli and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Per-connection command order for the RESP server (pipeline/server.c).
  *
  * Design. A Redis client expects each connection's commands to take effect in the order

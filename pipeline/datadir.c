@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The data directory's lock and identity; see datadir.h for the design.
  *
  * File "identity", 64 bytes, integers little-endian:

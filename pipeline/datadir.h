@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The data directory's guard rails: who may use it, and whose it is.
  *
  * Lock. "DIR/lock" (0600) is held with flock(LOCK_EX | LOCK_NB) for as long as the

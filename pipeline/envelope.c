@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The runtime's payload envelope; formats in envelope.h. */
 #include "pipeline/envelope.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The runtime's envelope around Command entry payloads and snapshot data.
  *
  * Every Command entry the runtime proposes starts with one tag byte:

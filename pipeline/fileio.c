@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The real file layer and the fault-injecting one; see fileio.h for the design.
  *
  * Undo records of the fault layer, one per unsynced mutating operation, in order:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The thin file layer under the storage code, and a fault-injecting twin for tests.
  *
  * Every mutating file operation of the segment log, the hard state and the snapshot

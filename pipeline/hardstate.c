@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The hard state file; see hardstate.h for the design.
  *
  * File "hardstate", 1024 bytes: slot 0 at offset 0, slot 1 at offset 512, the rest

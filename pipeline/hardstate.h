@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The hard state file: term, vote and commit index, written so that a crash at any
  * moment leaves the old value or the new one, never a mix.
  *

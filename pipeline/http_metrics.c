@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The Prometheus endpoint (aegisd --metrics HOST:PORT): HTTP GET /metrics.
  *
  * Design. One small thread (aegis-metrics) of its own, away from the io_uring loop, so a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The metrics endpoint's request parser; see http_parse.h. */
 #include "pipeline/http_parse.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The request parser of the Prometheus endpoint (pipeline/http_metrics.c), pure so a fuzz
  * target (tests/fuzz/fuzz_http.c) can call it.
  *

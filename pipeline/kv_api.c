@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The public encoders of built-in KV commands (aegis_cmd_* in include/aegis/aegis.h):
  * thin wrappers over engine/kv.h that copy the encoding into the caller's buffer. */
 #include <string.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The log thread; see log_writer.h for the contract.
  *
  * Loop of the aegis-log thread:

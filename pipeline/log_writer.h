@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The log thread (aegis-log): durable storage of one node behind two rings.
  *
  * The raft thread pushes requests (struct aegis_log_req) into the writer's request ring:

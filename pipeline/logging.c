@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Logging; see logging.h. */
 #include "pipeline/logging.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Logging for the threaded layers (net/, pipeline/, cmd/). engine/ never prints.
  *
  * AEGIS_LOG(level, fmt, ...) checks the level before formatting (as Redis' serverLog

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Metrics of one node: recording (the stamp ring of the raft thread), reading (merges of
  * live histograms, sums of counter shards) and the two text reports built from them: the
  * INFO sections "stats", "latency" and "persistence" (Redis' format) and the Prometheus

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Metrics of one node: per-stage latency histograms of the write path, distributions
  * (batch sizes, group-commit time) and counters, read by INFO, /metrics and aegis-bench.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The net thread (aegis-net): runs the node's io_uring loop (net/uring_loop.h).
  *
  * Inbound: each peer frame is decoded (net/codec.h, hostile input: a bad frame is

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The node: lifecycle and the public embedding API (include/aegis/aegis.h).
  *
  * create() recovers the data directory (log segments, hard state, newest snapshot),

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The node runtime's internal state: one struct aegis_node per node, shared by its four
  * threads. Each field says which thread owns it and how others may touch it.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* USDT probes (provider "aegis") at the stage boundaries of a write, so perf and bpftrace
  * can follow one request through the threads.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The raft thread (aegis-raft): owns the Raft core and routes its ready output.
  *
  * One pass of its loop: fire due ticks; drain the peer ring (step each message), the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The eventfd wake-up protocol of ring.h: the consumer announces it is about to sleep,
  * re-checks its rings, then blocks on the eventfd; a producer writes the eventfd only
  * when the consumer has announced. Every access to `sleeping` is a seq_cst __atomic

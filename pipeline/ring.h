@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Typed single-producer single-consumer rings between pipeline stages, and the eventfd
  * wake-up that lets a consumer sleep without anyone spinning.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The segmented log on disk. Formats, recovery and the synchronous file operations.
  *
  * Files. A log directory holds segment files named "<first index, 20 digits>.seg" and

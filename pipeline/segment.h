@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The segmented log on disk: record and segment formats, the recovery scan, and the
  * synchronous operations on the set of segment files (open with recovery, append, roll,
  * suffix truncation, removal below a snapshot). The byte-by-byte format is specified in

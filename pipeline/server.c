@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The RESP2 client port; see server.h.
  *
  * Error replies. A client must be able to tell a definite failure from an indeterminate
@@ -23,6 +24,7 @@
 #include "pipeline/conn_order.h"
 #include "pipeline/logging.h"
 #include "pipeline/probes.h"
+#include "pipeline/version.h"
 
 #define SRV_MAP_EMPTY 0u
 
@@ -90,6 +92,7 @@ enum srv_op_kind {
     OP_GET,         /* Bulk or null. */
     OP_EXISTS,      /* Count of keys present (keys in args). */
     OP_MGET,        /* Array of bulks (keys in args). */
+    OP_DBSIZE,      /* :count of keys in the store. */
 };
 
 struct srv_op {
@@ -570,6 +573,11 @@ static void op_done(void *data, const struct aegis_result *res)
             aegis__resp_wbuf_close(&w);
             break;
         }
+        case OP_DBSIZE:
+            /* Same linearization point as MGET: the apply thread owns the store. */
+            op->reply = fmt_alloc(&op->reply_len, ":%llu\r\n",
+                                  (unsigned long long)aegis__kv_count(&n->kv));
+            break;
         default:
             AEGIS_UNREACHABLE();
         }
@@ -801,7 +809,9 @@ static bool cmd_write(struct srv_conn *c, const struct aegis_resp_cmd *cmd, int 
     return submit(c, op_new(c, kind, true), b, false);
 }
 
-/* Reads: GET, EXISTS, MGET go through ReadIndex (aegis_node_read). A GET sent while the
+/* Reads: GET, EXISTS, MGET, DBSIZE go through ReadIndex (aegis_node_read); DBSIZE reads
+ * the empty key, and counts the store's keys on the apply thread when the read is
+ * confirmed (linearizable, like MGET). A GET sent while the
  * connection has writes in flight goes through the log instead, right behind them (the
  * state machine answers a GET entry with the value at that point, on the leader, and the
  * answer travels back to a follower like a write's): it needs no wait and counts as a
@@ -817,13 +827,14 @@ static bool cmd_read(struct srv_conn *c, const struct aegis_resp_cmd *cmd, uint8
         return false;
     }
     op = op_new(c, kind, false);
-    if (op != NULL && kind != OP_GET && !op_keys(op, cmd, 1)) {
+    if (op != NULL && kind != OP_GET && kind != OP_DBSIZE && !op_keys(op, cmd, 1)) {
         free(op->keys);
         free(op->keys_buf);
         free(op);
         op = NULL;
     }
-    rv = aegis__kv_encode_get(NULL, cmd->argv[1].ptr, cmd->argv[1].len, &b);
+    rv = kind == OP_DBSIZE ? aegis__kv_encode_get(NULL, "", 0, &b)
+                           : aegis__kv_encode_get(NULL, cmd->argv[1].ptr, cmd->argv[1].len, &b);
     if (rv != 0) {
         if (op != NULL) {
             free(op->keys);
@@ -907,10 +918,10 @@ static void append_info(struct aegis_server *s, struct aegis_resp_wbuf *w, const
 
     aegis_node_status(n, &status);
     if (section_wanted(want, "server")) {
-        wprintf(w, "# Server\r\naegis_version:0.1.0\r\nnode_id:%llu\r\ndata_dir:%s\r\n"
-                   "fsync:%s\r\nclient_port:%u\r\n\r\n",
-                (unsigned long long)status.id, n->data_dir,
-                n->config.fsync == AEGIS_FSYNC_NONE ? "none" : "batch",
+        wprintf(w, "# Server\r\naegis_version:%s\r\naegis_git_sha1:%s\r\nnode_id:%llu\r\n"
+                   "data_dir:%s\r\nfsync:%s\r\nclient_port:%u\r\n\r\n",
+                aegis_version(), aegis__version_commit(), (unsigned long long)status.id,
+                n->data_dir, n->config.fsync == AEGIS_FSYNC_NONE ? "none" : "batch",
                 aegis__node_client_port(n));
     }
     if (section_wanted(want, "replication")) {
@@ -1225,6 +1236,8 @@ static bool dispatch(struct srv_conn *c, const struct aegis_resp_cmd *cmd)
         return cmd_read(c, cmd, OP_EXISTS);
     } else if (arg_is(&a[0], "mget") && argc >= 2) {
         return cmd_read(c, cmd, OP_MGET);
+    } else if (arg_is(&a[0], "dbsize") && argc == 1) {
+        return cmd_read(c, cmd, OP_DBSIZE);
     } else if (arg_is(&a[0], "ping") && argc <= 2) {
         if (argc == 2) {
             uint32_t len;
@@ -1262,7 +1275,7 @@ static bool dispatch(struct srv_conn *c, const struct aegis_resp_cmd *cmd)
     } else {
         static const char *const known[] = {"get", "set", "incr", "decr", "incrby", "decrby",
                                             "cas", "del", "mset", "exists", "mget", "ping",
-                                            "echo"};
+                                            "echo", "dbsize"};
         char name[64];
         size_t n = a[0].len < 40 ? a[0].len : 40;
 

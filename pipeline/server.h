@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The RESP2 client port of aegisd: Redis' protocol over the node's io_uring loop, so
  * redis-cli, redis-benchmark and Redis client libraries work unchanged.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* SHA-256; see sha256.h. The compression function follows FIPS 180-4 section 6.2.2. */
 #include "pipeline/sha256.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* SHA-256 (FIPS 180-4) and a constant-time comparison, for the client port's password
  * hashes (pipeline/users.h).
  *

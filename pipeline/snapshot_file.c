@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Snapshot files; see snapshot_file.h for the design.
  *
  * File "<index as 20 digits>.snap": a 320-byte header then the data. Header, integers

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Snapshot files: the state machine's bytes and their metadata, written crash-safely,
  * the newest valid one loaded at start.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Users, password hashes and the command role table; see users.h. */
 #include "pipeline/users.h"
 
@@ -361,7 +362,7 @@ enum aegis_access aegis__command_role(const char *name, size_t len, const char *
     static const char *const none[] = {"auth", "hello", "quit"};
     static const char *const read[] = {"get",    "mget",   "exists",        "ping",
                                        "echo",   "info",   "command",       "select",
-                                       "client", "aegis.members", "aegis.status"};
+                                       "client", "aegis.members", "aegis.status", "dbsize"};
     static const char *const write[] = {"set",    "incr", "decr", "incrby",
                                         "decrby", "cas",  "del",  "mset"};
 

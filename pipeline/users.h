@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Users and roles of the client port (aegisd --users FILE, --requirepass-file FILE,
  * AEGIS_REQUIREPASS): Redis 6's ACL in miniature.
  *

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Start or stop a local N-node aegisd cluster in a temporary directory.
 #
 #   scripts/cluster.sh start [N] [aegisd flags...]   prints the directory; N defaults to 3

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Install the Debian packages Aegis needs to build, test and benchmark, if any is missing.
 # Safe to run repeatedly: it calls apt-get only when something is absent.
 set -euo pipefail

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Make a test CA and node certificates for Aegis' TLS (docs/security.md):
 #
 #   scripts/make-certs.sh DIR N

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The main job: build Aegis (release) and run a local 3-node cluster under aegis-bench in
 # batch durability, printing the report. Extra arguments go to aegis-bench.
 set -euo pipefail

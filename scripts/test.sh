@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Build Aegis from scratch under a CMake preset (default: release) and run the test suite.
 #   scripts/test.sh [preset] [extra ctest args...]
 # Presets: release, debug, asan (AddressSanitizer + UndefinedBehaviorSanitizer), tsan.

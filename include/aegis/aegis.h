@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Aegis embedding API.
  *
  * A node is one member of a Raft group: it runs four threads (aegis-net, aegis-raft,
@@ -111,6 +112,10 @@ struct aegis_node_config {
     const char *tls_ca;
     bool client_tls;                  /* The client port speaks TLS too (same files). */
 };
+
+/** The library's version, "MAJOR.MINOR.PATCH" (e.g. "0.2.0"): a static string, the same
+ * as the programs' --version and INFO's aegis_version. Any thread. */
+AEGIS_API const char *aegis_version(void);
 
 /** Fill @c with defaults; the caller sets id, peers and data_dir. Any thread. */
 AEGIS_API void aegis_node_config_init(struct aegis_node_config *c);

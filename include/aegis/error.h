@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The one table of Aegis error codes.
  *
  * Every function that can fail returns int: 0 on success, or a negative AEGIS_E* code.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Scalar types shared by every layer of Aegis and by embedders.
  *
  * Terms, indexes and node ids are plain 64-bit integers with names that say what they

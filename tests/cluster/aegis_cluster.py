@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Harness for the multi-process cluster tests (tests/cluster/test_*.py).
 
 Design. Every scenario is one Python program run by ctest. It builds a Cluster: a fresh

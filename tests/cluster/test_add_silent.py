@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Issue 11, membership: AEGIS.ADD of a node that never answers (a mistyped address).
 
 Nodes 1-3 run with --catchup-timeout-ms 3000 and a few hundred keys written. AEGIS.ADD 4

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Scenario: the admin side and the password, on three nodes started with --requirepass-file.
 
 - Without AUTH every command but AUTH/QUIT answers -NOAUTH; a wrong password answers

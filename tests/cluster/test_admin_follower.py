@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Scenario: admin commands sent to a follower, transfer refusals, runtime members' addresses.
 
 Nodes 1-3 form the group (each started with --peers 1-3 only); node 4 starts with --join.

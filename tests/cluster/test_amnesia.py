@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Issue 11, amnesia: a follower killed, its data directory deleted, and restarted with
 the same flags must not cost an acknowledged write.
 

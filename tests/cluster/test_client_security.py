@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Scenario: the client port's security (issue 12, items 4 and 5), each part an attack that
 worked on the code before it:
 

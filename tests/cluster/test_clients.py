@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Scenario 1: three aegisd; redis-cli and redis-benchmark against the leader and against
 a follower get correct answers.
 

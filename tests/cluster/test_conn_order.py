@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Scenario: each connection's commands take effect in the order it sent them, on the
 leader and through a follower (docs/operations.md, "Consistency").
 

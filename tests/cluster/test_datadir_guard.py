@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Scenario: the data directory's lock and identity, with real processes.
 
 - A second aegisd started on a live node's --data-dir (same flags, another client port)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Scenario: the leader's disk fills up (ENOSPC) under write load.
 
 Each node's data directory is a tmpfs of 8 MiB mounted by the test (skipped with a message

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Scenario: every node's disk fills up (ENOSPC) under write load.
 
 As test_disk_full.py, but all three tmpfs data directories are filled. Before the

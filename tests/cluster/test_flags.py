@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Scenario: aegisd's flag values, end to end (the parsers are pipeline/args.c).
 
 - Malformed numbers and peer lists are refused before anything starts: exit status 2, one

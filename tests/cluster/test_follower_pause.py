@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Scenario 3: SIGSTOP a follower for a while under writes, then SIGCONT: it catches up.
 
 Two writers go through the leader and the running follower. One follower is SIGSTOPped

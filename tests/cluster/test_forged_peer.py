@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Forged peer frames (issue 12): an outsider on the host talks to live nodes' plaintext
 peer ports and sends the messages that broke main, then the cluster must be unharmed.
 

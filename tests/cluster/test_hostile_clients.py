@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Scenario 6: malformed RESP, oversized bulks and a flood of connections neither crash a
 node nor lose data.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Scenario 2: kill -9 the leader under write load.
 
 Three writers (one starting on each node, moving on when a connection breaks) SET distinct

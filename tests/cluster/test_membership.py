@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Scenario 5: grow the cluster 3 -> 5 and shrink it back to 3 while writes go on.
 
 Nodes 1-3 start as the group; 3000 keys are written first so that a new member has a log

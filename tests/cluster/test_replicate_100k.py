@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Issue 5's multi-process test: three nodes as three processes elect a leader, replicate
 100k commands, lose the leader (SIGTERM), elect another, and the old leader restarted
 from its data directory catches up.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Scenario 4: restart all three nodes from their data directories; the state is intact.
 
 Round 1 writes keys, counters (INCR), a CAS'd key and deletes, then stops all three with

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Scenario 7: a follower restarted after falling behind the compaction point catches up
 through a snapshot.
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """TLS on the peer and client ports (docs/security.md).
 
 1. Three nodes with mutual TLS on the peer port and --client-tls replicate: writes are

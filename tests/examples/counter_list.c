@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* counter_list: three Aegis nodes embedded in one process, replicating the embedder's own
  * state machine. It uses nothing but the public header <aegis/aegis.h>.
  *

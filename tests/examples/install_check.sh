@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Install the build in $1 to a temporary prefix and build the example counter_list.c
 # against the installed header and library, once through find_package(aegis) and once
 # through pkg-config, then run both programs. Registered as ctest examples.install
@@ -10,6 +11,15 @@ tmp=$(mktemp -d /tmp/aegis-install-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 
 cmake --install "$build" --prefix "$tmp/prefix" > "$tmp/install.log"
+
+# 0. The installed programs: exactly the operator's three (aegis-demo stays in the build).
+for p in aegisd aegis-cli aegis-bench; do
+    [ -x "$tmp/prefix/bin/$p" ] || { echo "bin/$p is not installed"; exit 1; }
+done
+if [ -e "$tmp/prefix/bin/aegis-demo" ]; then echo "bin/aegis-demo is installed"; exit 1; fi
+"$tmp/prefix/bin/aegisd" --version | grep -q '^aegisd [0-9]' \
+    || { echo "installed aegisd --version"; exit 1; }
+echo "bin/: aegisd, aegis-cli, aegis-bench; no aegis-demo"
 
 # 1. CMake package: a three-line project linking aegis::aegis (the shared library).
 mkdir -p "$tmp/app"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A replay driver for libFuzzer targets, so every fuzz target also runs under ctest with
  * gcc (no libFuzzer) and in every preset.
  *

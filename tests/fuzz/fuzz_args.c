@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Fuzz target for the command-line value parsers (pipeline/args.c, used by aegisd,
  * aegis-cli, aegis-bench and AEGIS.ADD) and aegis-bench's own option parsers
  * (cmd/bench_config.h).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Fuzz target for the Raft wire codec (net/codec.c).
  *
  * Properties checked on every input (abort() on violation):

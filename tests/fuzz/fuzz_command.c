@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Fuzz target: the command decoder (engine/kv.h), the payload of every Command log entry.
  *
  * Each input is decoded. A decoder must never crash or read out of bounds; when it accepts

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Fuzz target for the membership-change payload (engine/conf.c, format in conf.h): the
  * bytes of a ConfigChange log entry, decoded by every node that applies it or receives it
  * in AppendEntries.

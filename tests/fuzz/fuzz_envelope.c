@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Fuzz target for the runtime's envelope (pipeline/envelope.c, formats in envelope.h):
  * snapshot data as a follower receives it from the leader or reads it from a snapshot
  * file (address records, then the state machine's bytes), the member address record of

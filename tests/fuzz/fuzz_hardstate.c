@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Fuzz target for the hard state file (pipeline/hardstate.c): its two 64-byte slots at
  * offsets 0 and 512 of a 1024-byte file.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Fuzz target for the peer handshake bytes and frame reassembly (net/peer_frame.h), the
  * decoders that see a stranger's first bytes on the peer port.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Fuzz target for the metrics endpoint's request parser (pipeline/http_parse.c).
  *
  * The whole input is one connection's bytes. Checked, abort() on violation:

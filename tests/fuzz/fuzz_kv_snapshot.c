@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Fuzz target: snapshot restore (engine/kv.h, format in engine/kv_snapshot.c).
  *
  * The first input byte chooses a mode: when its low bit is set, the CRC at the end of

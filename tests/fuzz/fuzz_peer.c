@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Semantic fuzz target for the whole peer path into the Raft core: aegis__msg_validate
  * and aegis__raft_step (with the runtime's order: validate, then step), driven inside a
  * small in-memory cluster of three pure cores.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Fuzz target for RESP2 (net/resp.c).
  *
  * The first input byte seeds how the rest is split into reads; the rest is fed to:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Fuzz target for log recovery: the bytes are one segment file, scanned exactly as at
  * startup (aegis__segment_scan with a callback that touches every payload byte), plus
  * the hard state slot and snapshot header decoders on the same bytes. The decoders must

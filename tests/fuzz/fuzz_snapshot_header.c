@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Fuzz target for the snapshot file header (pipeline/snapshot_file.c): 320 bytes with
  * the snapshot's index, term, members, data length and data CRC.
  *

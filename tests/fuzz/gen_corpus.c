@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Writes the seed corpora of the fuzz targets:
  *     gen_corpus tests/fuzz/corpus
  * creates corpus/codec/<type>.bin (one valid frame per message type, plus AppendEntries

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The harness's runner; see test.h. */
 #include "lib/test.h"
 

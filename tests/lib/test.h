@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A small test harness in the spirit of munit.
  *
  *   TEST(log, append_then_get) { ... ASSERT_EQ_U64(a, b); ... }

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Linearizability checker: per-key Wing & Gong / Lowe search with a configuration cache.
  * See lincheck.h for the model and the treatment of indeterminate operations.
  *

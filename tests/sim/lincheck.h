@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A linearizability checker for the simulation's key-value histories.
  *
  * The model is a map from small integer keys to int64 values, every key starting absent

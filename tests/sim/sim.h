@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The deterministic simulation: shared types of the world and its parts.
  *
  *   sim_world.c   the world: nodes (Raft cores driven through ready/advance), the

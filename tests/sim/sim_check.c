@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The safety checkers (Raft paper Figure 3) and the final checks.
  *
  * The checkers see each node's log through the entries of its readies: sim_slog keeps,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The simulation's state machine, its formats, and the clients that use it.
  *
  * State machine: SIM_KEYS_MAX int64 registers, each absent (SIM_KV_ABSENT) at first.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The `sim` command: runs the simulation for one seed or a range of seeds.
  *
  *   sim --seed S [--steps N] [--nodes 3|5] [--bugs NAME[,NAME]] [--verbose]

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The simulated world: Raft cores, network, disks, faults and the step loop.
  *
  * A step is the unit of simulated time. In each step, in this order:

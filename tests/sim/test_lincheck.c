@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Tests of the linearizability checker on hand-made histories, linearizable and not, and
  * on generated ones: histories cut from a real sequential execution (always linearizable)
  * and the same histories with one read corrupted (never linearizable). A checker that

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Layering and style checks (STYLE.md): engine/ stays pure, lines fit in 100 columns.
+# SPDX-License-Identifier: MIT
+# Layering and style checks (STYLE.md): engine/ stays pure, lines fit in 100 columns, and
+# every C source and header starts with the SPDX line (LICENSE).
 # engine/assert.c may use <stdio.h>: a failed assertion must print where it failed.
 set -u
 root=${1:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -21,5 +23,11 @@ long=$(awk 'length > 100 { print FILENAME ":" FNR ": " length " columns" }' \
        "$root"/engine/*.[ch] "$root"/net/*.[ch] "$root"/pipeline/*.[ch] \
        "$root"/include/aegis/*.h "$root"/cmd/*.c 2>/dev/null || true)
 if [ -n "$long" ]; then echo "lines over 100 columns:"; echo "$long"; fail=1; fi
+# SPDX: line 1 of every .c/.h file is exactly the identifier (the design comment follows).
+nospdx=$(find "$root"/engine "$root"/net "$root"/pipeline "$root"/cmd "$root"/include \
+         "$root"/tests "$root"/bench -name '*.[ch]' 2>/dev/null | sort | while read -r f; do
+           [ "$(head -n 1 "$f")" = "/* SPDX-License-Identifier: MIT */" ] || echo "$f"
+         done)
+if [ -n "$nospdx" ]; then echo "missing SPDX line 1:"; echo "$nospdx"; fail=1; fi
 [ $fail -eq 0 ] && echo "1 passed, 0 failed" || echo "0 passed, 1 failed"
 exit $fail

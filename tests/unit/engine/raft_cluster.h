@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A tiny in-test cluster for the Raft core tests (test_raft.c, test_raft_paper.c):
  * 1..CL_NODES_MAX cores wired by a FIFO message queue, each with an instant "disk".
  *

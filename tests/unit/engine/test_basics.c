@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Tests of the bottom layer: errors, buffers, the seeded generator. */
 #include <aegis/error.h>
 

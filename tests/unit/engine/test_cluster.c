@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Tests of engine/cluster: config, membership changes, failure detection, leader tracking,
  * stats and the derived state. */
 #include <aegis/error.h>

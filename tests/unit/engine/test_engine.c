@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Tests of engine/engine, the ReplicationEngine facade, including the seed's three usage
  * examples written in C (Usage Example, Raft Node Example, Cluster Management Example).
  *

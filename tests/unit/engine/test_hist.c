@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Tests of the log-linear histogram (engine/hist.c): the bucket layout, the relative error
  * bound against exact percentiles of random samples, merge, sub, iteration, and a
  * writer/merger pair of threads (the lock-free contract, meaningful under TSan). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Tests of the key-value state machine (engine/kv.h): the command encoding, every
  * command's semantics, ordering, custom handlers, the hash table under growth and
  * deletion, snapshots (round trip, truncation, bit flips, structural corruption) and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Tests of the in-memory ReplicatedLog (engine/log.h) and the ConfigChange codec
  * (engine/conf.h). Reference counts are checked on every path that takes or drops one;
  * ASan catches leaks and double frees on top. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Tests of engine/node: NodeInfo, the status lifecycle, metadata and health. */
 #include <aegis/error.h>
 

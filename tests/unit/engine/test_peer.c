@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Peer message validation (engine/msg.c aegis__msg_validate and the core's step): the
  * forged messages of issue 12, each refused with nothing changed, and the legitimate
  * paths they resemble (leadership transfer, snapshot transfer) still working. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests of the Raft core beyond the paper's scenarios (those are in
  * test_raft_paper.c): the ready/persistence contract, flow control, pre-vote,
  * check-quorum, stickiness, snapshots, ReadIndex, leadership transfer, learners and

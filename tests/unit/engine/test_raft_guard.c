@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The core's fail-safes for membership (engine/raft_membership.c):
  *
  *   the amnesia guard (config.fresh): a node whose storage was empty at start and that was

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The Raft paper's scenarios as tests of the core, in the spirit of etcd's
  * raft_paper_test.go. Each test names the section or figure of "In Search of an
  * Understandable Consensus Algorithm (Extended Version)" it checks.

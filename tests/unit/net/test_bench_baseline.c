@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Tests of aegis-bench --baseline (cmd/bench_baseline.h, included directly): the median,
  * each measurement run for real on a small scale in a fresh directory (and leaving
  * nothing behind), the failure on a directory that does not exist, and the judgement of

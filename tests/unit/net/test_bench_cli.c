@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Tests of aegis-bench: its RESP reply parser and option parsing (the cmd/bench_*.h
  * headers, included directly), and the program itself run end to end against a real
  * redis-server on a free loopback port (skipped when redis-server is not installed).
@@ -17,6 +18,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <aegis/aegis.h>
 
 #include "cmd/bench_config.h"
 #include "cmd/bench_resp.h"
@@ -486,23 +489,62 @@ TEST(bench_cli, exit_codes)
 
         rv = wait_exit(start(argv, NULL), 4000); /* Gives up well before the duration. */
     }
-    ASSERT_EQ_I64(rv, 2);
+    ASSERT_EQ_I64(rv, 1); /* No connection: a runtime failure, as aegis-cli's. */
     {
         char *argv[] = {bench, "--ratio", "get=x", NULL};
 
-        ASSERT_EQ_I64(wait_exit(start(argv, NULL), 4000), 1);
+        ASSERT_EQ_I64(wait_exit(start(argv, NULL), 4000), 2); /* Bad usage. */
     }
     {
         char *argv[] = {bench, "--host", "a", "--host", "b", "--port", "1", "--port", "2",
                         "--port", "3", NULL};
 
-        ASSERT_EQ_I64(wait_exit(start(argv, NULL), 4000), 1);
+        ASSERT_EQ_I64(wait_exit(start(argv, NULL), 4000), 2); /* Bad usage. */
     }
     {
         char *argv[] = {bench, "--help", NULL};
 
         ASSERT_EQ_I64(wait_exit(start(argv, NULL), 4000), 0);
     }
+    {
+        char *argv[] = {bench, "--no-such-flag", NULL};
+
+        ASSERT_EQ_I64(wait_exit(start(argv, NULL), 4000), 2);
+    }
+    return TEST_PASS;
+}
+
+/* aegis_version() is MAJOR.MINOR.PATCH, and each program's --version prints
+ * "PROGRAM VERSION (commit C)" with that same version and exits 0 (issue 18). */
+TEST(bench_cli, version)
+{
+    static const char *const progs[] = {"aegisd", "aegis-cli", "aegis-bench"};
+    const char *v = aegis_version();
+    unsigned major, minor, patch;
+    char out_path[] = "/tmp/aegis-version-XXXXXX", text[256], want[128];
+    int fd, end = 0;
+
+    ASSERT_TRUE(v != NULL);
+    ASSERT_TRUE(sscanf(v, "%u.%u.%u%n", &major, &minor, &patch, &end) == 3);
+    ASSERT_TRUE(end > 0 && v[end] == '\0');
+    fd = mkstemp(out_path);
+    ASSERT_TRUE(fd >= 0);
+    close(fd);
+    for (size_t i = 0; i < sizeof(progs) / sizeof(progs[0]); i++) {
+        char prog[PATH_MAX];
+        char *argv[] = {prog, "--version", NULL};
+
+        if (!find_program(progs[i], prog, sizeof(prog))) {
+            unlink(out_path);
+            SKIP("the programs are not built next to the tests");
+        }
+        ASSERT_EQ_I64(wait_exit(start(argv, out_path), 4000), 0);
+        ASSERT_TRUE(slurp(out_path, text, sizeof(text)));
+        snprintf(want, sizeof(want), "%s %s (commit ", progs[i], v);
+        ASSERT_TRUE(strncmp(text, want, strlen(want)) == 0);
+        ASSERT_TRUE(strchr(text, ')') != NULL && strchr(text, '\n') != NULL);
+    }
+    unlink(out_path);
     return TEST_PASS;
 }
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Tests of the Raft wire codec (net/codec.c): round trips of every message type, vectored
  * against flat encoding, the exact bytes of the format, truncation at every length, random
  * bit flips, size limits, field validation and allocation failure. */

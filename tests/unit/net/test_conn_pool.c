@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The connection pool: peer table, who dials, backoff with jitter, address parsing. */
 #include <aegis/error.h>
 

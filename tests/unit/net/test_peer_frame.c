@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The hello and frame reassembly as pure functions (net/peer_frame.h): the byte layout,
  * every refusal, reserved flags, and frame lengths around the limit. */
 #include <string.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The net thread's log rate limiter (net/ratelimit.h), on a clock the test drives. */
 #include "lib/test.h"
 #include "net/ratelimit.h"

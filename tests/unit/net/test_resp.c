@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Tests of RESP2 (net/resp.c): the request parser (multibulk, inline, pipelining, every
  * split point, limits and Redis' error texts), the reply writers and the reply parser. */
 #include <stdlib.h>

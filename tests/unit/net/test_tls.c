@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* TLS on memory buffers (net/tls.c) and TLS peer links of the io_uring loop
  * (net/uring_tls.c). Certificates come from scripts/make-certs.sh, run by the test into a
  * temporary directory: a cluster CA with nodes 1-3, another CA with its own nodes 1-3,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Tests of net/transport_mem: the in-memory transport behind the Transport interface. */
 #include <aegis/error.h>
 

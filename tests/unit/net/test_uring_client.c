@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Client connections of the io_uring loop: partial consumption, ordered writes, pause and
  * resume, the connection limit, the per-connection memory bound, closing. */
 #include "test_uring_util.h"

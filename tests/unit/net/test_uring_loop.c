@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The io_uring loop over real loopback TCP, several loops driven alternately from one
  * thread with run_once. Ports are chosen by the kernel (bind port 0, read it back). */
 #include <linux/filter.h>

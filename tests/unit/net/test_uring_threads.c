@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The io_uring loop on its own threads, the way the pipeline runs it: other threads hand
  * work over through a mailbox and aegis__uring_loop_wake(), and on_wake drains the mailbox
  * on the net thread. Meant for the tsan preset as well. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Helpers shared by the io_uring loop tests: a test node (a loop plus what its callbacks
  * saw), pumping several loops from one thread with run_once, frames with a checkable
  * pattern, and raw loopback sockets that speak the wire format by hand. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Tests of the flag value parsers (pipeline/args.c): numbers refuse a sign, spaces, an
  * empty value and overflow with a message naming the flag; addresses take IPv6 literals
  * in brackets; peer lists refuse ids below 1, empty entries and duplicates; whatever is

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The per-connection order gate and the read floor (pipeline/conn_order.h), and the
  * forwarded admin request envelope (pipeline/envelope.h). */
 #include <string.h>

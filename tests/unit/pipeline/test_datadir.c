@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Tests of the data directory's guard rails (pipeline/datadir.h) and of what the node
  * does with them at create: the identity is written once and checked (another --id or
  * --cluster-id is refused naming both values), a second user of a live directory is

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Tests of the snapshot file header and hard state slot codecs as hostile-input decoders:
  * the writer leaves every reserved byte zero, and the reader refuses a header whose
  * reserved bytes, unused member slots or members are not what the writer makes, even

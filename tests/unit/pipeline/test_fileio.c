@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Tests of the file layer's fault twin: injected errors and short writes, the dead
  * machine after crash_after, and the power cut undoing exactly what was not synced. */
 #include <aegis/error.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Tests of the hard state file: round trip, alternating slots, a crash at every step of
  * the creation and write sequences (old or new value, never a mix), corrupt slots. */
 #include <aegis/error.h>

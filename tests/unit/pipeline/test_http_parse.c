@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Tests of the metrics endpoint's request parser (pipeline/http_parse.h): the answers
  * for well-formed and malformed heads, partial heads, the head size limit. */
 #include <stdlib.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The public KV command encoders produce what the state machine decodes. */
 #include <aegis/aegis.h>
 

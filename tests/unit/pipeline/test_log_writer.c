@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Tests of the aegis-log thread end to end through its rings: durable reports in order
  * with batching, hard state and truncation through the ring, power loss (fault layer)
  * never losing a reported entry, ENOSPC reported with file and offset and an intact

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Tests of the rate limiter behind AEGIS_LOG_RATELIMITED (pipeline/logging.c): a burst
  * from one call site writes at most AEGIS_LOG_RATELIMIT_LINES lines per one-second window
  * (a flood of forged peer messages or bad hellos cannot fill the disk with warnings), and

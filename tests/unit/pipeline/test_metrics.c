@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Tests of pipeline/metrics: the stamp ring's stage samples (leader and follower paths),
  * counter shards, election and leader-change counting, the INFO latency baseline; then a
  * real 3-node cluster in this process (io_uring, loopback, RESP server, the Prometheus

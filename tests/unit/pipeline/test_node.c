@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The node runtime end to end: three nodes in one process over real loopback TCP, driven
  * only through the embedding API (include/aegis/aegis.h) with the built-in KV.
  *

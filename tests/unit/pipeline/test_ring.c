@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Tests of the typed SPSC rings and the eventfd wake protocol: order, capacity and
  * backpressure, the wait timeout, and two threads exchanging items with sleeping
  * consumers (a lost wake-up would show up as a wait that times out with work queued). */

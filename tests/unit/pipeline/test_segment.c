@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Tests of the segment log: format round trip, torn tails cut at every byte offset, bit
  * flips and gaps reported as corruption, suffix truncation, removal below a snapshot,
  * power loss through the fault layer, ENOSPC and short writes. */

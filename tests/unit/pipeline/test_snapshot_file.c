@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Tests of snapshot files: round trip of metadata and data, newest valid one loaded,
  * a crash at every step of write-rename-fsync leaves the old or the new snapshot. */
 #include <aegis/error.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Tests of the client port's users (pipeline/users.h): SHA-256 against the FIPS 180-2
  * vectors, the constant-time compare, the users-file parser (good files and every kind
  * of bad line), password checks, and the command role table. */
@@ -192,7 +193,7 @@ TEST(users, role_table)
                                          "cas", "del",  "MSET"};
     static const char *const reads[] = {"get",    "MGET",   "exists",        "ping",
                                         "echo",   "info",   "command",       "select",
-                                        "client", "aegis.members", "AEGIS.STATUS"};
+                                        "client", "aegis.members", "AEGIS.STATUS", "DBSIZE"};
 
     for (size_t i = 0; i < sizeof(admin) / sizeof(admin[0]); i++) {
         enum aegis_access need = role_of(admin[i][0], admin[i][1]);

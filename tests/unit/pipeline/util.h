@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Helpers shared by the pipeline storage tests (included, not compiled on its own):
  * temporary directories under /tmp and deterministic entries. */
 #ifndef AEGIS_TEST_PIPELINE_UTIL_H
