@@ -6,8 +6,9 @@
  * values no honest peer sends is counted (peer_msgs_rejected), logged at most a few
  * lines a second, and closes that link: the stream is not trusted further (the peer
  * redials; Raft retransmits). Messages that are well formed but out of place are the
- * raft thread's to refuse (raft_thread.c reject_peer). A full ring drops the message too: Raft tolerates loss, and dropping keeps
- * the net thread from blocking on a busy raft thread.
+ * raft thread's to refuse (raft_thread.c reject_peer). A full ring drops the message:
+ * Raft tolerates loss, and dropping keeps the net thread from blocking on a busy raft
+ * thread.
  *
  * Outbound: the raft and apply threads post closures (send this message, add that peer)
  * through their SPSC rings and wake the loop; on_wake drains both. A message is encoded
