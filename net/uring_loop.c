@@ -807,6 +807,22 @@ int aegis__uring_loop_peer_remove(struct aegis_uring_loop *loop, aegis_node_id i
     return aegis__conn_pool_remove(&loop->pool, id);
 }
 
+int aegis__uring_loop_peer_reset(struct aegis_uring_loop *loop, aegis_node_id id, int status)
+{
+    struct aegis_peer *peer;
+
+    AEGIS_ASSERT(loop != NULL);
+    AEGIS_ASSERT(status < 0);
+    peer = aegis__conn_pool_get(&loop->pool, id);
+    if (peer == NULL) {
+        return AEGIS_EUNKNOWNNODE;
+    }
+    if (peer->conn != NULL) {
+        aegis__uring_conn_close(peer->conn, status);
+    }
+    return 0;
+}
+
 int aegis__uring_loop_peer_state(struct aegis_uring_loop *loop, aegis_node_id id)
 {
     struct aegis_peer *peer = aegis__conn_pool_get(&loop->pool, id);

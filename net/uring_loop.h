@@ -216,6 +216,11 @@ int aegis__uring_loop_peer_add(struct aegis_uring_loop *loop, aegis_node_id id,
 /* Remove peer @id: close its link (queued sends fail with AEGIS_ESHUTDOWN) and forget it.
  * Returns 0 or AEGIS_EUNKNOWNNODE. */
 int aegis__uring_loop_peer_remove(struct aegis_uring_loop *loop, aegis_node_id id);
+/* Close @id's current link with @status (e.g. it sent a malformed frame); the peer stays
+ * known and the link is re-established as usual (the lower id redials with backoff). Safe
+ * from inside on_frame: the connection is finalised later, never in the caller's call.
+ * AEGIS_EUNKNOWNNODE if @id is not a peer; 0 if it had no link. Loop thread only. */
+int aegis__uring_loop_peer_reset(struct aegis_uring_loop *loop, aegis_node_id id, int status);
 
 /* The link state of peer @id, or -1 when unknown. */
 int aegis__uring_loop_peer_state(struct aegis_uring_loop *loop, aegis_node_id id);

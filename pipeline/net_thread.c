@@ -1,10 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /* The net thread (aegis-net): runs the node's io_uring loop (net/uring_loop.h).
  *
- * Inbound: each peer frame is decoded (net/codec.h, hostile input: a bad frame is
- * counted and dropped, Raft retransmits) into a heap message pushed to the raft thread's
- * peer ring. A full ring drops the message too: Raft tolerates loss, and dropping keeps
- * the net thread from blocking on a busy raft thread.
+ * Inbound: each peer frame is decoded (net/codec.h, hostile input) and its values checked
+ * (aegis__msg_validate, engine/msg.h) into a heap message pushed to the raft thread's
+ * peer ring. A frame that does not decode, claims another sender than its link or holds
+ * values no honest peer sends is counted (peer_msgs_rejected), logged at most a few
+ * lines a second, and closes that link: the stream is not trusted further (the peer
+ * redials; Raft retransmits). Messages that are well formed but out of place are the
+ * raft thread's to refuse (raft_thread.c reject_peer). A full ring drops the message:
+ * Raft tolerates loss, and dropping keeps the net thread from blocking on a busy raft
+ * thread.
  *
  * Outbound: the raft and apply threads post closures (send this message, add that peer)
  * through their SPSC rings and wake the loop; on_wake drains both. A message is encoded
@@ -125,7 +130,6 @@ static void on_frame(struct aegis_uring_loop *loop, aegis_node_id peer, const ui
     struct aegis_peer_msg pm;
     int rv;
 
-    (void)loop;
     pm.recv_ns = aegis__now_ns(); /* Per frame: a frame is a batch of entries. */
     aegis__metrics_add(&n->metrics, AEGIS_MT_NET, AEGIS_MC_PEER_BYTES_IN, len);
     pm.msg = aegis__malloc(n->alloc, sizeof(*pm.msg));
@@ -134,15 +138,21 @@ static void on_frame(struct aegis_uring_loop *loop, aegis_node_id peer, const ui
         return;
     }
     rv = aegis__codec_decode(frame, len, pm.msg, n->alloc);
-    if (rv != 0 || pm.msg->from != peer) {
-        AEGIS_LOG_RATELIMITED(AEGIS_LOG_WARN, "dropping a bad frame from node %llu: %s",
-                              (unsigned long long)peer, aegis_strerror(rv));
-        if (rv == 0) {
+    if (rv == 0) {
+        rv = pm.msg->from != peer ? AEGIS_ECORRUPT : aegis__msg_validate(pm.msg);
+        if (rv != 0) {
             aegis__msg_release(pm.msg, n->alloc);
         }
+    }
+    if (rv != 0) {
+        AEGIS_LOG_RATELIMITED(AEGIS_LOG_WARN,
+                              "refused a bad frame from node %llu (%s): closing the link",
+                              (unsigned long long)peer, aegis_strerror(rv));
         aegis__free(n->alloc, pm.msg);
         AEGIS_STAT_INC(n->stats.peer_msgs_dropped);
         aegis__metrics_add(&n->metrics, AEGIS_MT_NET, AEGIS_MC_ERR_PEER_DECODE, 1);
+        aegis__metrics_add(&n->metrics, AEGIS_MT_NET, AEGIS_MC_PEER_REJECTED, 1);
+        aegis__uring_loop_peer_reset(loop, peer, rv);
         return;
     }
     if (!aegis__ring_peer_msg_push_sp(&n->peer_ring, &pm)) {

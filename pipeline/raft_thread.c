@@ -308,9 +308,10 @@ static void handle_client_resp(struct aegis_node *n, const struct aegis_msg *m)
     f->request_id = 0;
 }
 
-/* A peer message refused, by aegis__msg_validate or by the core: it changed nothing.
- * The net thread has no call to close one peer link on the raft thread's word, so the
- * message is dropped and counted (peer_msgs_rejected), with a rate-limited line. */
+/* A peer message refused by the core (out of place) or, for messages that did not come
+ * through the net thread, by aegis__msg_validate: it changed nothing. It is dropped and
+ * counted (peer_msgs_rejected), with a rate-limited line; the link stays (the net thread
+ * already closed the links of frames with impossible values, net_thread.c on_frame). */
 static void reject_peer(struct aegis_node *n, const struct aegis_msg *m, int rv)
 {
     aegis__metrics_add(&n->metrics, AEGIS_MT_RAFT, AEGIS_MC_PEER_REJECTED, 1);

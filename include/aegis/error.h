@@ -62,7 +62,7 @@
     XX(EINTERNAL, -4022, "internal error")                                                \
     XX(ETLS, -4030, "TLS handshake or record failed")                                     \
     XX(ESTORAGE, -4040, "storage failed; the node is stopping")                           \
-    XX(EIDENTITY, -4041, "data directory belongs to another node or cluster")          \
+    XX(EIDENTITY, -4041, "data directory belongs to another node or cluster")             \
     XX(EAMNESIA, -4050, "data directory empty but the cluster exists: add with --join")   \
     XX(ECATCHUP, -4051, "the new member never caught up; it was not made a voter")
 

@@ -15,6 +15,10 @@ says:
   - TimeoutNow naming the victim, and a heartbeat with commit 2^64-1.
 Node 1 is first made the leader (AEGIS.TRANSFER), so the forged chunk comes "from the
 leader" and only the snapshot check stands between it and the victim's log.
+Each frame goes on a link of its own: one with values no honest peer sends (a term or
+index at or above 2^62) closes its link at once, logged "closing the link", so frames
+after it on that link would never be read; well-formed frames that are out of place are
+refused by the core and the link stays.
 Then: the victims counted the refusals (peer_msgs_rejected); the cluster elects,
 serves writes and reads on every node; terms stay small; a further election works
 (transfer to node 3, with the TimeoutNow notices); SIGTERM stops every node promptly.
@@ -128,9 +132,13 @@ def scenario(opts):
                 heartbeat(1, victim.id, term, TOP),
                 timeout_now(1, victim.id, term + 5, victim.id),
             ]
-            # Taken in: all refused and counted (now), or the term moved (before the fix).
-            forge(victim, 1, frames, lambda v=victim, k=len(frames): rejected(v) >= k or
-                  v.info()["term"] != term)
+            # One forged frame per link: a frame with impossible values closes its link, so
+            # what follows it on the same link would never be read. Taken in: refused and
+            # counted (now), or the term moved (before the fix).
+            for f in frames:
+                k = rejected(victim) + 1
+                forge(victim, 1, [f], lambda v=victim, k=k: rejected(v) >= k or
+                      v.info()["term"] != term)
 
         # The cluster is unharmed: one leader, small terms, writes and reads everywhere.
         leader = c.leader(timeout=30)
@@ -151,6 +159,10 @@ def scenario(opts):
             with open(victim.log_path, "rb") as f:
                 lines = [ln for ln in f.read().split(b"\n") if b"refused a " in ln]
             check(lines, "node %d logged no refusal" % victim.id)
+            with open(victim.log_path, "rb") as f:
+                downs = [ln for ln in f.read().split(b"\n")
+                         if b"peer 1 link down: malformed or corrupt data" in ln]
+            check(downs, "node %d did not close a link that sent impossible values" % victim.id)
             log("node %d refused %d; logged: %s" % (victim.id, rejected(victim),
                                                     lines[0].decode(errors="replace")))
 
