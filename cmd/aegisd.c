@@ -617,26 +617,16 @@ static int setup_security(struct opts *o)
 #define EXIT_STORAGE 3
 
 static pthread_t main_thread;
-static int storage_failed; /* Atomic: set by the fail hook before it wakes main. */
+static int fatal_err; /* Atomic: set by on_fatal before it wakes main; 0 until then. */
 
-/* Runs on the node's raft thread fail_stop_ms after a storage error: wake the main thread
- * (blocked in sigwait) to stop the node and exit with EXIT_STORAGE. */
-static void on_storage_failed(struct aegis_node *n, int err, void *data)
-{
-    (void)n;
-    (void)err;
-    (void)data;
-    __atomic_store_n(&storage_failed, 1, __ATOMIC_RELEASE);
-    pthread_kill(main_thread, SIGTERM);
-}
-
-/* The node stopped on a fatal condition (e.g. the amnesia guard): wake the main thread's
- * sigwait so that it stops the node and exits non-zero. */
+/* The node stopped on a fatal condition (the amnesia guard, or fail_stop_ms after a
+ * storage error): wake the main thread's sigwait so that it stops the node and exits
+ * non-zero (EXIT_STORAGE for storage). Runs on the node's raft thread. */
 static void on_fatal(void *data, int err)
 {
     (void)data;
-    (void)err;
-    kill(getpid(), SIGTERM);
+    __atomic_store_n(&fatal_err, err, __ATOMIC_RELEASE);
+    pthread_kill(main_thread, SIGTERM);
 }
 
 int main(int argc, char **argv)
@@ -647,9 +637,11 @@ int main(int argc, char **argv)
     struct aegis_metrics_http *metrics = NULL;
     char addr[AEGIS_ARGS_HOSTPORT_BYTES];
     sigset_t set;
-    int sig = 0, rv;
+    bool storage;
+    int sig = 0, fatal, rv;
 
     memset(&o, 0, sizeof(o));
+    main_thread = pthread_self();
     if (parse_args(argc, argv, &o) != 0 || setup_security(&o) != 0) {
         return 2;
     }
@@ -670,8 +662,6 @@ int main(int argc, char **argv)
                   aegis_strerror(rv));
         return 1;
     }
-    main_thread = pthread_self();
-    aegis__node_set_fail_hook(node, on_storage_failed, NULL);
     rv = aegis__server_create(&server, node, &o.server);
     if (rv == 0) {
         rv = aegis_node_start(node);
@@ -696,10 +686,13 @@ int main(int argc, char **argv)
     /* SIGHUP is the conventional "reopen your files" (logrotate): nothing to reopen yet
      * (logs go to stderr), so it is logged and the node keeps serving. */
     while (sigwait(&set, &sig) == 0 && sig == SIGHUP &&
-           !__atomic_load_n(&storage_failed, __ATOMIC_ACQUIRE)) {
+           __atomic_load_n(&fatal_err, __ATOMIC_ACQUIRE) == 0) {
         AEGIS_LOG(AEGIS_LOG_INFO, "SIGHUP: nothing to reopen");
     }
-    if (__atomic_load_n(&storage_failed, __ATOMIC_ACQUIRE)) {
+    /* Stopped for the storage: on_fatal was given the storage error itself. */
+    fatal = __atomic_load_n(&fatal_err, __ATOMIC_ACQUIRE);
+    storage = fatal != 0 && fatal == aegis__node_storage_error(node);
+    if (storage) {
         AEGIS_LOG(AEGIS_LOG_ERROR, "storage failed (%s): exiting with status %d",
                   aegis_strerror(aegis__node_storage_error(node)), EXIT_STORAGE);
     } else {
@@ -710,7 +703,7 @@ int main(int argc, char **argv)
     rv = aegis_node_stop(node);
     aegis_node_destroy(node);
     aegis__server_destroy(server);
-    if (__atomic_load_n(&storage_failed, __ATOMIC_ACQUIRE)) {
+    if (storage) {
         return EXIT_STORAGE;
     }
     return rv == 0 ? 0 : 1;

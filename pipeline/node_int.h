@@ -238,12 +238,11 @@ struct aegis_node {
      * (log or hard state write/sync); 0 while healthy. Once set the raft thread no longer
      * drives the core (no tick, no message stepped, no ready routed: nothing that depends
      * on state that is not durable leaves), answers requests with AEGIS_ESTORAGE, and
-     * calls fail_hook once fail_deadline_ns has passed (aegisd exits 3). */
+     * calls config.on_fatal with storage_err once fail_deadline_ns has passed (aegisd
+     * then exits 3). */
     int storage_err;
     uint64_t fail_deadline_ns;
-    bool fail_hook_called;
-    void (*fail_hook)(struct aegis_node *n, int err, void *data);
-    void *fail_hook_data;
+    bool fail_stop_reported;            /* on_fatal was called for it. */
 
     /* Log thread (pipeline/log_writer.h). */
     struct aegis_log_writer *log;
@@ -296,11 +295,6 @@ struct aegis_node {
 /* node.c */
 void aegis__node_fail(struct aegis_node *n, int rv, const char *what);
 
-/* Storage fail-stop (raft_thread.c). @hook runs once on the raft thread when the storage
- * failed fail_stop_ms ago; aegisd exits with status 3 from it. Set before start. */
-void aegis__node_set_fail_hook(struct aegis_node *n,
-                               void (*hook)(struct aegis_node *n, int err, void *data),
-                               void *data);
 /* The storage error that stopped the node (a negative AEGIS_E* code, e.g. AEGIS_ENOSPC),
  * or 0. Any thread. */
 int aegis__node_storage_error(const struct aegis_node *n);

@@ -537,17 +537,17 @@ static void storage_fail(struct aegis_node *n, const struct aegis_log_report *re
     aegis__waker_wake(&n->apply_waker); /* It fails the registered proposals (apply.c). */
 }
 
-/* Once fail_stop_ms has passed since the storage failed: the hook, once. */
+/* Once fail_stop_ms has passed since the storage failed: the embedder's on_fatal, once. */
 static void fail_stop_check(struct aegis_node *n, uint64_t now)
 {
-    if (!storage_failed(n) || n->fail_hook_called || now < n->fail_deadline_ns) {
+    if (!storage_failed(n) || n->fail_stop_reported || now < n->fail_deadline_ns) {
         return;
     }
-    n->fail_hook_called = true;
+    n->fail_stop_reported = true;
     AEGIS_LOG(AEGIS_LOG_ERROR, "storage failed %u ms ago (%s): stopping",
               n->config.fail_stop_ms, aegis_strerror(n->storage_err));
-    if (n->fail_hook != NULL) {
-        n->fail_hook(n, n->storage_err, n->fail_hook_data);
+    if (n->config.on_fatal != NULL) {
+        n->config.on_fatal(n->config.on_fatal_data, n->storage_err);
     }
 }
 
@@ -1136,15 +1136,6 @@ static bool inputs_pending(struct aegis_node *n)
            __atomic_load_n(&n->inbox.count, __ATOMIC_ACQUIRE) > 0 ||
            !aegis__log_writer_reports_empty(n->log) ||
            (!storage_failed(n) && aegis__raft_has_ready(n->raft));
-}
-
-void aegis__node_set_fail_hook(struct aegis_node *n,
-                               void (*hook)(struct aegis_node *n, int err, void *data),
-                               void *data)
-{
-    AEGIS_ASSERT(!n->started);
-    n->fail_hook = hook;
-    n->fail_hook_data = data;
 }
 
 int aegis__node_storage_error(const struct aegis_node *n)

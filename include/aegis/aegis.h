@@ -100,8 +100,9 @@ struct aegis_node_config {
                                          then is removed, never promoted. Default 60000;
                                          0: no limit. */
     /* Called once (on an internal thread) when the node stopped on a fatal condition it
-     * cannot recover from by itself, e.g. AEGIS_EAMNESIA: the embedder should call
-     * aegis_node_stop() (which returns the code) and exit non-zero. NULL: nothing. */
+     * cannot recover from by itself: AEGIS_EAMNESIA (the amnesia guard), or the storage
+     * error (e.g. AEGIS_ENOSPC) fail_stop_ms after the log or hard state failed. The
+     * embedder should call aegis_node_stop() and exit non-zero. NULL: nothing. */
     void (*on_fatal)(void *data, int err);
     void *on_fatal_data;
     /* TLS (docs/security.md); PEM files, paths copied, read by aegis_node_start. All
