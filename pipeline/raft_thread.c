@@ -308,10 +308,10 @@ static void handle_client_resp(struct aegis_node *n, const struct aegis_msg *m)
     f->request_id = 0;
 }
 
-/* A peer message refused by the core (out of place) or, for messages that did not come
- * through the net thread, by aegis__msg_validate: it changed nothing. It is dropped and
- * counted (peer_msgs_rejected), with a rate-limited line; the link stays (the net thread
- * already closed the links of frames with impossible values, net_thread.c on_frame). */
+/* A peer message refused by the core (out of place): it changed nothing. It is dropped
+ * and counted (peer_msgs_rejected), with a rate-limited line; the link stays. Messages
+ * with impossible values never get here: the net thread refused them with
+ * aegis__msg_validate and closed their link (net_thread.c on_frame). */
 static void reject_peer(struct aegis_node *n, const struct aegis_msg *m, int rv)
 {
     aegis__metrics_add(&n->metrics, AEGIS_MT_RAFT, AEGIS_MC_PEER_REJECTED, 1);
@@ -352,12 +352,10 @@ static void drain_peer(struct aegis_node *n)
     struct aegis_peer_msg pm;
 
     while (aegis__ring_peer_msg_pop_sc(&n->peer_ring, &pm)) {
-        struct aegis_msg *m = pm.msg;
-        int rv = aegis__msg_validate(m); /* Before the core, the metrics or a handler. */
+        struct aegis_msg *m = pm.msg; /* Validated by the net thread (on_frame). */
+        int rv;
 
-        if (rv != 0) {
-            reject_peer(n, m, rv);
-        } else if (storage_failed(n) && m->type != AEGIS_MSG_CLIENT_RESP) {
+        if (storage_failed(n) && m->type != AEGIS_MSG_CLIENT_RESP) {
             /* Fail-stopped: the core hears nothing more (it would vote or acknowledge);
              * a forwarded command was not proposed, so its follower may retry it. */
             if (m->type == AEGIS_MSG_CLIENT_REQ) {
