@@ -140,6 +140,7 @@ struct aegis_kv {
     aegis_index custom_index;   /* Non-zero only while a custom handler runs. */
     aegis_kv_custom_fn custom_fn;
     void *custom_data;
+    struct aegis_kv_snap *snap; /* The open streaming view, if any. */
 };
 
 /* Initialise an empty machine (applied index 0, term 0) on caller storage. @alloc (NULL:
@@ -207,6 +208,55 @@ int aegis__kv_snapshot(const struct aegis_kv *kv, struct aegis_buf **snapshot_ou
  * structure or limits; truncated), AEGIS_EVERSION (unknown format version) or
  * AEGIS_ENOMEM; on error @kv is exactly as it was. The custom handler is kept. */
 int aegis__kv_restore(struct aegis_kv *kv, const uint8_t *data, size_t len);
+
+/* Streaming snapshots: a view of the state that is read out in chunks, and a load that is
+ * fed in chunks, so that neither side ever holds the whole state in one buffer.
+ *
+ * A view (struct aegis_kv_snap) is the state at the applied index and term when it was
+ * opened. The store stays writable while a view is open: applies go on between reads,
+ * and the view still yields exactly the state at its index. Views are read on the kv's
+ * own thread (the apply thread), between applies; at most one view is open at a time.
+ * The bytes a view yields are the snapshot format of kv_snapshot.c; the total length is
+ * known at open (aegis__kv_snap_size).
+ *
+ * A load (struct aegis_kv_load) builds a new state aside from chunks of that format, in
+ * any split; finish validates the whole (structure, CRC, limits, duplicates) and only
+ * then replaces @kv's state. abort (or a failed finish) leaves @kv untouched. */
+struct aegis_kv_snap;
+struct aegis_kv_load;
+
+/* Open a view of @kv's state now. Returns 0, AEGIS_EBUSY (a view is already open) or
+ * AEGIS_ENOMEM. */
+int aegis__kv_snap_open(struct aegis_kv *kv, struct aegis_kv_snap **snap_out);
+
+/* The view's index, term and total length in bytes of its stream. */
+aegis_index aegis__kv_snap_index(const struct aegis_kv_snap *snap);
+aegis_term aegis__kv_snap_term(const struct aegis_kv_snap *snap);
+uint64_t aegis__kv_snap_size(const struct aegis_kv_snap *snap);
+
+/* Copy the next bytes of the stream into @buf (at most @cap, at least 1 unless the
+ * stream is over) and set *@len_out. Returns 0, with *@len_out == 0 only at the end, or
+ * AEGIS_ENOMEM (nothing consumed; call again). */
+int aegis__kv_snap_read(struct aegis_kv_snap *snap, uint8_t *buf, size_t cap,
+                        size_t *len_out);
+
+/* Close a view (read to the end or not) and free what it kept. NULL is a no-op. */
+void aegis__kv_snap_close(struct aegis_kv_snap *snap);
+
+/* Start a load that will replace @kv's state (its allocator and hash seed are used). */
+int aegis__kv_load_open(struct aegis_kv *kv, struct aegis_kv_load **load_out);
+
+/* Feed the next @len bytes of a snapshot stream. Returns 0, AEGIS_ECORRUPT,
+ * AEGIS_EVERSION or AEGIS_ENOMEM; after an error only abort is allowed. */
+int aegis__kv_load_feed(struct aegis_kv_load *load, const uint8_t *data, size_t len);
+
+/* Validate the whole stream and, if good, replace @kv's state with it (as
+ * aegis__kv_restore does). Frees @load in every case. Returns 0 or the error of
+ * aegis__kv_restore; on error @kv is exactly as it was. */
+int aegis__kv_load_finish(struct aegis_kv_load *load, struct aegis_kv *kv);
+
+/* Drop a load without touching the store. NULL is a no-op. */
+void aegis__kv_load_abort(struct aegis_kv_load *load);
 
 /* Check that @data (@len bytes) would restore (every check of aegis__kv_restore, without
  * building anything) and give its applied index and term. Returns 0, AEGIS_ECORRUPT or

@@ -351,3 +351,143 @@ err_after_table:
     AEGIS_ASSERT(rv != 0);
     return rv;
 }
+
+/* Streaming views and loads. This first version serialises the whole state at open and
+ * hands it out in chunks, and a load gathers its chunks and restores at finish: correct,
+ * but it holds the whole state once more in memory. The copy-on-write view replaces it. */
+struct aegis_kv_snap {
+    struct aegis_kv *kv;
+    struct aegis_buf *data;
+    size_t offset;
+    aegis_index index;
+    aegis_term term;
+};
+
+struct aegis_kv_load {
+    const struct aegis_allocator *alloc;
+    uint8_t *data;
+    size_t len;
+    size_t cap;
+};
+
+int aegis__kv_snap_open(struct aegis_kv *kv, struct aegis_kv_snap **snap_out)
+{
+    struct aegis_kv_snap *s;
+    int rv;
+
+    if (kv->snap != NULL) {
+        return AEGIS_EBUSY;
+    }
+    s = aegis__calloc(kv->alloc, 1, sizeof(*s));
+    if (s == NULL) {
+        return AEGIS_ENOMEM;
+    }
+    rv = aegis__kv_snapshot(kv, &s->data);
+    if (rv != 0) {
+        aegis__free(kv->alloc, s);
+        return rv;
+    }
+    s->kv = kv;
+    s->index = kv->applied_index;
+    s->term = kv->applied_term;
+    kv->snap = s;
+    *snap_out = s;
+    return 0;
+}
+
+aegis_index aegis__kv_snap_index(const struct aegis_kv_snap *snap)
+{
+    return snap->index;
+}
+
+aegis_term aegis__kv_snap_term(const struct aegis_kv_snap *snap)
+{
+    return snap->term;
+}
+
+uint64_t aegis__kv_snap_size(const struct aegis_kv_snap *snap)
+{
+    return snap->data->len;
+}
+
+int aegis__kv_snap_read(struct aegis_kv_snap *snap, uint8_t *buf, size_t cap,
+                        size_t *len_out)
+{
+    size_t n = snap->data->len - snap->offset;
+
+    if (n > cap) {
+        n = cap;
+    }
+    if (n > 0) {
+        memcpy(buf, snap->data->data + snap->offset, n);
+    }
+    snap->offset += n;
+    *len_out = n;
+    return 0;
+}
+
+void aegis__kv_snap_close(struct aegis_kv_snap *snap)
+{
+    if (snap == NULL) {
+        return;
+    }
+    AEGIS_ASSERT(snap->kv->snap == snap);
+    snap->kv->snap = NULL;
+    aegis__buf_unref(snap->data);
+    aegis__free(snap->kv->alloc, snap);
+}
+
+int aegis__kv_load_open(struct aegis_kv *kv, struct aegis_kv_load **load_out)
+{
+    struct aegis_kv_load *l = aegis__calloc(kv->alloc, 1, sizeof(*l));
+
+    if (l == NULL) {
+        return AEGIS_ENOMEM;
+    }
+    l->alloc = kv->alloc;
+    *load_out = l;
+    return 0;
+}
+
+int aegis__kv_load_feed(struct aegis_kv_load *load, const uint8_t *data, size_t len)
+{
+    if (len > AEGIS_BUF_LEN_MAX - load->len) {
+        return AEGIS_ETOOBIG;
+    }
+    if (load->len + len > load->cap) {
+        size_t cap = load->cap > 0 ? load->cap : 4096;
+        uint8_t *p;
+
+        while (cap < load->len + len) {
+            cap *= 2;
+        }
+        p = aegis__realloc(load->alloc, load->data, cap);
+        if (p == NULL) {
+            return AEGIS_ENOMEM;
+        }
+        load->data = p;
+        load->cap = cap;
+    }
+    if (len > 0) {
+        memcpy(load->data + load->len, data, len);
+    }
+    load->len += len;
+    return 0;
+}
+
+int aegis__kv_load_finish(struct aegis_kv_load *load, struct aegis_kv *kv)
+{
+    int rv = aegis__kv_restore(kv, load->data, load->len);
+
+    aegis__kv_load_abort(load);
+    return rv;
+}
+
+void aegis__kv_load_abort(struct aegis_kv_load *load)
+{
+    if (load == NULL) {
+        return;
+    }
+    aegis__free(load->alloc, load->data);
+    aegis__free(load->alloc, load);
+}
