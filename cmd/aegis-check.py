@@ -27,7 +27,8 @@ no remaining operation reads or expects the value it wrote -- and printed.
 Faults. --nemesis CMD runs `CMD start` and `CMD stop` alternately every --nemesis-interval
 seconds (ending with a stop), so a user can cut links, kill or pause nodes with their own
 tooling; the tests drive faults in-process through Checker(faults=...). For each fault the
-report gives the time from the fault to the first write acknowledged after it (failover).
+report gives the time from the fault to the completion of the first write invoked after it
+and acknowledged (failover).
 
 Usage:
   aegis-check --targets HOST:PORT,... --duration SECONDS [--json FILE] [--clients N] ...
@@ -455,15 +456,15 @@ class Checker:
         return self.report()
 
     def failovers(self):
-        """For each fault: seconds from it to the first write acknowledged after it."""
-        acks = sorted(op["ret"] for op in self.history
-                      if op["outcome"] == "ok" and op["f"] != "get" and op["ret"] is not None)
+        """For each fault: seconds from it to the first write invoked after it that was
+        acknowledged (completion time)."""
+        writes = sorted((op["call"], op["ret"]) for op in self.history
+                        if op["outcome"] == "ok" and op["f"] != "get")
         out = []
-        import bisect
         for at, name in self.fault_log:
-            j = bisect.bisect_left(acks, at)
+            rets = [r for c, r in writes if c >= at]
             out.append({"fault": name, "at_s": (at - self.t0) / 1e9,
-                        "failover_s": (acks[j] - at) / 1e9 if j < len(acks) else None})
+                        "failover_s": (min(rets) - at) / 1e9 if rets else None})
         return out
 
     def report(self):
