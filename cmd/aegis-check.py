@@ -258,6 +258,9 @@ def _reads_values(op):
         return {op.get("result")}
     if op["f"] == "cas":
         return {op["args"][0]}
+    if op["f"] == "incr" and op["outcome"] == "ok" and isinstance(op.get("result"), int):
+        r = op["result"]
+        return {str(r - 1), None} if r == 1 else {str(r - 1)}  # It read the value before.
     return set()
 
 
@@ -318,7 +321,8 @@ def print_anomalies(anomalies, t0, out=sys.stdout):
 
 class Checker:
     """Run the workload against @targets [(host, port)] for @duration seconds; @faults is
-    a list of (at_seconds, name, fn) called from the driver thread (fault injection)."""
+    a list of (at_seconds, name, fn) called from the driver thread (fault injection); fn may
+    return the time.monotonic_ns() at which its fault took effect (default: its call)."""
 
     def __init__(self, targets, duration, clients=4, keys=4, ops_per_generation=240,
                  seed=None, timeout=5.0, password=None, faults=(), prefix=None, log=None):
@@ -443,9 +447,11 @@ class Checker:
                 time.sleep(min(wait, max(0.0, end - time.monotonic())))
             if time.monotonic() >= end:
                 break
-            self.fault_log.append((time.monotonic_ns(), name))
-            self.log("[%6.2fs] fault: %s" % ((time.monotonic_ns() - self.t0) / 1e9, name))
-            fn()
+            before = time.monotonic_ns()
+            self.log("[%6.2fs] fault: %s" % ((before - self.t0) / 1e9, name))
+            took = fn()
+            # A fault function may return when (monotonic_ns) the fault took effect.
+            self.fault_log.append((took if isinstance(took, int) else before, name))
         rest = end - time.monotonic()
         if rest > 0:
             time.sleep(rest)

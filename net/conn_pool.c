@@ -227,6 +227,13 @@ uint64_t aegis__conn_pool_connect_stage_ms(uint32_t connect_timeout_ms)
                : AEGIS_CONN_POOL_CONNECT_STAGE_MS_MAX;
 }
 
+uint64_t aegis__conn_pool_unacked_ms(uint32_t connect_timeout_ms)
+{
+    AEGIS_ASSERT(connect_timeout_ms > 0);
+    return connect_timeout_ms < AEGIS_CONN_POOL_UNACKED_MS_MAX ? connect_timeout_ms
+                                                              : AEGIS_CONN_POOL_UNACKED_MS_MAX;
+}
+
 uint64_t aegis__conn_pool_redial_gap_max_ms(const struct aegis_conn_pool *pool,
                                             uint32_t connect_timeout_ms)
 {

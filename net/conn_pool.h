@@ -28,9 +28,10 @@
  * TCP connect stage has its own short deadline (aegis__conn_pool_connect_stage_ms) and the
  * next attempt sends a fresh SYN; the TLS handshake and the hellos get the full
  * connect_timeout_ms once TCP is up. An established link whose bytes go unacknowledged for
- * connect_timeout_ms is dropped by the kernel (TCP_USER_TIMEOUT, set in uring_peer.c), so
- * a link cut by a partition is redialed instead of waiting out TCP's retransmission
- * backoff after the heal. The worst case from "reachable again" to "dial sent" is then
+ * aegis__conn_pool_unacked_ms (at most 1 s) is dropped by the kernel (TCP_USER_TIMEOUT,
+ * set in uring_peer.c), so a link cut by a partition is redialed instead of waiting out
+ * TCP's retransmission backoff (0.2, 0.4, 0.8, 1.6, 3.2 s ...) after the heal. The cost of
+ * a false alarm (three losses in a row of one segment) is one redial. The worst case from "reachable again" to "dial sent" is then
  * aegis__conn_pool_redial_gap_max_ms (plus one loop tick).
  *
  * Threading: a pool belongs to one thread (the net thread); nothing here is atomic. */
@@ -57,6 +58,10 @@
  * first SYN retransmission (1 s), so a dial started inside a partition does not wait out
  * the kernel's SYN backoff after the heal. */
 #define AEGIS_CONN_POOL_CONNECT_STAGE_MS_MAX 500u
+
+/* The longest bytes sent on an established peer link may stay unacknowledged before the
+ * kernel drops the link (TCP_USER_TIMEOUT; never longer than connect_timeout_ms). */
+#define AEGIS_CONN_POOL_UNACKED_MS_MAX 1000u
 
 /* The most peers one pool may hold (a sanity bound; clusters have 3 to 7 voters). */
 #define AEGIS_CONN_POOL_PEERS_MAX 64u
@@ -160,6 +165,10 @@ uint64_t aegis__conn_pool_backoff_cap_ms(const struct aegis_conn_pool *pool,
 /* The deadline, in ms after the dial, of the TCP connect stage for a loop whose whole
  * connect-plus-hello budget is @connect_timeout_ms (> 0). Pure. */
 uint64_t aegis__conn_pool_connect_stage_ms(uint32_t connect_timeout_ms);
+
+/* The TCP_USER_TIMEOUT of a peer link for a loop whose connect_timeout_ms is
+ * @connect_timeout_ms (> 0). Pure. */
+uint64_t aegis__conn_pool_unacked_ms(uint32_t connect_timeout_ms);
 
 /* The longest a dialed peer that failed before can wait, once it is reachable again, for
  * the next dial to start (the worst jittered backoff plus an attempt already in flight into

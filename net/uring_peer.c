@@ -18,8 +18,8 @@
  * SYN backoff), the TLS handshake and hellos within connect_timeout_ms after it. Every
  * failure schedules a redial with backoff (dialer side), capped low so that a peer that
  * comes back is redialed promptly (conn_pool.h, "Prompt redial"). Established peer links
- * carry TCP_USER_TIMEOUT = connect_timeout_ms: bytes unacknowledged that long (a silent
- * partition) drop the link, which is then redialed, rather than leaving it to TCP's
+ * carry TCP_USER_TIMEOUT = aegis__conn_pool_unacked_ms (1 s at most): bytes unacknowledged
+ * that long (a silent partition) drop the link, which is then redialed, rather than leaving it to TCP's
  * retransmission backoff of many seconds after the heal. No frame is read before both
  * checks.
  *
@@ -63,11 +63,12 @@ static int hello_expect_check(const struct aegis_uring_loop *loop, const struct 
     return aegis__hello_check(h, &e);
 }
 
-/* A peer socket gives up on bytes left unacknowledged for connect_timeout_ms (see the top
- * comment). Best effort: without it, the link is still found dead by keepalive. */
+/* A peer socket gives up on bytes left unacknowledged for aegis__conn_pool_unacked_ms (see
+ * the top comment). Best effort: without it, the link is still found dead by keepalive. */
 static void peer_socket_options(const struct aegis_uring_loop *loop, int fd)
 {
-    unsigned int user_timeout_ms = loop->config.connect_timeout_ms;
+    unsigned int user_timeout_ms =
+        (unsigned int)aegis__conn_pool_unacked_ms(loop->config.connect_timeout_ms);
 
     AEGIS_ASSERT(fd >= 0);
     AEGIS_ASSERT(user_timeout_ms > 0);

@@ -20,6 +20,10 @@ except that a's own connects fail at once. A partition is both directions betwee
 groups; healing empties the set. Process faults (kill -9, SIGSTOP/SIGCONT, restart, a lost
 data directory) act on the node's process as in tests/cluster.
 
+Measures: time_to_rejoin() polls until a node follows the leader and applied its commit
+index; link_up_delay() reads, from the node's own log timestamps, when its links to its
+peers were up again after a heal or a restart (the redial delay).
+
 Where namespaces cannot be made (not root, no `ip`, no CAP_NET_ADMIN) the scenario exits 77
 (ctest SKIP_RETURN_CODE) with the reason. Nodes, RESP clients and verification come from
 tests/cluster/aegis_cluster.py; the workload and the linearizability check from
@@ -207,7 +211,8 @@ class NsNode(acl.Node):
         self.host = cluster.net.addr(slot)
         self.peer_port = PEER_PORT
         self.client_port = CLIENT_PORT
-        cluster.net.add_host(slot)
+        if slot not in cluster.net.hosts:
+            cluster.net.add_host(slot)  # A replacement node reuses its predecessor's host.
 
     @property
     def peer_addr(self):
@@ -315,6 +320,43 @@ def time_to_rejoin(cluster, node, since, timeout=20.0):
     wait_until(back, timeout, "node %d back in the leader's replication" % node.id,
                interval=0.02)
     return time.monotonic() - since
+
+
+_LINK_UP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)Z \S+ aegis-net \S+ "
+                      r"net_thread\.c:\d+ peer (\d+) link up$")
+
+
+def _links_up_since(node, since_wall):
+    """{peer id: first wall time (s) of "peer P link up" in @node's log at or after
+    @since_wall}."""
+    import datetime
+    out = {}
+    try:
+        with open(node.log_path, errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        m = _LINK_UP.match(line)
+        if not m:
+            continue
+        t = datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%f").replace(
+            tzinfo=datetime.timezone.utc).timestamp()
+        peer = int(m.group(2))
+        if t >= since_wall and peer not in out:
+            out[peer] = t
+    return out
+
+
+def link_up_delay(node, peer_ids, since_wall, timeout=20.0):
+    """Seconds from @since_wall (time.time() at a heal or a restart) until @node's log shows
+    its links to every peer in @peer_ids up again (the redial delay of issue 15), read
+    from the nodes' own log timestamps, so harness polling does not add to it."""
+    def done():
+        ups = _links_up_since(node, since_wall)
+        return all(p in ups for p in peer_ids) and ups
+    ups = wait_until(done, timeout, "node %d's links to %s up" % (node.id, sorted(peer_ids)))
+    return max(ups[p] for p in peer_ids) - since_wall
 
 
 def run_scenario(scenario):

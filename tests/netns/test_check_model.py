@@ -80,6 +80,11 @@ def main():
     check(not lin(stale), "stale read accepted")
     small = ac.shrink(sorted(stale, key=lambda o: o["call"]))
     check(len(small) == 3, "shrunk to %d ops, want the 3 that explain it" % len(small))
+    # Shrinking keeps the write an INCR counted from: INCR -> 2 needs the SET 1.
+    inc = [op("set", ["1"], "OK", 0, 1), op("incr", [], 2, 2, 3), op("set", ["5"], "OK", 4, 5),
+           op("get", [], "2", 6, 7)]
+    small = ac.shrink(inc)
+    check(not lin(inc) and len(small) == 4, "INCR history shrunk to %s" % small)
     # The same read overlapping the second SET may see either value.
     check(lin([op("set", ["1"], "OK", 0, 1), op("set", ["2"], "OK", 2, 6),
                op("get", [], "1", 4, 5)]), "concurrent read rejected")

@@ -227,6 +227,8 @@ TEST(conn_pool, restarted_peer_is_redialed_promptly)
     /* A dial into a silent drop is retried with a fresh SYN well before the kernel's. */
     ASSERT_EQ_U64(aegis__conn_pool_connect_stage_ms(3000), AEGIS_CONN_POOL_CONNECT_STAGE_MS_MAX);
     ASSERT_EQ_U64(aegis__conn_pool_connect_stage_ms(100), 100);
+    ASSERT_EQ_U64(aegis__conn_pool_unacked_ms(3000), AEGIS_CONN_POOL_UNACKED_MS_MAX);
+    ASSERT_EQ_U64(aegis__conn_pool_unacked_ms(300), 300);
     ASSERT_OK(aegis__conn_pool_init(&pool, 1, 2, 50, 200, NULL));
     ASSERT_EQ_U64(aegis__conn_pool_redial_gap_max_ms(&pool, 3000), 700);
     aegis__conn_pool_close(&pool);
