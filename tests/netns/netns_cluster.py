@@ -163,37 +163,51 @@ class Net:
                 self.nft = False
         return ns
 
+    def _run_all(self, cmds):
+        """Run @cmds (argument lists) at once and wait for all: a partition takes effect
+        everywhere within one command's time, not one per cut."""
+        procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  universal_newlines=True) for c in cmds]
+        for c, p in zip(cmds, procs):
+            out, _ = p.communicate(timeout=20)
+            check(p.returncode == 0, "%s: exit %d: %s" % (" ".join(c), p.returncode, out))
+
+    def cut_many(self, pairs):
+        """Drop what slot a sends to slot b, for each (a, b) in @pairs (one way each)."""
+        new = sorted(set(pairs) - self.cuts)
+        by_src = {}
+        for a, b in new:
+            by_src.setdefault(a, []).append(self.addr(b))
+        cmds = []
+        for a, addrs in by_src.items():
+            if self.nft:
+                cmds.append(["ip", "netns", "exec", self.ns(a), "nft", "add", "element", "inet",
+                             "aegt", "cut", "{ %s }" % ", ".join(addrs)])
+            else:
+                cmds += [["ip", "-n", self.ns(a), "route", "add", "blackhole", "%s/32" % x]
+                         for x in addrs]
+        self._run_all(cmds)
+        self.cuts.update(new)
+
     def cut(self, a, b):
         """Drop what slot @a sends to slot @b (one way)."""
-        if (a, b) in self.cuts:
-            return
-        if self.nft:
-            sh(["ip", "netns", "exec", self.ns(a), "nft", "add", "element", "inet", "aegt",
-                "cut", "{ %s }" % self.addr(b)])
-        else:
-            sh(["ip", "-n", self.ns(a), "route", "add", "blackhole", "%s/32" % self.addr(b)])
-        self.cuts.add((a, b))
-
-    def uncut(self, a, b):
-        if (a, b) not in self.cuts:
-            return
-        if self.nft:
-            sh(["ip", "netns", "exec", self.ns(a), "nft", "delete", "element", "inet", "aegt",
-                "cut", "{ %s }" % self.addr(b)])
-        else:
-            sh(["ip", "-n", self.ns(a), "route", "del", "blackhole", "%s/32" % self.addr(b)])
-        self.cuts.discard((a, b))
+        self.cut_many([(a, b)])
 
     def partition(self, group_a, group_b):
-        for a in group_a:
-            for b in group_b:
-                self.cut(a, b)
-                self.cut(b, a)
+        self.cut_many([(a, b) for a in group_a for b in group_b] +
+                      [(b, a) for a in group_a for b in group_b])
 
     def heal(self):
-        for a, b in sorted(self.cuts):
-            self.uncut(a, b)
-        check(not self.cuts, "cuts left after heal")
+        cmds = []
+        for a in sorted({a for a, _ in self.cuts}):
+            if self.nft:
+                cmds.append(["ip", "netns", "exec", self.ns(a), "nft", "flush", "set", "inet",
+                             "aegt", "cut"])
+            else:
+                cmds += [["ip", "-n", self.ns(a), "route", "del", "blackhole",
+                          "%s/32" % self.addr(b)] for x, b in self.cuts if x == a]
+        self._run_all(cmds)
+        self.cuts = set()
 
     def close(self):
         for slot in sorted(self.hosts):

@@ -18,8 +18,10 @@ the affected node to be back in the leader's replication (timed, per kind).
 
 Checks: every run's history is linearizable on every key, nothing acknowledged was lost,
 every node ends caught up. Printed: operations by outcome, anomalies, and per fault kind
-the failover time (fault -> first acknowledged write invoked after it) and the heal ->
-back-in-replication time, median and max over all runs.
+the failover time (fault in place -> first acknowledged write invoked after it), the heal
+(or restart) -> back-in-replication time, and the heal (or exec) -> links up time from the
+node's log (a cut shorter than the 1 s TCP_USER_TIMEOUT may leave a link up: "kept"),
+median and max over all runs.
 """
 import os
 import random
@@ -53,6 +55,8 @@ class Faults:
         self.next_id = max(c.nodes) + 1
         self.rejoin = {}    # kind -> [seconds]
         self.applied = None
+        self.links = {}     # kind -> [seconds from heal/exec to links up]
+        self.kept = {}      # kind -> links that never dropped
 
     def leader(self):
         return self.c.nodes[nc.wait_until(lambda: nc.leader_id(self.c), 30, "a leader")]
@@ -61,39 +65,49 @@ class Faults:
         fs = sorted((n for n in self.c.nodes.values() if n.id != leader.id), key=lambda n: n.id)
         return fs[pick % len(fs)]
 
-    def settle(self, kind, node, t):
+    def settle(self, kind, node, t, wall=None, peers=()):
+        """Time @node back in replication from @t; with @wall (time.time() at the heal or
+        the exec) also its links to @peers up again, from its log (a link that survived a
+        short cut, TCP retransmitting, has no new "link up": counted as kept)."""
         self.rejoin.setdefault(kind, []).append(nc.time_to_rejoin(self.c, node, t, 40))
+        if wall is None or not peers:
+            return
+        try:
+            d = nc.link_up_delay(node, peers, wall, timeout=5.0)
+            self.links.setdefault(kind, []).append(d)
+        except AssertionError:
+            self.kept[kind] = self.kept.get(kind, 0) + 1
 
     def run(self, f):
         c, kind, hold = self.c, f["kind"], f["hold"]
         leader = self.leader()
         other = self.follower(leader, f["pick"])
         if kind == "isolate_leader":
-            self.applied = time.monotonic_ns()
             c.isolate(leader)
+            self.applied = time.monotonic_ns()
             time.sleep(hold)
-            t = time.monotonic()
+            t, wall = time.monotonic(), time.time()
             c.net.heal()
-            self.settle(kind, leader, t)
+            self.settle(kind, leader, t, wall, [i for i in c.nodes if i != leader.id])
         elif kind == "split":
             rest = [n.id for n in c.nodes.values() if n.id not in (leader.id, other.id)]
             minority = [leader.id, other.id] if f["leader_side"] else rest[:2]
-            self.applied = time.monotonic_ns()
             log(c.split(minority))
+            self.applied = time.monotonic_ns()
             time.sleep(hold)
-            t = time.monotonic()
+            t, wall = time.monotonic(), time.time()
             c.net.heal()
             for i in minority:
-                self.settle(kind, c.nodes[i], t)
+                self.settle(kind, c.nodes[i], t, wall, [j for j in c.nodes if j not in minority])
         elif kind == "one_way":
             a, b = (leader, other) if f["leader_side"] else (other, leader)
-            self.applied = time.monotonic_ns()
             c.net.cut(a.slot, b.slot)
+            self.applied = time.monotonic_ns()
             log("one-way cut: node %d -> node %d dropped" % (a.id, b.id))
             time.sleep(hold)
-            t = time.monotonic()
+            t, wall = time.monotonic(), time.time()
             c.net.heal()
-            self.settle(kind, other, t)
+            self.settle(kind, other, t, wall, [leader.id])
         elif kind == "flap":
             node = leader if f["leader_side"] else other
             end = time.monotonic() + hold
@@ -109,9 +123,10 @@ class Faults:
             self.applied = time.monotonic_ns()
             node.kill()
             time.sleep(hold)
+            wall = time.time()
             node.start(c.peers())
             nc.wait_until(node.ping, 20, "node %d PING" % node.id, interval=0.01)
-            self.settle(kind, node, time.monotonic())
+            self.settle(kind, node, time.monotonic(), wall, [i for i in c.nodes if i != node.id])
         elif kind == "pause":
             node = leader if f["leader_side"] else other
             self.applied = time.monotonic_ns()
@@ -169,6 +184,10 @@ def one_run(opts, seed, seconds, figures):
                 f["failover_s"] if f["failover_s"] is not None else float("inf"))
         for k, v in faults.rejoin.items():
             figures.setdefault("back in replication " + k, []).extend(v)
+        for k, v in faults.links.items():
+            figures.setdefault("links up " + k, []).extend(v)
+        for k, v in faults.kept.items():
+            figures.setdefault("links kept " + k, []).append(v)
         figures.setdefault("operations", []).append(rep["operations"])
         figures.setdefault("anomalies", []).append(len(rep["anomalies"]))
         check(not rep["anomalies"], "seed %d: %d non-linearizable keys" %
@@ -191,7 +210,7 @@ def scenario(opts):
         log("figures over %d run(s) of %.0f s from seed %d:" % (runs, seconds, base))
         for k in sorted(figures):
             v = figures[k]
-            if k in ("operations", "anomalies"):
+            if k in ("operations", "anomalies") or k.startswith("links kept"):
                 log("  %-40s total %d" % (k, sum(v)))
             else:
                 log("  %-40s n %2d median %.3fs max %.3fs" %
