@@ -31,8 +31,9 @@
  * aegis__conn_pool_unacked_ms (at most 1 s) is dropped by the kernel (TCP_USER_TIMEOUT,
  * set in uring_peer.c), so a link cut by a partition is redialed instead of waiting out
  * TCP's retransmission backoff (0.2, 0.4, 0.8, 1.6, 3.2 s ...) after the heal. The cost of
- * a false alarm (three losses in a row of one segment) is one redial. The worst case from "reachable again" to "dial sent" is then
- * aegis__conn_pool_redial_gap_max_ms (plus one loop tick).
+ * a false alarm (three losses in a row of one segment) is one redial. The worst case from
+ * "reachable again" to "dial sent" is then aegis__conn_pool_redial_gap_max_ms (plus one
+ * loop tick).
  *
  * Threading: a pool belongs to one thread (the net thread); nothing here is atomic. */
 #ifndef AEGIS_CONN_POOL_H

@@ -19,9 +19,9 @@
  * failure schedules a redial with backoff (dialer side), capped low so that a peer that
  * comes back is redialed promptly (conn_pool.h, "Prompt redial"). Established peer links
  * carry TCP_USER_TIMEOUT = aegis__conn_pool_unacked_ms (1 s at most): bytes unacknowledged
- * that long (a silent partition) drop the link, which is then redialed, rather than leaving it to TCP's
- * retransmission backoff of many seconds after the heal. No frame is read before both
- * checks.
+ * that long (a silent partition) drop the link, which is then redialed, rather than
+ * leaving it to TCP's retransmission backoff of many seconds after the heal. No frame is
+ * read before both checks.
  *
  * The hello and the frame format are in peer_frame.h (the pure decoders). A hello is
  * refused for: a wrong magic or a reserved flag set (AEGIS_ECORRUPT), another version
