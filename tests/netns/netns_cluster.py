@@ -33,7 +33,6 @@ import importlib.util
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -381,10 +380,3 @@ def run_scenario(scenario):
         sys.exit(acl.SKIP)
     acl.main(scenario)
 
-
-def stop_all_signals(cluster):
-    """SIGCONT every node (a paused node would not die on SIGKILL... it would, but a
-    paused one must not keep a fault running across checks)."""
-    for n in cluster.nodes.values():
-        if n.alive():
-            n.proc.send_signal(signal.SIGCONT)
