@@ -222,10 +222,9 @@ static struct io_uring_sqe *get_sqe(struct aegis_log_writer *w, struct round_io 
 /* Queue the log's writevs and its sync; returns the SQE count. */
 static int queue_log(struct aegis_log_writer *w, struct round_io *r, int iovcnt)
 {
+    bool sync = w->sync == AEGIS_LOG_SYNC_FDATASYNC && !log_bug(w, AEGIS_LOG_BUG_NO_LOG_SYNC);
     uint64_t off = w->log.end;
     int n = 0;
-
-    bool sync = w->sync == AEGIS_LOG_SYNC_FDATASYNC && !log_bug(w, AEGIS_LOG_BUG_NO_LOG_SYNC);
 
     for (int i = 0; i < iovcnt; i += IOV_PER_SQE) {
         int cnt = iovcnt - i < IOV_PER_SQE ? iovcnt - i : IOV_PER_SQE;
