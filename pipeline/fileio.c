@@ -797,22 +797,29 @@ static void sqe_skip(struct aegis_fault_round *r, struct io_uring_sqe *sqe, int 
     r->res[i] = res;
 }
 
+/* The DATA record of the first @len bytes SQE @i writes, tagged with its place. */
+static void ring_record(struct aegis_fileio_fault *f, const struct io_uring_sqe *sqe, int i,
+                        uint64_t len)
+{
+    struct aegis_fault_round *r = &f->round;
+    struct aegis_fault_undo *u = undo_data(f, sqe->fd, sqe->off, len, true);
+
+    u->round = r->seq;
+    u->chain = r->chain[i];
+    u->pos = r->pos[i];
+}
+
 /* The layer writes the first @len bytes of SQE @i itself (a short or torn write). */
 static void sqe_write_prefix(struct aegis_fileio_fault *f, const struct io_uring_sqe *sqe,
                              int i, uint64_t len)
 {
-    struct aegis_fault_round *r = &f->round;
     struct iovec one;
     uint64_t total;
-    int cnt;
+    int cnt, rv;
     const struct iovec *iov = sqe_iov(sqe, &one, &cnt, &total);
-    struct aegis_fault_undo *u = undo_data(f, sqe->fd, sqe->off, len, true);
-    int rv;
 
     AEGIS_ASSERT(len <= total);
-    u->round = r->seq;
-    u->chain = r->chain[i];
-    u->pos = r->pos[i];
+    ring_record(f, sqe, i, len);
     rv = pwrite_prefix(sqe->fd, iov, cnt, sqe->off, len);
     AEGIS_ASSERT(rv == 0); /* Test support: the real file system must take it. */
 }
@@ -838,12 +845,8 @@ static void ring_step(struct aegis_fileio_fault *f, struct io_uring_sqe *sqe, in
     }
     gate = fault_gate(f, write ? AEGIS_FAULT_OP_WRITE : AEGIS_FAULT_OP_SYNC);
     if (gate == 0) {
-        if (write) { /* Runs in the kernel: the pre-image is taken now, before it. */
-            struct aegis_fault_undo *u = undo_data(f, sqe->fd, sqe->off, len, true);
-
-            u->round = r->seq;
-            u->chain = r->chain[i];
-            u->pos = r->pos[i];
+        if (write) {
+            ring_record(f, sqe, i, len); /* Runs in the kernel: the pre-image is taken now. */
         }
         return;
     }
