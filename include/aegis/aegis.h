@@ -118,6 +118,29 @@ struct aegis_node_config {
  * as the programs' --version and INFO's aegis_version. Any thread. */
 AEGIS_API const char *aegis_version(void);
 
+/** Logging (docs/operations.md "Logs"). Process-wide, for every node in the process: one
+ * line per event, "time level thread event key=value ... src=FILE:LINE", written to stderr
+ * unless a callback is set. Levels: */
+enum aegis_log_level_public {
+    AEGIS_LOGLEVEL_DEBUG = 0,
+    AEGIS_LOGLEVEL_INFO = 1, /* The default. */
+    AEGIS_LOGLEVEL_WARN = 2,
+    AEGIS_LOGLEVEL_ERROR = 3,
+    AEGIS_LOGLEVEL_OFF = 4,
+};
+
+/** Receives each line at or above the level (@line without a newline, borrowed for the
+ * call). Called on the thread that logs (any node thread): it must be thread-safe and
+ * must not block for long nor call into the node. */
+typedef void (*aegis_log_fn)(void *data, int level, const char *line);
+
+/** Send every line to @fn (with @data) instead of stderr; NULL: back to stderr. Set it
+ * before starting a node (a line being logged meanwhile may still go the old way). */
+AEGIS_API void aegis_set_log_fn(aegis_log_fn fn, void *data);
+
+/** Lines below @level (an AEGIS_LOGLEVEL_*) are not formatted at all. Any thread. */
+AEGIS_API void aegis_set_log_level(int level);
+
 /** Fill @c with defaults; the caller sets id, peers and data_dir. Any thread. */
 AEGIS_API void aegis_node_config_init(struct aegis_node_config *c);
 
