@@ -342,7 +342,8 @@ TEST(bench_flags, bad_values_and_combinations_fail_before_the_run)
     static const char *const cases[][6] = {
         {"--rate", "0"}, {"--rate", "x"}, {"--poisson"}, {"--latency-from", "sent"},
         {"--rate", "10", "--latency-from", "when"}, {"--sweep", "10:5", "--slo-ms", "1"},
-        {"--sweep", "10:50"}, {"--slo-ms", "1"}, {"--sweep", "10:50", "--slo-ms", "1", "--rate", "9"},
+        {"--sweep", "10:50"}, {"--slo-ms", "1"},
+        {"--sweep", "10:50", "--slo-ms", "1", "--rate", "9"},
         {"--sweep", "10:50", "--slo-ms", "1", "--repeat", "2"}, {"--repeat", "0"},
         {"--repeat", "101"}, {"--workload", "z"}, {"--workload", "a", "--ratio", "1:1"},
         {"--distribution", "pareto"}, {"--value-size", "9-3"}, {"--slo-ms", "0", "--sweep", "1:2"},
