@@ -868,8 +868,15 @@ static void info_setup(const struct bench *b, const struct bench_cluster *cluste
     }
 }
 
+/* Record event @what at @t_s, once per reading: every node sees a leader change, and it
+ * is one event (labelled with the first node's port that saw it). */
 static void add_event(struct bench *b, double t_s, const char *what, unsigned node)
 {
+    for (size_t i = b->events_count; i-- > 0 && b->events[i].t_s == t_s;) {
+        if (strncmp(b->events[i].label, what, strlen(what)) == 0) {
+            return;
+        }
+    }
     if (b->events_count < BENCH_EVENTS_MAX) {
         struct svg_event *e = &b->events[b->events_count++];
 
@@ -1619,6 +1626,9 @@ static int write_outputs(struct bench *b, struct report *r)
         r->nodes = info_nodes;
         r->infos = infos;
         r->nodes_count = info_count;
+    }
+    if (cfg->oneline && r->sweep != NULL) {
+        print_sweep_answer(cfg, r);
     }
     if (!cfg->oneline) {
         print_report(cfg, r);

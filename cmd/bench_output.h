@@ -260,11 +260,35 @@ static void print_report(const struct bench_config *cfg, const struct report *r)
     }
 }
 
-/* --sweep's table: one row per rate tried, then the answer. */
-static void print_sweep(const struct bench_config *cfg, const struct report *r)
+/* The highest rate of a sweep that was reached with p99 within the SLO; 0 if none. */
+static double sweep_best(const struct report *r)
 {
     double best = 0;
 
+    for (size_t i = 0; i < r->sweep_count; i++) {
+        const struct bench_sweep_point *p = &r->sweep[i];
+
+        if (p->reached && p->within_slo && p->rate > best) {
+            best = p->rate;
+        }
+    }
+    return best;
+}
+
+static void print_sweep_answer(const struct bench_config *cfg, const struct report *r)
+{
+    double best = sweep_best(r);
+
+    if (best > 0) {
+        printf("  highest rate with p99 under %.3f ms: %.0f ops/s\n", cfg->slo_ms, best);
+    } else {
+        printf("  no rate tried kept p99 under %.3f ms\n", cfg->slo_ms);
+    }
+}
+
+/* --sweep's table: one row per rate tried, then the answer. */
+static void print_sweep(const struct bench_config *cfg, const struct report *r)
+{
     printf("sweep (p99 SLO %.3f ms; %.1f s per step after %.1f s warmup)\n", cfg->slo_ms,
            cfg->duration_s, cfg->warmup_s);
     printf("  %10s %10s %10s %9s %9s %9s %7s  %s\n", "target/s", "sent/s", "ops/s", "p50 ms",
@@ -276,15 +300,8 @@ static void print_sweep(const struct bench_config *cfg, const struct report *r)
                p->sent_per_s, p->ops_per_s, p->p50_us / 1e3, p->p99_us / 1e3, p->p999_us / 1e3,
                p->errors,
                !p->reached ? "rate not reached" : p->within_slo ? "within SLO" : "p99 over SLO");
-        if (p->reached && p->within_slo && p->rate > best) {
-            best = p->rate;
-        }
     }
-    if (best > 0) {
-        printf("  highest rate with p99 under %.3f ms: %.0f ops/s\n", cfg->slo_ms, best);
-    } else {
-        printf("  no rate tried kept p99 under %.3f ms\n", cfg->slo_ms);
-    }
+    print_sweep_answer(cfg, r);
 }
 
 /* --quiet: one line, as redis-benchmark -q prints. */
@@ -457,8 +474,6 @@ static void json_series(FILE *f, const struct report *r)
 
 static void json_sweep(FILE *f, const struct bench_config *cfg, const struct report *r)
 {
-    double best = 0;
-
     fprintf(f, "  \"sweep\": {\"slo_ms\": %.3f, \"points\": [", cfg->slo_ms);
     for (size_t i = 0; i < r->sweep_count; i++) {
         const struct bench_sweep_point *p = &r->sweep[i];
@@ -469,11 +484,8 @@ static void json_sweep(FILE *f, const struct bench_config *cfg, const struct rep
                 i ? "," : "", p->rate, p->sent_per_s, p->ops_per_s, p->p50_us, p->p99_us,
                 p->p999_us, p->errors, p->lag_ms, p->reached ? "true" : "false",
                 p->within_slo ? "true" : "false");
-        if (p->reached && p->within_slo && p->rate > best) {
-            best = p->rate;
-        }
     }
-    fprintf(f, "\n  ], \"max_rate_within_slo\": %.1f},\n", best);
+    fprintf(f, "\n  ], \"max_rate_within_slo\": %.1f},\n", sweep_best(r));
 }
 
 static void json_repeat(FILE *f, const struct report *r)
