@@ -46,12 +46,12 @@ struct totals {
     uint64_t kinds[KINDS_MAX];
 };
 
-static double ms(uint64_t ns)
+static inline double ms(uint64_t ns)
 {
     return (double)ns / 1e6;
 }
 
-static void format_targets(const struct bench_config *cfg, char *buf, size_t cap)
+static inline void format_targets(const struct bench_config *cfg, char *buf, size_t cap)
 {
     size_t len = 0;
     unsigned i;
@@ -66,7 +66,7 @@ static void format_targets(const struct bench_config *cfg, char *buf, size_t cap
     }
 }
 
-static void format_ratio(const struct bench_config *cfg, char *buf, size_t cap)
+static inline void format_ratio(const struct bench_config *cfg, char *buf, size_t cap)
 {
     snprintf(buf, cap, "set=%u,get=%u,incr=%u,cas=%u", cfg->weights[BENCH_OP_SET],
              cfg->weights[BENCH_OP_GET], cfg->weights[BENCH_OP_INCR],
@@ -121,7 +121,7 @@ struct report {
  * in the client waiting for a free pipeline slot, i.e. the server did not keep up. */
 #define BENCH_LAG_OK_MS 10.0
 
-static double bench_median_of(const double *v, unsigned n)
+static inline double bench_median_of(const double *v, unsigned n)
 {
     double tmp[256];
 
@@ -131,7 +131,7 @@ static double bench_median_of(const double *v, unsigned n)
 }
 
 /* (max - min) / median of @n values: the relative noise of repeated runs. */
-static double bench_noise_of(const double *v, unsigned n)
+static inline double bench_noise_of(const double *v, unsigned n)
 {
     double lo = v[0], hi = v[0], med = bench_median_of(v, n);
 
@@ -142,7 +142,7 @@ static double bench_noise_of(const double *v, unsigned n)
     return med > 0 ? (hi - lo) / med : 0.0;
 }
 
-static void format_workload(const struct bench_config *cfg, char *buf, size_t cap)
+static inline void format_workload(const struct bench_config *cfg, char *buf, size_t cap)
 {
     char ratio[128], vs[64], wl[16];
 
@@ -153,7 +153,7 @@ static void format_workload(const struct bench_config *cfg, char *buf, size_t ca
              cfg->keys, bench_dist_names[cfg->dist], vs);
 }
 
-static void format_load(const struct bench_config *cfg, char *buf, size_t cap)
+static inline void format_load(const struct bench_config *cfg, char *buf, size_t cap)
 {
     if (cfg->rate > 0) {
         snprintf(buf, cap, "open loop %.0f ops/s%s, %u clients x pipeline %u", cfg->rate,
@@ -165,7 +165,7 @@ static void format_load(const struct bench_config *cfg, char *buf, size_t cap)
 
 /* The --baseline lines: this machine's fdatasync, round trip and append bandwidth, then
  * the run against each target of issue 7 (judged only under the target's settings). */
-static void print_baseline(const struct report *r)
+static inline void print_baseline(const struct report *r)
 {
     const struct bench_baseline *bl = r->baseline;
     const struct bench_targets *t = &r->targets;
@@ -188,7 +188,7 @@ static void print_baseline(const struct report *r)
 }
 
 /* --rate's line: the target, what was sent, and whether the schedule kept up. */
-static void print_rate(const struct bench_config *cfg, const struct report *r)
+static inline void print_rate(const struct bench_config *cfg, const struct report *r)
 {
     printf("  rate        target %.0f ops/s%s, sent %.0f/s, completed %.0f ops/s, schedule lag "
            "at end %.1f ms: %s\n",
@@ -200,7 +200,7 @@ static void print_rate(const struct bench_config *cfg, const struct report *r)
                           : " (coordinated omission corrected)");
 }
 
-static void print_report(const struct bench_config *cfg, const struct report *r)
+static inline void print_report(const struct bench_config *cfg, const struct report *r)
 {
     const struct aegis_hist *h = r->t.hist;
     char targets[4096], ratio[128], vs[64];
@@ -261,7 +261,7 @@ static void print_report(const struct bench_config *cfg, const struct report *r)
 }
 
 /* The highest rate of a sweep that was reached with p99 within the SLO; 0 if none. */
-static double sweep_best(const struct report *r)
+static inline double sweep_best(const struct report *r)
 {
     double best = 0;
 
@@ -275,7 +275,7 @@ static double sweep_best(const struct report *r)
     return best;
 }
 
-static void print_sweep_answer(const struct bench_config *cfg, const struct report *r)
+static inline void print_sweep_answer(const struct bench_config *cfg, const struct report *r)
 {
     double best = sweep_best(r);
 
@@ -287,7 +287,7 @@ static void print_sweep_answer(const struct bench_config *cfg, const struct repo
 }
 
 /* --sweep's table: one row per rate tried, then the answer. */
-static void print_sweep(const struct bench_config *cfg, const struct report *r)
+static inline void print_sweep(const struct bench_config *cfg, const struct report *r)
 {
     printf("sweep (p99 SLO %.3f ms; %.1f s per step after %.1f s warmup)\n", cfg->slo_ms,
            cfg->duration_s, cfg->warmup_s);
@@ -305,7 +305,7 @@ static void print_sweep(const struct bench_config *cfg, const struct report *r)
 }
 
 /* --quiet: one line, as redis-benchmark -q prints. */
-static void print_oneline(const struct bench_config *cfg, const struct report *r,
+static inline void print_oneline(const struct bench_config *cfg, const struct report *r,
                           const char *prefix)
 {
     const struct aegis_hist *h = r->t.hist;
@@ -317,7 +317,7 @@ static void print_oneline(const struct bench_config *cfg, const struct report *r
 }
 
 /* Write @s as a JSON string. Names and hosts are printable ASCII, but escape anyway. */
-static void json_string(FILE *f, const char *s)
+static inline void json_string(FILE *f, const char *s)
 {
     fputc('"', f);
     for (; *s != '\0'; s++) {
@@ -334,7 +334,7 @@ static void json_string(FILE *f, const char *s)
     fputc('"', f);
 }
 
-static void json_settings(FILE *f, const struct bench_config *cfg)
+static inline void json_settings(FILE *f, const struct bench_config *cfg)
 {
     char vs[64], load[128], wl[256];
     unsigned i;
@@ -393,7 +393,7 @@ static void json_settings(FILE *f, const struct bench_config *cfg)
 }
 
 /* The histogram's non-empty buckets as [highest value in us, count] pairs. */
-static void json_buckets(FILE *f, const struct aegis_hist *h)
+static inline void json_buckets(FILE *f, const struct aegis_hist *h)
 {
     struct aegis_hist_iter it;
     struct aegis_hist_bucket bk;
@@ -408,7 +408,7 @@ static void json_buckets(FILE *f, const struct aegis_hist *h)
     fprintf(f, "]");
 }
 
-static void json_results(FILE *f, const struct bench_config *cfg, const struct report *r)
+static inline void json_results(FILE *f, const struct bench_config *cfg, const struct report *r)
 {
     const struct aegis_hist *h = r->t.hist;
     unsigned k;
@@ -453,7 +453,7 @@ static void json_results(FILE *f, const struct bench_config *cfg, const struct r
     fprintf(f, "}\n  },\n");
 }
 
-static void json_series(FILE *f, const struct report *r)
+static inline void json_series(FILE *f, const struct report *r)
 {
     fprintf(f, "  \"series\": [");
     for (size_t i = 0; i < r->series_count; i++) {
@@ -472,7 +472,7 @@ static void json_series(FILE *f, const struct report *r)
     fprintf(f, "],\n");
 }
 
-static void json_sweep(FILE *f, const struct bench_config *cfg, const struct report *r)
+static inline void json_sweep(FILE *f, const struct bench_config *cfg, const struct report *r)
 {
     fprintf(f, "  \"sweep\": {\"slo_ms\": %.3f, \"points\": [", cfg->slo_ms);
     for (size_t i = 0; i < r->sweep_count; i++) {
@@ -488,7 +488,7 @@ static void json_sweep(FILE *f, const struct bench_config *cfg, const struct rep
     fprintf(f, "\n  ], \"max_rate_within_slo\": %.1f},\n", sweep_best(r));
 }
 
-static void json_repeat(FILE *f, const struct report *r)
+static inline void json_repeat(FILE *f, const struct report *r)
 {
     const double *v[3] = {r->rep_ops, r->rep_p50_us, r->rep_p99_us};
     static const char *const names[3] = {"ops_per_sec", "p50_us", "p99_us"};
@@ -513,7 +513,7 @@ static void json_repeat(FILE *f, const struct report *r)
 }
 
 /* Where and when: tool, version, commit, start time, host, cores, kernel, command line. */
-static void json_context(FILE *f, const struct report *r)
+static inline void json_context(FILE *f, const struct report *r)
 {
     struct utsname u;
     struct tm tm;
@@ -549,7 +549,7 @@ static void json_context(FILE *f, const struct report *r)
     fprintf(f, "],\n");
 }
 
-static void json_target(FILE *f, const char *name, const struct bench_target_check *c,
+static inline void json_target(FILE *f, const char *name, const struct bench_target_check *c,
                         bool last)
 {
     fprintf(f, "      \"%s\": {\"limit\": %.3f, \"measured\": %.3f, \"applies\": %s, "
@@ -559,7 +559,7 @@ static void json_target(FILE *f, const char *name, const struct bench_target_che
 }
 
 /* --baseline: "baseline" (this machine) and "targets" (the run against issue 7's). */
-static void json_baseline(FILE *f, const struct report *r)
+static inline void json_baseline(FILE *f, const struct report *r)
 {
     const struct bench_baseline *bl = r->baseline;
 
@@ -580,7 +580,7 @@ static void json_baseline(FILE *f, const struct report *r)
     fprintf(f, "    }\n  },\n");
 }
 
-static int write_json(const struct bench_config *cfg, const struct report *r,
+static inline int write_json(const struct bench_config *cfg, const struct report *r,
                       const char *path)
 {
     FILE *f = fopen(path, "w");
@@ -629,7 +629,7 @@ static int write_json(const struct bench_config *cfg, const struct report *r,
 }
 
 /* --csv: the sweep's curve (one row per rate) or, without a sweep, the per-second series. */
-static int write_csv(const struct report *r, const char *path)
+static inline int write_csv(const struct report *r, const char *path)
 {
     FILE *f = fopen(path, "w");
 
@@ -664,7 +664,7 @@ static int write_csv(const struct report *r, const char *path)
 }
 
 /* The spectrum of a histogram (its buckets in ms) for bench_svg.h. */
-static void hist_curve(const struct aegis_hist *h, const char *name, struct svg_curve *c)
+static inline void hist_curve(const struct aegis_hist *h, const char *name, struct svg_curve *c)
 {
     static double hi[AEGIS_HIST_BUCKETS];
     static uint64_t count[AEGIS_HIST_BUCKETS];
@@ -682,7 +682,8 @@ static void hist_curve(const struct aegis_hist *h, const char *name, struct svg_
 }
 
 /* --plot: the spectrum (every sweep step's, or the run's) and the run over time. */
-static int write_plot(const struct bench_config *cfg, const struct report *r, const char *path)
+static inline int write_plot(const struct bench_config *cfg, const struct report *r,
+                             const char *path)
 {
     static struct svg_curve one;
     static char names[100][48];
@@ -737,7 +738,8 @@ static int write_plot(const struct bench_config *cfg, const struct report *r, co
 /* The value reported at a percentile line: the highest value of the bucket where the
  * cumulative count reaches the line's rank (HdrHistogram's "highest equivalent value"),
  * capped at the recorded max. */
-static void hgrm_line(FILE *f, const struct aegis_hist *h, double level, uint64_t *seen_out)
+static inline void hgrm_line(FILE *f, const struct aegis_hist *h, double level,
+                             uint64_t *seen_out)
 {
     uint64_t rank = (uint64_t)ceil(level / 100.0 * (double)h->count), seen = 0;
     struct aegis_hist_iter it;
@@ -764,7 +766,7 @@ static void hgrm_line(FILE *f, const struct aegis_hist *h, double level, uint64_
 /* HdrHistogram's percentile-distribution text (as its outputPercentileDistribution and
  * wrk2 write it, values in milliseconds, 5 ticks per half distance), which HdrHistogram's
  * plotFiles.html and hdr-plot read. */
-static int write_histogram(const struct aegis_hist *h, const char *path)
+static inline int write_histogram(const struct aegis_hist *h, const char *path)
 {
     FILE *f = fopen(path, "w");
     double level = 0.0;
@@ -806,7 +808,7 @@ static int write_histogram(const struct aegis_hist *h, const char *path)
 
 /* Can @path be written? Checked before the run so that a typo does not cost a whole run:
  * an existing file must be writable; a new one is created and removed again. */
-static bool bench_output_ok(const char *path, const char *flag)
+static inline bool bench_output_ok(const char *path, const char *flag)
 {
     bool existed = access(path, F_OK) == 0;
     FILE *f = fopen(path, "a");
