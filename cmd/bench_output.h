@@ -306,7 +306,7 @@ static inline void print_sweep(const struct bench_config *cfg, const struct repo
 
 /* --quiet: one line, as redis-benchmark -q prints. */
 static inline void print_oneline(const struct bench_config *cfg, const struct report *r,
-                          const char *prefix)
+                                 const char *prefix)
 {
     const struct aegis_hist *h = r->t.hist;
 
@@ -550,7 +550,7 @@ static inline void json_context(FILE *f, const struct report *r)
 }
 
 static inline void json_target(FILE *f, const char *name, const struct bench_target_check *c,
-                        bool last)
+                               bool last)
 {
     fprintf(f, "      \"%s\": {\"limit\": %.3f, \"measured\": %.3f, \"applies\": %s, "
             "\"met\": %s}%s\n",
@@ -581,7 +581,7 @@ static inline void json_baseline(FILE *f, const struct report *r)
 }
 
 static inline int write_json(const struct bench_config *cfg, const struct report *r,
-                      const char *path)
+                             const char *path)
 {
     FILE *f = fopen(path, "w");
 
