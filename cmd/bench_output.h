@@ -203,7 +203,7 @@ static inline void print_rate(const struct bench_config *cfg, const struct repor
 static inline void print_report(const struct bench_config *cfg, const struct report *r)
 {
     const struct aegis_hist *h = r->t.hist;
-    char targets[4096], ratio[128], vs[64];
+    char targets[4096], ratio[128], vs[64], wl[32];
     unsigned k;
 
     format_targets(cfg, targets, sizeof(targets));
@@ -217,9 +217,9 @@ static inline void print_report(const struct bench_config *cfg, const struct rep
     printf("  targets     %s\n", targets);
     printf("  clients     %u x pipeline %u on %u thread%s\n", cfg->clients, cfg->pipeline,
            cfg->threads, cfg->threads == 1 ? "" : "s");
-    printf("  workload    %s%c%svalue %s B, keys %" PRIu64 " %s, ratio %s, seed %" PRIu64 "\n",
-           cfg->workload ? "YCSB-style " : "", cfg->workload ? cfg->workload : ' ',
-           cfg->workload ? ", " : "", vs, cfg->keys, bench_dist_names[cfg->dist], ratio,
+    snprintf(wl, sizeof(wl), "YCSB-style %c, ", cfg->workload);
+    printf("  workload    %svalue %s B, keys %" PRIu64 " %s, ratio %s, seed %" PRIu64 "\n",
+           cfg->workload ? wl : "", vs, cfg->keys, bench_dist_names[cfg->dist], ratio,
            cfg->seed);
     printf("  duration    %.2f s measured after %.1f s warmup\n", r->duration_s, cfg->warmup_s);
     printf("  requests    %" PRIu64 " issued, %" PRIu64 " ok, %" PRIu64 " errors\n",
