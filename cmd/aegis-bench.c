@@ -5,18 +5,35 @@
  * --clients connections (non-blocking sockets, TCP_NODELAY); connection i goes to target
  * i mod targets and to thread i mod threads. Every connection keeps up to --pipeline
  * requests in flight: whenever replies arrive it refills the window and writes the new
- * requests with one send(). A request's latency runs from just before the send() that
- * carried its last byte to the read() that brought its reply's last byte, and goes into a
- * log-linear histogram (engine/hist.h) owned by the worker. Replies are matched to
- * requests in order (RESP replies on a connection come in request order).
+ * requests with one send() (closed loop). A request's latency runs from just before the
+ * send() that carried its last byte to the read() that brought its reply's last byte, and
+ * goes into a log-linear histogram (engine/hist.h) owned by the worker. Replies are
+ * matched to requests in order (RESP replies on a connection come in request order).
+ *
+ * Open loop (--rate, --sweep). Each connection has a schedule of intended send times
+ * (rate / clients per second, even or exponential gaps), staggered across connections. A
+ * request is issued when its time has come and the window has room, stamped with its
+ * intended time, and its latency runs from that time, not from its send: a server stall
+ * that fills the window makes the schedule fall behind, and every request that waited in
+ * the client counts the wait (coordinated omission corrected, as wrk2 does). The worker
+ * sleeps until the next intended send (epoll_pwait2, ns timeout). How far the schedule is
+ * behind when measuring ends tells whether the rate was reached.
  *
  * Phases. The main thread drives a global phase: WARMUP (--warmup seconds), MEASURE
  * (--duration seconds, or until --requests requests have completed), STOP. A request
  * belongs to the phase in which it was issued and is counted in that phase's statistics
  * only, so no reset is ever needed: each worker keeps one set of statistics per phase, and
- * the main thread reads them (relaxed atomic loads, hist merge) without locks, for the
- * once-a-second progress line and for the final report. Requests still in flight at STOP
- * are neither counted nor timed.
+ * the main thread reads them (relaxed atomic loads, hist merge) without locks, once a
+ * second (the per-second series and the progress line) and for the final report.
+ * Requests still in flight at STOP are neither counted nor timed. Once a second while
+ * measuring, the main thread also reads every aegisd target's INFO counters of leader
+ * changes and snapshots, to mark them as events.
+ *
+ * Runs. A run is workers up, warmup, measure, workers down. --repeat N makes N runs (the
+ * medians and their noise are reported); --sweep one run per rate until a rate misses
+ * its SLO. The outputs (report, JSON schema 2, CSV, SVG, HdrHistogram text) are written
+ * from plain result data by cmd/bench_output.h; `aegis-bench compare` is
+ * cmd/bench_compare.h; the workload generators are cmd/bench_workload.h.
  *
  * Errors. An error reply counts under its first word ("ERR", "TRYAGAIN", "UNKNOWN", ...);
  * a reply of an unexpected type counts as "unexpected"; connection failures count as
@@ -27,8 +44,8 @@
  * I/O errors or if no connection could be established at all, 2 for bad usage (as every
  * Aegis program), 3 if --spawn failed.
  *
- * Commands (keys are "key:" plus 12 digits, uniform over --keys; values are --value-size
- * bytes of 'x'): SET key value; GET key; INCR counter:<12 digits> (a key space of its
+ * Commands (keys are "key:" plus 12 digits, over --keys by --distribution; values are
+ * --value-size bytes of 'x', the size fixed or drawn per request): SET key value; GET key; INCR counter:<12 digits> (a key space of its
  * own, so INCR never meets a non-integer value); CAS key value value (aegisd's
  * compare-and-swap: swaps, to the same value, where the key holds a benchmark value). */
 #include <errno.h>
