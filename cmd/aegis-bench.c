@@ -45,9 +45,10 @@
  * Aegis program), 3 if --spawn failed.
  *
  * Commands (keys are "key:" plus 12 digits, over --keys by --distribution; values are
- * --value-size bytes of 'x', the size fixed or drawn per request): SET key value; GET key; INCR counter:<12 digits> (a key space of its
- * own, so INCR never meets a non-integer value); CAS key value value (aegisd's
- * compare-and-swap: swaps, to the same value, where the key holds a benchmark value). */
+ * --value-size bytes of 'x', the size fixed or drawn per request): SET key value; GET key;
+ * INCR counter:<12 digits> (a key space of its own, so INCR never meets a non-integer
+ * value); CAS key value value (aegisd's compare-and-swap: swaps, to the same value, where
+ * the key holds a benchmark value). */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
