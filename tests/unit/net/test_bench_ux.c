@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cmd/bench_args.h"
 #include "cmd/bench_compare.h"
 #include "cmd/bench_config.h"
 #include "cmd/bench_workload.h"
@@ -196,6 +197,52 @@ TEST(bench_compare, verdict_needs_the_noise_to_be_cleared)
     ASSERT_STR_EQ(compare_verdict(0.80, -1, 0.05, NAN), "faster"); /* Latency went down. */
     ASSERT_STR_EQ(compare_verdict(0.80, -1, 0.30, 0.01), "same");
     ASSERT_STR_EQ(compare_verdict(2.00, +1, NAN, NAN), "?");
+    return TEST_PASS;
+}
+
+/* parse_args on @argv (NULL-terminated, without the program name). */
+static int parse(struct bench_config *c, const char *const *args)
+{
+    char *argv[32] = {"aegis-bench"};
+    int argc = 1;
+
+    for (; *args != NULL && argc < 31; args++) {
+        argv[argc++] = (char *)*args;
+    }
+    optind = 0; /* glibc: start a fresh scan. */
+    opterr = 0;
+    return parse_args(argc, argv, c);
+}
+
+TEST(bench_flags, parse_args_resolves_the_new_settings)
+{
+    static struct bench_config c;
+
+    ASSERT_EQ_I64(parse(&c, (const char *const[]){"--workload", "b", "--value-size", "10-20",
+                                                  "--rate", "5000", "--poisson", NULL}),
+                  0);
+    ASSERT_EQ_I64(c.workload, 'B');
+    ASSERT_EQ_I64(c.dist, BENCH_DIST_ZIPFIAN); /* YCSB's default with --workload. */
+    ASSERT_EQ_U64(c.weights[BENCH_OP_GET], 95);
+    ASSERT_EQ_U64(c.weights_total, 100);
+    ASSERT_EQ_U64(c.value_size, 20); /* Buffers are sized for the largest value. */
+    ASSERT_TRUE(c.vsize.kind == BENCH_VSIZE_UNIFORM && c.vsize.min == 10);
+    ASSERT_TRUE(c.rate == 5000 && c.poisson && !c.from_sent);
+    ASSERT_EQ_I64(parse(&c, (const char *const[]){"--workload", "a", "--distribution",
+                                                  "uniform", NULL}),
+                  0);
+    ASSERT_EQ_I64(c.dist, BENCH_DIST_UNIFORM); /* An explicit choice wins. */
+    ASSERT_EQ_I64(parse(&c, (const char *const[]){"--sweep", "100:900", "--slo-ms", "2.5",
+                                                  "-q", NULL}),
+                  0);
+    ASSERT_TRUE(c.sweep_lo == 100 && c.sweep_hi == 900 && c.sweep_steps == 5);
+    ASSERT_TRUE(c.slo_ms == 2.5 && c.oneline && c.progress == 0 && c.rate == 0);
+    ASSERT_EQ_I64(parse(&c, (const char *const[]){"--repeat", "3", "--latency-from", "sent",
+                                                  NULL}),
+                  2); /* --latency-from needs --rate. */
+    ASSERT_EQ_I64(parse(&c, (const char *const[]){NULL}), 0);
+    ASSERT_TRUE(c.rate == 0 && c.repeat == 1 && c.dist == BENCH_DIST_UNIFORM);
+    ASSERT_TRUE(c.vsize.kind == BENCH_VSIZE_FIXED && c.value_size == 128);
     return TEST_PASS;
 }
 
