@@ -405,7 +405,7 @@ TEST(bench_flags, bad_values_and_combinations_fail_before_the_run)
     }
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         /* Port 1 on loopback: nothing listens; a run that started would exit 1, not 2. */
-        char *argv[12] = {NULL, "--port", "1", "--duration", "0.1", "--warmup", "0"};
+        char *argv[16] = {NULL, "--port", "1", "--duration", "0.1", "--warmup", "0"};
         int n = 7;
 
         for (int k = 0; k < 6 && cases[i][k] != NULL; k++) {
