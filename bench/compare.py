@@ -19,9 +19,13 @@ def load(directory):
     for name in sorted(os.listdir(directory)):
         if not name.endswith(".json"):
             continue
-        with open(os.path.join(directory, name)) as f:
-            data = json.load(f)
-        runs[name[:-5]] = data
+        try:
+            with open(os.path.join(directory, name)) as f:
+                runs[name[:-5]] = json.load(f)
+        except ValueError:
+            # Empty when a --benchmark_filter matched nothing in that executable.
+            print("compare.py: %s/%s: no results, skipped" % (directory, name),
+                  file=sys.stderr)
     return runs
 
 
@@ -37,7 +41,7 @@ def times(data):
     out = {}
     for b in data.get("benchmarks", []):
         if b.get("run_type", "iteration") == "iteration":
-            out[b["name"]] = (b["real_time"], b.get("time_unit", "ns"))
+            out[b["name"]] = (b["cpu_time"], b.get("time_unit", "ns"))
     return out
 
 
@@ -54,7 +58,7 @@ def main():
         print("%s\n  baseline: %s\n  now:      %s" % (exe, context(base[exe]),
                                                     context(now[exe])))
         tb, tn = times(base[exe]), times(now[exe])
-        print("  %-58s %12s %12s %7s" % ("benchmark", "baseline", "now", "ratio"))
+        print("  %-58s %12s %12s %7s" % ("benchmark (CPU time)", "baseline", "now", "ratio"))
         for name in tb:
             if name not in tn:
                 continue
