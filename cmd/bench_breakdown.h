@@ -303,17 +303,22 @@ static inline void breakdown_json(FILE *f, const struct breakdown_node *nodes,
 
     fprintf(f, "[");
     for (unsigned i = 0; i < count && i < BREAKDOWN_NODES_MAX; i++) {
-        char role[32], id[32];
+        char role_buf[32], id_buf[32];
+        const char *role, *id;
         bool first_key = true;
 
         if (infos[i] == NULL) {
             continue;
         }
-        breakdown_field(infos[i], "role", role, sizeof(role), "unknown");
-        breakdown_field(infos[i], "node_id", id, sizeof(id), "0");
-        fprintf(f, "%s\n    {\"node\": \"%s:%s\", \"role\": \"%s\", \"node_id\": %ld, "
-                   "\"stages\": {",
-                first ? "" : ",", nodes[i].host, nodes[i].port,
+        role = breakdown_field(infos[i], "role", role_buf, sizeof(role_buf), "unknown");
+        id = breakdown_field(infos[i], "node_id", id_buf, sizeof(id_buf), "0");
+        fprintf(f, "%s\n    {\"node\": \"", first ? "" : ",");
+        for (const char *h = nodes[i].host; *h != '\0'; h++) { /* A name from the user. */
+            if ((unsigned char)*h >= 0x20 && *h != '"' && *h != '\\') {
+                fputc(*h, f);
+            }
+        }
+        fprintf(f, ":%s\", \"role\": \"%s\", \"node_id\": %ld, \"stages\": {", nodes[i].port,
                 strspn(role, "abcdefghijklmnopqrstuvwxyz_") == strlen(role) ? role : "unknown",
                 strtol(id, NULL, 10));
         first = false;
