@@ -668,7 +668,17 @@ static int writer_start(struct aegis_node *n)
         .wake_data = n,
     };
 
-    return s->writer != NULL ? 0 : aegis__snap_writer_create(&s->writer, &c);
+    const char *env = getenv("AEGIS_SNAPSHOT_CHUNK_BYTES");
+
+    if (s->writer != NULL) {
+        return 0;
+    }
+    /* Tests only (docs/runtime.md): smaller chunks, so that small states span many. */
+    if (env != NULL && strtoull(env, NULL, 10) >= 512 &&
+        strtoull(env, NULL, 10) <= AEGIS_SNAPSHOT_CHUNK_BYTES_MAX) {
+        c.chunk_bytes = (size_t)strtoull(env, NULL, 10);
+    }
+    return aegis__snap_writer_create(&s->writer, &c);
 }
 
 /* Begin a snapshot at the applied index: open the machine's view and the writer's job.
