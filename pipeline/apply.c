@@ -579,6 +579,8 @@ int aegis__apply_restore_file(struct aegis_node *n, const char *path,
     return rv;
 }
 
+static void snapshot_close_view(struct aegis_node *n);
+
 static void handle_install(struct aegis_node *n, struct aegis_apply_item *it)
 {
     struct aegis_apply_state *s = n->apply_state;
@@ -587,6 +589,12 @@ static void handle_install(struct aegis_node *n, struct aegis_apply_item *it)
     struct apply_reg *r;
     int rv;
 
+    /* A snapshot being taken is abandoned: the machine's view must not outlive the state
+     * it views, and the installed snapshot is newer anyway. Its waiters get ESTALE. */
+    if (s->snap.view != NULL) {
+        snapshot_close_view(n);
+        aegis__snap_writer_end(s->writer, AEGIS_ESTALE);
+    }
     /* Interim: the core hands the received snapshot over in one buffer; it is read as a
      * stream, in slices, through the same restore as a file. */
     rv = aegis__apply_restore(n, it->buf, addrs, &count);
@@ -687,6 +695,7 @@ static int snapshot_begin(struct aegis_node *n)
 {
     struct aegis_apply_state *s = n->apply_state;
     struct apply_snap *sn = &s->snap;
+    uint64_t size;
     int rv;
 
     if (s->applied == 0) {
@@ -705,7 +714,8 @@ static int snapshot_begin(struct aegis_node *n)
     sn->meta.conf = s->conf;
     sn->prefix_len = aegis__env_snap_prefix_encode(s->addrs, s->addrs_count, sn->prefix);
     sn->prefix_off = 0;
-    rv = aegis__snap_writer_begin(s->writer, &sn->meta, 0);
+    size = s->machine.ops->snap_size(&s->machine, sn->view);
+    rv = aegis__snap_writer_begin(s->writer, &sn->meta, size > 0 ? size + sn->prefix_len : 0);
     AEGIS_ASSERT(rv == 0); /* No job is active: its result was polled. */
     sn->active = true;
     return 0;

@@ -106,6 +106,12 @@ static void kv_snap_close(struct aegis_machine *m, void *snap)
     aegis__kv_snap_close(snap);
 }
 
+static uint64_t kv_snap_size(struct aegis_machine *m, void *snap)
+{
+    (void)m;
+    return aegis__kv_snap_size(snap);
+}
+
 static int kv_restore_begin(struct aegis_machine *m, void **rs_out)
 {
     struct aegis_kv_load *l = NULL;
@@ -141,6 +147,7 @@ static const struct aegis_machine_ops kv_ops = {
     .snap_open = kv_snap_open,
     .snap_read = kv_snap_read,
     .snap_close = kv_snap_close,
+    .snap_size = kv_snap_size,
     .restore_begin = kv_restore_begin,
     .restore_feed = kv_restore_feed,
     .restore_end = kv_restore_end,
@@ -255,6 +262,13 @@ static void user_snap_close(struct aegis_machine *m, void *snap)
     }
 }
 
+static uint64_t user_snap_size(struct aegis_machine *m, void *snap)
+{
+    const struct user_whole_snap *w = snap;
+
+    return m->sm->snapshot_open != NULL ? 0 : w->len; /* Streams: unknown. */
+}
+
 /* Fed bytes gathered for a whole-buffer restore (the older interface). */
 struct user_whole_restore {
     uint8_t *buf;
@@ -329,6 +343,7 @@ static const struct aegis_machine_ops user_ops = {
     .snap_open = user_snap_open,
     .snap_read = user_snap_read,
     .snap_close = user_snap_close,
+    .snap_size = user_snap_size,
     .restore_begin = user_restore_begin,
     .restore_feed = user_restore_feed,
     .restore_end = user_restore_end,

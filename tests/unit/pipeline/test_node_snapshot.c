@@ -185,7 +185,8 @@ struct tcluster {
     uint16_t port[NODES];
 };
 
-static int start_node(struct tcluster *t, int i)
+/* Create node @i (recovery, restore); aegis_node_start follows. */
+static int create_node(struct tcluster *t, int i)
 {
     struct aegis_node_config cfg;
     int rv;
@@ -204,14 +205,22 @@ static int start_node(struct tcluster *t, int i)
     cfg.sm = &t->sm[i];
     cfg.snapshot_threshold = 1000000; /* Only the snapshots the test asks for. */
     rv = aegis_node_create(&t->n[i], &cfg);
+    if (rv != 0) {
+        t->n[i] = NULL;
+    }
+    return rv;
+}
+
+static int start_node(struct tcluster *t, int i)
+{
+    int rv = create_node(t, i);
+
     if (rv == 0) {
         rv = aegis_node_start(t->n[i]);
         if (rv != 0) {
             aegis_node_destroy(t->n[i]);
+            t->n[i] = NULL;
         }
-    }
-    if (rv != 0) {
-        t->n[i] = NULL;
     }
     return rv;
 }
@@ -243,8 +252,17 @@ static int cluster_start(struct tcluster *t, const struct aegis_sm *proto)
         }
         reset_machine(t, i, proto);
     }
+    /* Create all, then start all: a fresh node started long after the others would see
+     * a cluster that already exists (the amnesia guard). */
     for (int i = 0; i < NODES; i++) {
-        int rv = start_node(t, i);
+        int rv = create_node(t, i);
+
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    for (int i = 0; i < NODES; i++) {
+        int rv = aegis_node_start(t->n[i]);
 
         if (rv != 0) {
             return rv;
