@@ -43,6 +43,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <liburing.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -319,6 +320,75 @@ int aegis__snapshot_out_open(struct aegis_snapshot_out *o, const char *dir,
     return 0;
 }
 
+/* Run the one SQE @sqe (prepared, user_data 0) through o->ring and the file layer; the
+ * completion's result (bytes or a negative errno). */
+static int64_t uring_run(struct aegis_snapshot_out *o, struct io_uring_sqe *sqe)
+{
+    struct io_uring_cqe *cqe;
+    int64_t res;
+    int rv;
+
+    sqe->user_data = 0;
+    aegis__fileio_uring_prepare(o->io, &sqe, 1);
+    rv = io_uring_submit_and_wait(o->ring, 1);
+    if (rv < 0) {
+        return rv;
+    }
+    rv = io_uring_wait_cqe(o->ring, &cqe);
+    if (rv < 0) {
+        return rv;
+    }
+    res = aegis__fileio_uring_result(o->io, cqe->user_data, cqe->res);
+    io_uring_cqe_seen(o->ring, cqe);
+    return res;
+}
+
+/* Write @iov (@cnt entries, @total bytes) at @off: through o->ring when set (a short
+ * write is finished through the file layer), else through the file layer. */
+static int out_write(struct aegis_snapshot_out *o, struct iovec *iov, int cnt, size_t total,
+                     uint64_t off)
+{
+    struct io_uring_sqe *sqe;
+    int64_t res;
+    size_t done;
+
+    if (o->ring == NULL || (sqe = io_uring_get_sqe(o->ring)) == NULL) {
+        return aegis__fileio_pwritev_all(o->io, o->fd, iov, cnt, off, NULL);
+    }
+    io_uring_prep_writev(sqe, o->fd, iov, (unsigned)cnt, off);
+    res = uring_run(o, sqe);
+    if (res < 0) {
+        return (int)res;
+    }
+    if ((size_t)res == total) {
+        return 0;
+    }
+    /* Short: skip what was written, write the rest. */
+    done = (size_t)res;
+    while (cnt > 0 && done >= iov[0].iov_len) {
+        done -= iov[0].iov_len;
+        iov++;
+        cnt--;
+    }
+    AEGIS_ASSERT(cnt > 0);
+    iov[0].iov_base = (uint8_t *)iov[0].iov_base + done;
+    iov[0].iov_len -= done;
+    return aegis__fileio_pwritev_all(o->io, o->fd, iov, cnt, off + (uint64_t)res, NULL);
+}
+
+static int out_sync(struct aegis_snapshot_out *o)
+{
+    struct io_uring_sqe *sqe;
+    int64_t res;
+
+    if (o->ring == NULL || (sqe = io_uring_get_sqe(o->ring)) == NULL) {
+        return aegis__fileio_fdatasync(o->io, o->fd);
+    }
+    io_uring_prep_fsync(sqe, o->fd, IORING_FSYNC_DATASYNC);
+    res = uring_run(o, sqe);
+    return res < 0 ? (int)res : 0;
+}
+
 int aegis__snapshot_out_append(struct aegis_snapshot_out *o, const void *data, size_t len)
 {
     uint8_t h[AEGIS_SNAPSHOT_CHUNK_HEADER_BYTES];
@@ -331,7 +401,7 @@ int aegis__snapshot_out_append(struct aegis_snapshot_out *o, const void *data, s
     put32(h + 4, chunk_crc(o->seq, h, data, len));
     iov[0] = (struct iovec){.iov_base = h, .iov_len = sizeof(h)};
     iov[1] = (struct iovec){.iov_base = (void *)(uintptr_t)data, .iov_len = len};
-    rv = aegis__fileio_pwritev_all(o->io, o->fd, iov, 2, o->off, NULL);
+    rv = out_write(o, iov, 2, sizeof(h) + len, o->off);
     if (rv != 0) {
         return rv;
     }
@@ -354,14 +424,14 @@ static int write_end(struct aegis_snapshot_out *o)
     put64(end + 8, o->total);
     put64(end + 16, o->seq);
     put32(end + 4, chunk_crc(o->seq, end, end + 8, AEGIS_SNAPSHOT_END_BYTES));
-    rv = aegis__fileio_pwritev_all(o->io, o->fd, &iov, 1, o->off, NULL);
+    rv = out_write(o, &iov, 1, sizeof(end), o->off);
     if (rv != 0) {
         return rv;
     }
     o->off += sizeof(end);
     aegis__snapshot_header_encode(&o->meta, o->total, o->crc, header);
     iov = (struct iovec){.iov_base = header, .iov_len = sizeof(header)};
-    return aegis__fileio_pwritev_all(o->io, o->fd, &iov, 1, 0, NULL);
+    return out_write(o, &iov, 1, sizeof(header), 0);
 }
 
 /* Remove the snapshot files older than @index (the new one is durable). A failure here
@@ -395,7 +465,7 @@ int aegis__snapshot_out_finish(struct aegis_snapshot_out *o, uint64_t *file_byte
     AEGIS_ASSERT(o->fd >= 0);
     rv = write_end(o);
     if (rv == 0) {
-        rv = aegis__fileio_fdatasync(o->io, o->fd);
+        rv = out_sync(o);
     }
     aegis__fileio_close(o->io, o->fd);
     o->fd = -1;

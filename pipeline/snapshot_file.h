@@ -36,9 +36,14 @@
 #define AEGIS_SNAPSHOT_END_BYTES 16u /* The end chunk's body. */
 #define AEGIS_SNAPSHOT_PATH_MAX 4096u
 
-/* A snapshot file being written. Fields are private. */
+struct io_uring;
+
+/* A snapshot file being written. Fields are private, but for ring. */
 struct aegis_snapshot_out {
     struct aegis_fileio *io;
+    struct io_uring *ring; /* Set after open (optional): chunks and the fdatasync then go
+                            * through this io_uring of the writing thread, one submission
+                            * at a time, the file layer shown every SQE (fileio.h). */
     int fd;
     aegis_index index;
     struct aegis_snapshot_meta meta;
