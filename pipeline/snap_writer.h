@@ -12,11 +12,13 @@
  * reads nothing more until one comes back, so memory is bounded by the pool (plus the
  * interim copy kept for the Raft core, below) whatever the size of the state.
  *
- * Why a thread and not the log thread's io_uring: the log thread's ring carries the group
- * commit, whose latency every write waits for; a snapshot's megabytes and its fdatasync
- * queued there would delay it. A thread of its own isolates them; its writes are plain
- * pwritev calls through the file layer (so the fault layer reaches every step), issued one
- * chunk at a time while the producer fills the next ones.
+ * Why a thread with its own io_uring and not the log thread's: the log thread's ring
+ * carries the group commit, whose latency every write waits for; a snapshot's megabytes
+ * and its fdatasync queued there would delay it. The writer thread submits one SQE per
+ * chunk (a writev of the chunk header and payload) and the final fdatasync on its own
+ * small ring, shown to the file layer (aegis__fileio_uring_prepare/_result), so the fault
+ * layer's crash tests reach every step; meanwhile the producer fills the next buffers.
+ * Without io_uring it falls back to pwritev through the file layer.
  *
  * Interim, until the Raft core streams InstallSnapshot from the file: when keep_bytes_max
  * is non-zero the writer also keeps a copy of the stream, if it is no larger than that,
