@@ -706,7 +706,11 @@ static void drain_reports(struct aegis_node *n)
              * after its batch, behind this report: say it first, or the core refuses the
              * snapshot (index > applied) and, having asked once, never asks again. */
             aegis__raft_applied(n->raft, rep.meta->index);
-            if (aegis__raft_snapshot_taken(n->raft, rep.meta, rep.data) == 0) {
+            if (rep.data == NULL) {
+                /* Interim (snap_writer.h): durable on disk but too large for the core's
+                 * buffer; until the core streams from the file, it keeps its log. */
+                n->snapshot_retry_tick = n->tick_count + SNAPSHOT_RETRY_TICKS(n);
+            } else if (aegis__raft_snapshot_taken(n->raft, rep.meta, rep.data) == 0) {
                 struct aegis_log_req req = {.op = AEGIS_LOG_OP_COMPACT};
 
                 n->snapshot_index = rep.meta->index;
@@ -947,7 +951,7 @@ static void handle_req(struct aegis_node *n, struct aegis_req *q, uint64_t now)
     int rv;
 
     if (storage_failed(n)) {
-        if (q->kind != AEGIS_REQ_SNAPSHOT && (q->kind != AEGIS_REQ_TRANSFER || q->cb != NULL)) {
+        if (q->cb != NULL || (q->kind != AEGIS_REQ_SNAPSHOT && q->kind != AEGIS_REQ_TRANSFER)) {
             complete_now(n, q->cb, q->data, AEGIS_ESTORAGE, AEGIS_NODE_NONE);
         }
         aegis__buf_unref(q->buf);
@@ -1000,8 +1004,10 @@ static void handle_req(struct aegis_node *n, struct aegis_req *q, uint64_t now)
         }
         break;
     case AEGIS_REQ_SNAPSHOT:
-        if (!n->snapshot_requested) {
-            struct aegis_apply_item it = {.kind = AEGIS_APPLY_SNAPSHOT_NOW};
+        if (!n->snapshot_requested || q->cb != NULL) { /* A caller waits: the apply thread
+                                                        * answers it (apply.c). */
+            struct aegis_apply_item it = {.kind = AEGIS_APPLY_SNAPSHOT_NOW, .cb = q->cb,
+                                          .data = q->data};
 
             n->snapshot_requested = true;
             apply_push(n, &it);
