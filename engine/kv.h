@@ -33,6 +33,8 @@
 #ifndef AEGIS_KV_H
 #define AEGIS_KV_H
 
+#include <string.h>
+
 #include "engine/buf.h"
 #include "engine/entry.h"
 
@@ -112,28 +114,42 @@ typedef int (*aegis_kv_custom_fn)(struct aegis_kv *kv, aegis_index index,
                                   struct aegis_kv_bytes name, struct aegis_kv_bytes args,
                                   struct aegis_kv_result *result, void *data);
 
-/* One stored key. Private to kv*.c. */
-struct aegis_kv_item {
-    struct aegis_buf *value; /* One reference owned by the item; never NULL. */
-    aegis_index version;     /* Index of the entry that last wrote the key. */
-    uint32_t key_len;
-    uint8_t key[];
-};
+/* One stored key is one allocation from the kv's allocator: a struct aegis_buf whose
+ * bytes [0, len) are the value, followed (hidden past len) by the item's metadata and key:
+ *
+ *   struct aegis_buf header (refs, len = V, alloc)   16 bytes
+ *   value                                            V bytes   <- what GET hands out
+ *   version (native-endian uint64, unaligned)        8 bytes
+ *   key length K (native-endian uint32, unaligned)   4 bytes
+ *   key                                              K bytes
+ *
+ * The item is immutable once in the table (a write makes a new item), so a GET reply, a
+ * CAS-mismatch result and a snapshot view share it by reference, without copying. The
+ * trailing bytes are written only by the creator before the item is shared and read only
+ * on the kv's thread; other threads see a plain buffer of len bytes. Private to kv*.c. */
+#define AEGIS_KV_ITEM_META_BYTES 12
 
-/* A table slot: empty when item is NULL. The hash is kept to skip most key compares and
- * to move items on growth without rehashing their keys. */
+/* A table slot: empty when item is NULL. The full hash is kept to skip key compares on
+ * other keys and to move items on growth without rehashing their keys. */
 struct aegis_kv_slot {
     uint64_t hash;
-    struct aegis_kv_item *item;
+    struct aegis_buf *item;
+};
+
+/* The hash table proper: linear probing, home slot = the top bits of the hash. */
+struct aegis_kv_table {
+    const struct aegis_allocator *alloc; /* The kv's. */
+    struct aegis_kv_slot *slots; /* Power-of-two count, mask + 1. */
+    size_t mask;
+    unsigned shift;              /* 64 - log2(mask + 1): home(hash) = hash >> shift. */
+    size_t count;                /* Keys stored; at most 3/4 of the slots. */
+    uint64_t bytes;              /* Sum of key and value lengths (sizes the snapshot). */
 };
 
 /* The state machine. Initialise with aegis__kv_init; fields are private. */
 struct aegis_kv {
     const struct aegis_allocator *alloc;
-    struct aegis_kv_slot *slots; /* Power-of-two count, mask + 1. */
-    size_t mask;
-    size_t count;               /* Keys stored; at most 3/4 of the slots. */
-    uint64_t bytes;             /* Sum of key and value lengths (sizes the snapshot). */
+    struct aegis_kv_table t;
     uint64_t seed[2];           /* SipHash key. */
     aegis_index applied_index;
     aegis_term applied_term;
@@ -302,13 +318,56 @@ int aegis__kv_encode_custom(const struct aegis_allocator *alloc, const void *nam
                             struct aegis_buf **out);
 
 /* Shared between kv.c and kv_snapshot.c; not for other modules. */
+static inline aegis_index aegis__kv_item_version(const struct aegis_buf *item)
+{
+    aegis_index v;
+
+    memcpy(&v, item->data + item->len, sizeof(v));
+    return v;
+}
+
+static inline uint32_t aegis__kv_item_key_len(const struct aegis_buf *item)
+{
+    uint32_t n;
+
+    memcpy(&n, item->data + item->len + 8, sizeof(n));
+    return n;
+}
+
+static inline const uint8_t *aegis__kv_item_key(const struct aegis_buf *item)
+{
+    return item->data + item->len + AEGIS_KV_ITEM_META_BYTES;
+}
+
+/* A new item (one reference, owned by the caller) for @key_len bytes of key and
+ * @value_len of value at @version. The key and value are copied when not NULL, else
+ * left for the caller to fill (aegis__kv_item_key_mut). NULL when memory ran out. */
+struct aegis_buf *aegis__kv_item_create(const struct aegis_allocator *alloc, const void *key,
+                                        size_t key_len, const void *value, size_t value_len,
+                                        aegis_index version);
+static inline uint8_t *aegis__kv_item_key_mut(struct aegis_buf *item)
+{
+    return item->data + item->len + AEGIS_KV_ITEM_META_BYTES;
+}
+
 uint64_t aegis__kv_hash(const struct aegis_kv *kv, const uint8_t *key, size_t key_len);
-int aegis__kv_table_init(struct aegis_kv *kv, size_t keys_count);
-void aegis__kv_table_free(struct aegis_kv *kv);
-/* Insert a key known to be absent; the item (with key and value) is handed over. The
- * table must have room (aegis__kv_table_init sized for it). */
-void aegis__kv_table_insert_new(struct aegis_kv *kv, uint64_t hash, struct aegis_kv_item *item);
-struct aegis_kv_item *aegis__kv_table_find(const struct aegis_kv *kv, uint64_t hash,
-                                           const uint8_t *key, size_t key_len);
+int aegis__kv_table_init(const struct aegis_kv *kv, struct aegis_kv_table *t,
+                         size_t keys_count);
+void aegis__kv_table_free(struct aegis_kv_table *t);
+/* Make room in @t for @extra more keys. Returns 0 or AEGIS_ENOMEM (table unchanged). */
+int aegis__kv_table_reserve(const struct aegis_kv *kv, struct aegis_kv_table *t, size_t extra);
+/* Insert an item whose key is known to be absent; the reference is handed over. The
+ * table must have room (aegis__kv_table_reserve). */
+void aegis__kv_table_insert_new(struct aegis_kv_table *t, uint64_t hash,
+                                struct aegis_buf *item);
+struct aegis_buf *aegis__kv_table_find(const struct aegis_kv_table *t, uint64_t hash,
+                                       const uint8_t *key, size_t key_len);
+
+/* Copy-on-write hooks of the open view (kv_snapshot.c), called by writers in kv.c.
+ * reserve makes room to preserve @count more items (0 or AEGIS_ENOMEM, called in the
+ * prepare step of a write); retire takes over the table's reference to an item being
+ * overwritten or deleted: kept for the view if it still needs it, else dropped. */
+int aegis__kv_snap_reserve(struct aegis_kv *kv, size_t count);
+void aegis__kv_snap_retire(struct aegis_kv *kv, uint64_t hash, struct aegis_buf *item);
 
 #endif /* AEGIS_KV_H */
