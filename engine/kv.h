@@ -11,9 +11,11 @@
  *   into the decoded buffer, nothing is copied.
  * - The store (kv.c) is an open-addressing hash table with linear probing and
  *   backward-shift deletion (no tombstones), hashed with SipHash-1-3 under a seed given
- *   at init so that a client cannot choose colliding keys. Each key owns one allocation
- *   (item header and key bytes) and a reference to its value, an immutable struct
- *   aegis_buf, so a GET reply shares the stored bytes instead of copying them.
+ *   at init so that a client cannot choose colliding keys. A slot holds the full hash and
+ *   one pointer; each key is one allocation, an immutable struct aegis_buf whose bytes
+ *   are the value with the version and key stored after them (struct layout below). A
+ *   lookup is one slot and one item; a GET reply is a reference to the item itself, so
+ *   values of any size are shared, never copied.
  * - Each key carries the index of its last write as its version. The machine carries the
  *   last applied index and term and applies entries strictly in order: index must be
  *   applied_index + 1, anything else is AEGIS_EORDER and changes nothing.
@@ -23,9 +25,11 @@
  *   Only AEGIS_EORDER and AEGIS_ENOMEM leave the machine untouched: every allocation a
  *   command needs is made before the first change, so running out of memory is reported
  *   with nothing changed and the same entry can be applied again.
- * - The snapshot (kv_snapshot.c) is one buffer: header, records in ascending key order
- *   (so two replicas at the same index produce identical bytes), CRC32C. Restore builds a
- *   new table aside and swaps it in only once the whole snapshot has been validated.
+ * - The snapshot (kv_snapshot.c) is a stream: header, records in table order, CRC32C. A
+ *   view is opened in O(1) and read in chunks while applies continue (copy-on-write of
+ *   the items written before the view reaches them); a load is fed in chunks, builds a
+ *   new table aside and swaps it in only once the whole stream has been validated. The
+ *   bytes depend on the hash seed and history, the state they carry does not.
  *
  * Threads: a struct aegis_kv belongs to one thread (the apply thread); nothing here locks.
  * Values handed out (result->value, get's value_out) are references that may travel to
@@ -167,7 +171,7 @@ int aegis__kv_init(struct aegis_kv *kv, const struct aegis_allocator *alloc,
                    uint64_t hash_seed);
 
 /* Free every key and drop every value reference held by @kv. References handed out
- * earlier stay valid. */
+ * earlier stay valid. Close any open view first (asserted). */
 void aegis__kv_close(struct aegis_kv *kv);
 
 /* Register (or with @fn NULL, remove) the custom command handler; @data is passed back. */
@@ -215,8 +219,9 @@ size_t aegis__kv_count(const struct aegis_kv *kv);
 bool aegis__kv_equal(const struct aegis_kv *a, const struct aegis_kv *b);
 
 /* Serialise the whole state into a new buffer (format in kv_snapshot.c) owned by the
- * caller. Returns 0, AEGIS_ETOOBIG (state larger than AEGIS_BUF_LEN_MAX) or
- * AEGIS_ENOMEM. The bytes depend only on the state, not on its history. */
+ * caller: a view read to the end at once. Returns 0, AEGIS_ETOOBIG (state larger than
+ * AEGIS_BUF_LEN_MAX) or AEGIS_ENOMEM. Records come in table order: two machines with the
+ * same state give the same length but not necessarily the same bytes. */
 int aegis__kv_snapshot(const struct aegis_kv *kv, struct aegis_buf **snapshot_out);
 
 /* Replace the whole state of @kv (keys, applied index and term) with the snapshot in
@@ -233,7 +238,12 @@ int aegis__kv_restore(struct aegis_kv *kv, const uint8_t *data, size_t len);
  * and the view still yields exactly the state at its index. Views are read on the kv's
  * own thread (the apply thread), between applies; at most one view is open at a time.
  * The bytes a view yields are the snapshot format of kv_snapshot.c; the total length is
- * known at open (aegis__kv_snap_size).
+ * known at open (aegis__kv_snap_size). Opening is O(1) and allocates only the view; a
+ * read costs O(bytes read + slots passed). While it is open, a write (or delete) of a key
+ * the view has not reached yet keeps the old item for the view (one pointer; the item is
+ * shared, not copied), so the view's extra memory is bounded by the keys written while it
+ * is open; writes may then also fail with AEGIS_ENOMEM (changing nothing) when that room
+ * cannot be made. A restore while a view is open hands the old table to the view.
  *
  * A load (struct aegis_kv_load) builds a new state aside from chunks of that format, in
  * any split; finish validates the whole (structure, CRC, limits, duplicates) and only
@@ -274,9 +284,11 @@ int aegis__kv_load_finish(struct aegis_kv_load *load, struct aegis_kv *kv);
 /* Drop a load without touching the store. NULL is a no-op. */
 void aegis__kv_load_abort(struct aegis_kv_load *load);
 
-/* Check that @data (@len bytes) would restore (every check of aegis__kv_restore, without
- * building anything) and give its applied index and term. Returns 0, AEGIS_ECORRUPT or
- * AEGIS_EVERSION. For a snapshot received from a peer, before it replaces anything. */
+/* Check that @data (@len bytes) would restore (every check of aegis__kv_restore) and give
+ * its applied index and term. Duplicate keys are only found by building the table, so
+ * this builds one aside on the heap and frees it: it costs what a restore costs. Returns
+ * 0, AEGIS_ECORRUPT, AEGIS_EVERSION or AEGIS_ENOMEM. For a snapshot received from a peer,
+ * before it replaces anything. */
 int aegis__kv_snapshot_check(const uint8_t *data, size_t len, aegis_index *index_out,
                              aegis_term *term_out);
 
