@@ -3,17 +3,18 @@
  * design; the command encoding is in kv_codec.c and the snapshot in kv_snapshot.c.
  *
  * The table is open addressing with linear probing over a power-of-two array of 16-byte
- * slots {hash, item}, kept at most 3/4 full so probe sequences stay short and always end
- * at an empty slot. A key's home slot is the top bits of its hash, so slot order follows
- * hash order at every table size (the snapshot view walks it that way; kv_snapshot.c).
+ * slots {tag, value length, item}, kept at most 3/4 full so probe sequences stay short and always end
+ * at an empty slot. The tag is the top 32 bits of the key's SipHash; its home slot is the
+ * tag's top bits, so slot order follows tag order at every table size (the snapshot view walks it that way; kv_snapshot.c).
  * Deletion shifts the following run back (no tombstones), so lookups never degrade after
  * many deletes. Growth doubles the array and moves every item at once using the stored
- * hashes: O(n) on the apply thread, amortised O(1) per insert; an incremental rehash
+ * tags: O(n) on the apply thread, amortised O(1) per insert; an incremental rehash
  * (Redis's dictRehash) is the upgrade if that pause ever shows up in latency.
  *
  * Items (layout in kv.h): one allocation per key holding value, version and key, which is
- * also the struct aegis_buf handed to readers. A lookup touches the slot and the item
- * (its header for the length, then the key after the value); a write allocates one new
+ * also the struct aegis_buf handed to readers. A lookup touches the slot, then the key
+ * inside the item (found from the slot's value length, without waiting for the item's
+ * header; the header is prefetched meanwhile for the reference a GET takes); a write allocates one new
  * item and drops the old one, instead of a value buffer plus, for a new key, an item.
  * The allocations come from the kv's allocator (jemalloc in aegisd, whose size classes
  * are slabs already); a kv-private slab would need a free path that is safe on the
@@ -100,7 +101,8 @@ static size_t slots_for(size_t keys_count)
     size_t slots = TABLE_SLOTS_MIN;
 
     while (keys_count > slots / 4 * 3) {
-        if (slots > SIZE_MAX / 2 / sizeof(struct aegis_kv_slot)) {
+        /* Homes come from a 32-bit tag: at most 2^32 slots (64 GiB of table). */
+        if (slots > SIZE_MAX / 2 / sizeof(struct aegis_kv_slot) || slots >= (size_t)1 << 32) {
             return 0;
         }
         slots *= 2;
@@ -117,14 +119,15 @@ static unsigned shift_for(size_t slots)
     while (((size_t)1 << bits) < slots) {
         bits++;
     }
-    return 64 - bits;
+    AEGIS_ASSERT(bits <= 32);
+    return 32 - bits;
 }
 
-/* The home slot of @hash: its top bits, so that slot order follows hash order (the
+/* The home slot of @tag: its top bits, so that slot order follows tag order (the
  * snapshot view's cursor relies on it; see kv_snapshot.c). */
-static inline size_t home_of(const struct aegis_kv_table *t, uint64_t hash)
+static inline size_t home_of(const struct aegis_kv_table *t, uint32_t tag)
 {
-    return (size_t)(hash >> t->shift);
+    return (size_t)(tag >> t->shift);
 }
 
 struct aegis_buf *aegis__kv_item_create(const struct aegis_allocator *alloc, const void *key,
@@ -194,17 +197,23 @@ void aegis__kv_table_free(struct aegis_kv_table *t)
     memset(t, 0, sizeof(*t));
 }
 
-static bool item_has_key(const struct aegis_buf *item, const uint8_t *key, size_t key_len)
+/* True when the item in @s has @key: reads the key's bytes only (located from the slot). */
+static bool slot_has_key(const struct aegis_kv_slot *s, const uint8_t *key, size_t key_len)
 {
-    return aegis__kv_item_key_len(item) == key_len &&
-           (key_len == 0 || memcmp(aegis__kv_item_key(item), key, key_len) == 0);
+    const uint8_t *meta = s->item->data + s->value_len;
+    uint32_t n;
+
+    memcpy(&n, meta + 8, sizeof(n));
+    return n == key_len &&
+           (key_len == 0 || memcmp(meta + AEGIS_KV_ITEM_META_BYTES, key, key_len) == 0);
 }
 
 /* The slot holding @key, or the empty slot that ends its probe sequence. */
 static size_t probe(const struct aegis_kv_table *t, uint64_t hash, const uint8_t *key,
                     size_t key_len)
 {
-    size_t i = home_of(t, hash);
+    uint32_t tag = aegis__kv_tag(hash);
+    size_t i = home_of(t, tag);
 
     /* Bounded: the table is never full, so an empty slot ends the walk. */
     for (size_t n = 0; n <= t->mask; n++, i = (i + 1) & t->mask) {
@@ -213,8 +222,12 @@ static size_t probe(const struct aegis_kv_table *t, uint64_t hash, const uint8_t
         if (s->item == NULL) {
             return i;
         }
-        if (s->hash == hash && item_has_key(s->item, key, key_len)) {
-            return i;
+        if (s->tag == tag) {
+            AEGIS_DASSERT(s->value_len == s->item->len);
+            __builtin_prefetch(s->item); /* The header: its count, for a reference. */
+            if (slot_has_key(s, key, key_len)) {
+                return i;
+            }
         }
     }
     AEGIS_UNREACHABLE();
@@ -234,7 +247,8 @@ void aegis__kv_table_insert_new(struct aegis_kv_table *t, uint64_t hash, struct 
     AEGIS_ASSERT(t->count + 1 <= (t->mask + 1) / 4 * 3);
     i = probe(t, hash, aegis__kv_item_key(item), aegis__kv_item_key_len(item));
     AEGIS_ASSERT(t->slots[i].item == NULL);
-    t->slots[i].hash = hash;
+    t->slots[i].tag = aegis__kv_tag(hash);
+    t->slots[i].value_len = item->len;
     t->slots[i].item = item;
     t->count++;
     t->bytes += item_bytes(item);
@@ -267,7 +281,7 @@ int aegis__kv_table_reserve(const struct aegis_kv *kv, struct aegis_kv_table *t,
      * places every item (a wrapped run's items land past the end and wrap again). */
     for (size_t i = 0; i < old_slots; i++) {
         if (old[i].item != NULL) {
-            size_t j = home_of(t, old[i].hash);
+            size_t j = home_of(t, old[i].tag);
 
             while (t->slots[j].item != NULL) {
                 j = (j + 1) & t->mask;
@@ -280,10 +294,10 @@ int aegis__kv_table_reserve(const struct aegis_kv *kv, struct aegis_kv_table *t,
 }
 
 /* Hand the table's reference to @item (leaving the table) to the open view or drop it. */
-static void retire(struct aegis_kv *kv, uint64_t hash, struct aegis_buf *item)
+static void retire(struct aegis_kv *kv, uint32_t tag, struct aegis_buf *item)
 {
     if (kv->snap != NULL) {
-        aegis__kv_snap_retire(kv, hash, item);
+        aegis__kv_snap_retire(kv, tag, item);
     } else {
         aegis__buf_unref(item);
     }
@@ -301,7 +315,7 @@ static void remove_at(struct aegis_kv *kv, size_t i)
     AEGIS_ASSERT(t->count > 0);
     t->count--;
     t->bytes -= item_bytes(item);
-    retire(kv, t->slots[i].hash, item);
+    retire(kv, t->slots[i].tag, item);
     for (size_t n = 0; n < t->mask; n++) {
         size_t home;
 
@@ -309,7 +323,7 @@ static void remove_at(struct aegis_kv *kv, size_t i)
         if (t->slots[j].item == NULL) {
             break;
         }
-        home = home_of(t, t->slots[j].hash);
+        home = home_of(t, t->slots[j].tag);
         /* The entry at j stays when its home lies cyclically in (i, j]. */
         if (i <= j ? (home > i && home <= j) : (home > i || home <= j)) {
             continue;
@@ -318,7 +332,8 @@ static void remove_at(struct aegis_kv *kv, size_t i)
         i = j;
     }
     t->slots[i].item = NULL;
-    t->slots[i].hash = 0;
+    t->slots[i].tag = 0;
+    t->slots[i].value_len = 0;
 }
 
 int aegis__kv_init(struct aegis_kv *kv, const struct aegis_allocator *alloc,
@@ -407,11 +422,13 @@ static void write_commit(struct aegis_kv *kv, struct write *w)
         t->bytes -= old->len;
         t->bytes += w->item->len;
         t->slots[i].item = w->item;
-        retire(kv, w->hash, old);
+        t->slots[i].value_len = w->item->len;
+        retire(kv, t->slots[i].tag, old);
     } else {
         /* Absent: the probe stopped at the empty slot where the key belongs. */
         AEGIS_ASSERT(t->count + 1 <= (t->mask + 1) / 4 * 3);
-        t->slots[i].hash = w->hash;
+        t->slots[i].tag = aegis__kv_tag(w->hash);
+        t->slots[i].value_len = w->item->len;
         t->slots[i].item = w->item;
         t->count++;
         t->bytes += item_bytes(w->item);

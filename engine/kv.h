@@ -133,19 +133,22 @@ typedef int (*aegis_kv_custom_fn)(struct aegis_kv *kv, aegis_index index,
  * on the kv's thread; other threads see a plain buffer of len bytes. Private to kv*.c. */
 #define AEGIS_KV_ITEM_META_BYTES 12
 
-/* A table slot: empty when item is NULL. The full hash is kept to skip key compares on
- * other keys and to move items on growth without rehashing their keys. */
+/* A table slot (16 bytes): empty when item is NULL. The tag (the hash's top 32 bits)
+ * skips key compares on other keys and places items on growth without rehashing them;
+ * the value length locates the key inside the item (after the value) straight from the
+ * slot, so a lookup's key compare does not wait for the item's header. */
 struct aegis_kv_slot {
-    uint64_t hash;
+    uint32_t tag;
+    uint32_t value_len; /* == item->len. */
     struct aegis_buf *item;
 };
 
-/* The hash table proper: linear probing, home slot = the top bits of the hash. */
+/* The hash table proper: linear probing, home slot = the top bits of the tag. */
 struct aegis_kv_table {
     const struct aegis_allocator *alloc; /* The kv's. */
     struct aegis_kv_slot *slots; /* Power-of-two count, mask + 1. */
     size_t mask;
-    unsigned shift;              /* 64 - log2(mask + 1): home(hash) = hash >> shift. */
+    unsigned shift;              /* 32 - log2(mask + 1): home(tag) = tag >> shift. */
     size_t count;                /* Keys stored; at most 3/4 of the slots. */
     uint64_t bytes;              /* Sum of key and value lengths (sizes the snapshot). */
 };
@@ -363,6 +366,11 @@ static inline uint8_t *aegis__kv_item_key_mut(struct aegis_buf *item)
 }
 
 uint64_t aegis__kv_hash(const struct aegis_kv *kv, const uint8_t *key, size_t key_len);
+/* A slot's tag: the hash's top 32 bits. */
+static inline uint32_t aegis__kv_tag(uint64_t hash)
+{
+    return (uint32_t)(hash >> 32);
+}
 int aegis__kv_table_init(const struct aegis_kv *kv, struct aegis_kv_table *t,
                          size_t keys_count);
 void aegis__kv_table_free(struct aegis_kv_table *t);
@@ -378,8 +386,9 @@ struct aegis_buf *aegis__kv_table_find(const struct aegis_kv_table *t, uint64_t 
 /* Copy-on-write hooks of the open view (kv_snapshot.c), called by writers in kv.c.
  * reserve makes room to preserve @count more items (0 or AEGIS_ENOMEM, called in the
  * prepare step of a write); retire takes over the table's reference to an item being
- * overwritten or deleted: kept for the view if it still needs it, else dropped. */
+ * overwritten or deleted (@tag is its slot's): kept for the view if it still needs it,
+ * else dropped. */
 int aegis__kv_snap_reserve(struct aegis_kv *kv, size_t count);
-void aegis__kv_snap_retire(struct aegis_kv *kv, uint64_t hash, struct aegis_buf *item);
+void aegis__kv_snap_retire(struct aegis_kv *kv, uint32_t tag, struct aegis_buf *item);
 
 #endif /* AEGIS_KV_H */

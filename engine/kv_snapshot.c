@@ -33,18 +33,19 @@
  * the order. A version 1 snapshot is a valid version 2 one and loads the same way.
  *
  * The view (point in time without stopping the writer). Home slots are the top bits of
- * the hash, so the table's slot order follows hash order, in every table size. The view
- * keeps a cursor, a hash value: every item present at open whose hash is below the cursor
- * has been taken (emitted or held in the pending batch), and none above. A read advances
- * the cursor one cluster (run of full slots up to an empty one) at a time: the items of
- * that cluster with hash in [cursor, end of cluster) are exactly the pre-open items with
- * such hashes still in the table, wherever growth or backward-shift deletion has moved
+ * the slot's tag (the hash's top 32 bits), so the table's slot order follows tag order,
+ * in every table size. The view keeps a cursor, a tag value: every item present at open
+ * whose tag is below the cursor has been taken (emitted or held in the pending batch),
+ * and none above. A read advances the cursor one cluster (run of full slots up to an
+ * empty one) at a time: the items of that cluster with tag in [cursor, end of cluster)
+ * are exactly the pre-open items with such tags still in the table, wherever growth or
+ * backward-shift deletion has moved
  * them, because an item lies at or after its home and before the next empty slot. Items
  * written after open carry a version above the view's index and are skipped.
  *
  * Copy-on-write: before a write replaces or deletes an item, the kv asks the view
  * (aegis__kv_snap_retire). An item the view still needs -- version <= the view's index
- * (unchanged since open) and hash >= the cursor (not taken yet) -- goes, with the table's
+ * (unchanged since open) and tag >= the cursor (not taken yet) -- goes, with the table's
  * reference, onto the view's side list instead of being freed; the view emits the side
  * list after the table. Items are immutable and refcounted, so this is one pointer per
  * item written while the view is open: the view's extra memory is at most one side-list
@@ -118,7 +119,8 @@ struct aegis_kv_snap {
     uint64_t count; /* Records of the stream (keys at open). */
     uint64_t size;  /* Bytes of the stream. */
 
-    /* Cursor: pre-open items with hash < cursor are taken; scanned: all are. */
+    /* Cursor, in tag space (0..2^32): pre-open items with tag < cursor are taken;
+     * scanned: all are. */
     uint64_t cursor;
     bool scanned;
     struct aegis_buf **pending; /* References to taken items not yet emitted. */
@@ -171,11 +173,11 @@ static void snap_teardown(struct aegis_kv_snap *s)
     aegis__kv_table_free(&s->frozen);
 }
 
-/* True when the view still needs @item (hash @hash) from the live table. */
-static bool snap_needs(const struct aegis_kv_snap *s, uint64_t hash,
+/* True when the view still needs @item (slot tag @tag) from the live table. */
+static bool snap_needs(const struct aegis_kv_snap *s, uint32_t tag,
                        const struct aegis_buf *item)
 {
-    return s->table != &s->frozen && !s->scanned && hash >= s->cursor &&
+    return s->table != &s->frozen && !s->scanned && tag >= s->cursor &&
            aegis__kv_item_version(item) <= s->index;
 }
 
@@ -205,12 +207,12 @@ int aegis__kv_snap_reserve(struct aegis_kv *kv, size_t count)
     return 0;
 }
 
-void aegis__kv_snap_retire(struct aegis_kv *kv, uint64_t hash, struct aegis_buf *item)
+void aegis__kv_snap_retire(struct aegis_kv *kv, uint32_t tag, struct aegis_buf *item)
 {
     struct aegis_kv_snap *s = kv->snap;
 
     AEGIS_ASSERT(s != NULL);
-    if (!snap_needs(s, hash, item)) {
+    if (!snap_needs(s, tag, item)) {
         aegis__buf_unref(item);
         return;
     }
@@ -244,7 +246,7 @@ static int snap_scan_cluster(struct aegis_kv_snap *s)
         for (size_t i = start; i < end; i++) {
             const struct aegis_kv_slot *slot = &t->slots[i & t->mask];
 
-            if (slot->hash < s->cursor || (!last && slot->hash >= upper) ||
+            if (slot->tag < s->cursor || (!last && slot->tag >= upper) ||
                 aegis__kv_item_version(slot->item) > s->index) {
                 continue;
             }
