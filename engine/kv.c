@@ -3,22 +3,23 @@
  * design; the command encoding is in kv_codec.c and the snapshot in kv_snapshot.c.
  *
  * The table is open addressing with linear probing over a power-of-two array of 16-byte
- * slots {tag, value length, item}, kept at most 3/4 full so probe sequences stay short and always end
- * at an empty slot. The tag is the top 32 bits of the key's SipHash; its home slot is the
- * tag's top bits, so slot order follows tag order at every table size (the snapshot view walks it that way; kv_snapshot.c).
- * Deletion shifts the following run back (no tombstones), so lookups never degrade after
- * many deletes. Growth doubles the array and moves every item at once using the stored
- * tags: O(n) on the apply thread, amortised O(1) per insert; an incremental rehash
- * (Redis's dictRehash) is the upgrade if that pause ever shows up in latency.
+ * slots {tag, value length, item}, kept at most 3/4 full so probe sequences stay short
+ * and always end at an empty slot. The tag is the top 32 bits of the key's SipHash; its
+ * home slot is the tag's top bits, so slot order follows tag order at every table size
+ * (the snapshot view walks it that way; kv_snapshot.c). Deletion shifts the following run
+ * back (no tombstones), so lookups never degrade after many deletes. Growth doubles the
+ * array and moves every item at once using the stored tags: O(n) on the apply thread,
+ * amortised O(1) per insert; an incremental rehash (Redis's dictRehash) is the upgrade if
+ * that pause ever shows up in latency.
  *
  * Items (layout in kv.h): one allocation per key holding value, version and key, which is
  * also the struct aegis_buf handed to readers. A lookup touches the slot, then the key
  * inside the item (found from the slot's value length, without waiting for the item's
- * header; the header is prefetched meanwhile for the reference a GET takes); a write allocates one new
- * item and drops the old one, instead of a value buffer plus, for a new key, an item.
- * The allocations come from the kv's allocator (jemalloc in aegisd, whose size classes
- * are slabs already); a kv-private slab would need a free path that is safe on the
- * threads GET replies are released on, for no fewer cache misses.
+ * header; the header is prefetched meanwhile for the reference a GET takes); a write
+ * allocates one new item and drops the old one, instead of a value buffer plus, for a
+ * new key, an item. The allocations come from the kv's allocator (jemalloc in aegisd,
+ * whose size classes are slabs already); a kv-private slab would need a free path that
+ * is safe on the threads GET replies are released on, for no fewer cache misses.
  *
  * Writes happen in two steps: prepare makes every allocation the command needs (the new
  * item, table growth, room in an open view's side list), then commit changes the table
