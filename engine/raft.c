@@ -708,8 +708,13 @@ void aegis__raft_ready(struct aegis_raft *r, struct aegis_ready *rd)
         r->snap_asked = true;
     }
     if (r->fetch.from != 0 && !r->fetch.handed) {
+        aegis_index span = r->log.ring_base >= r->fetch.from
+                               ? r->log.ring_base - r->fetch.from + 1 : 1;
+
+        /* Only the disk region: durable and committed, so the storage holds it whole. */
         rd->fetch.from = r->fetch.from;
-        rd->fetch.count_max = AEGIS_RAFT_FETCH_ENTRIES_MAX;
+        rd->fetch.count_max = span < AEGIS_RAFT_FETCH_ENTRIES_MAX ? (uint32_t)span
+                                                                  : AEGIS_RAFT_FETCH_ENTRIES_MAX;
         rd->fetch.bytes_max = AEGIS_RAFT_FETCH_BYTES_MAX;
         r->fetch.handed = true;
     }
