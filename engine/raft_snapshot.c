@@ -5,7 +5,9 @@
  * snapshot_wanted (once). The runtime serialises its state machine at some applied index
  * and calls aegis__raft_snapshot_taken(): the core keeps a reference on the data (to send
  * to followers) and compacts its log through index - snapshot_trailing, so a follower a
- * little behind still catches up from entries rather than the whole snapshot.
+ * little behind still catches up from entries rather than the whole snapshot. With a
+ * bounded entry cache (config.log_cache_bytes) it does not: the runtime's retention
+ * compacts (aegis__raft_compact, raft_replicate.c).
  *
  * Sending one. A follower whose next entry is compacted enters SNAPSHOT (progress.h). The
  * leader sends the data in chunks of snapshot_chunk_bytes, one chunk in flight; each
