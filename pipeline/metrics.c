@@ -20,6 +20,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "pipeline/log_reader.h"
 #include "pipeline/node_int.h"
 
 struct mhist_desc {
@@ -438,6 +439,23 @@ static void info_persistence(struct aegis_node *n, struct aegis_text *t, struct 
                        (unsigned long long)ctr(n, AEGIS_MC_LOG_ENTRIES),
                        (unsigned long long)ctr(n, AEGIS_MC_LOG_BYTES),
                        (unsigned long long)(n->log != NULL ? aegis__log_writer_syncs(n->log) : 0));
+    {   /* Log retention (log_reader.h). */
+        struct aegis_log_reader_stats ls;
+        uint64_t kept = 0;
+
+        aegis__log_reader_stats(n->reader, &ls);
+        if (n->log != NULL) {
+            (void)aegis__log_writer_retained(n->log, &kept);
+        }
+        aegis__text_printf(t, "log_cache_bytes:%llu\r\nlog_cache_entries:%llu\r\n"
+                              "log_retained_bytes:%llu\r\nlog_entries_sent_from_cache:%llu\r\n"
+                              "log_entries_sent_from_disk:%llu\r\nlog_reads:%llu\r\n"
+                              "log_read_errors:%llu\r\n",
+                           (unsigned long long)ls.cache_bytes, (unsigned long long)ls.cache_entries,
+                           (unsigned long long)kept, (unsigned long long)ls.sent_from_cache,
+                           (unsigned long long)ls.sent_from_disk, (unsigned long long)ls.reads,
+                           (unsigned long long)ls.errors);
+    }
     aegis__hist_init(x);
     aegis__metrics_hist_since_reset(&n->metrics, AEGIS_MH_LOG_SYNC, x);
     info_hist(t, "", AEGIS_MH_LOG_SYNC, x);

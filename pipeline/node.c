@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "pipeline/log_reader.h"
 #include "pipeline/envelope.h"
 #include "pipeline/logging.h"
 #include "pipeline/node_int.h"
@@ -34,6 +35,8 @@ void aegis_node_config_init(struct aegis_node_config *c)
     c->max_pending = 65536;
     c->fail_stop_ms = 2000;
     c->catchup_timeout_ms = 60000;
+    c->log_cache_bytes = AEGIS_LOG_CACHE_BYTES_DEFAULT;
+    c->log_retention_bytes = AEGIS_LOG_RETENTION_BYTES_DEFAULT;
 }
 
 static int config_check(const struct aegis_node_config *c)
@@ -181,6 +184,8 @@ static void raft_config_from(const struct aegis_node *n, struct aegis_raft_confi
                                     ? 0 /* No limit. */
                                     : n->config.catchup_timeout_ms / n->config.tick_ms + 1;
     rc->fresh = n->datadir_fresh && !n->config.join;
+    /* Log retention (log_reader.h): no segments to read back without durability. */
+    rc->log_cache_bytes = n->config.fsync == AEGIS_FSYNC_NONE ? 0 : n->config.log_cache_bytes;
 }
 
 /* Whether the data directory held nothing a peer could have counted on: no snapshot and
@@ -237,7 +242,11 @@ static int recover(struct aegis_node *n)
     lc.alloc = n->alloc;
     lc.report_waker = &n->raft_waker;
     lc.metrics = &n->metrics;
+    lc.retention_bytes = n->config.log_retention_bytes; /* Log retention. */
     rv = aegis__log_writer_open(&n->log, &lc, &rec);
+    if (rv == 0) {
+        rv = aegis__log_reader_create(&n->reader, n->data_dir, &n->raft_waker, n->alloc);
+    }
     if (rv == AEGIS_ENOSYS || rv == AEGIS_EPERM) {
         /* The log writer is the first user of io_uring: say plainly what is missing. */
         AEGIS_LOG(AEGIS_LOG_ERROR,
@@ -425,6 +434,9 @@ int aegis_node_start(struct aegis_node *n)
         return rv;
     }
     rv = aegis__log_writer_start(n->log);
+    if (rv == 0) {
+        rv = aegis__log_reader_start(n->reader); /* Log retention. */
+    }
     if (rv != 0) {
         return rv;
     }
@@ -668,6 +680,7 @@ int aegis_node_stop(struct aegis_node *n)
     stop_stage(n, 1);
     aegis__waker_wake(&n->raft_waker);
     pthread_join(n->raft_thread, NULL);
+    aegis__log_reader_stop(n->reader); /* Log retention: nothing reads back any more. */
     /* The log thread writes and fdatasyncs what was queued, then exits. */
     aegis__log_writer_stop(n->log);
     rv = __atomic_load_n(&n->fatal, __ATOMIC_ACQUIRE);
@@ -784,6 +797,7 @@ void aegis_node_destroy(struct aegis_node *n)
     if (n->log != NULL) {
         aegis__log_writer_close(n->log);
     }
+    aegis__log_reader_close(n->reader);
     aegis__apply_close(n);
     aegis__kv_close(&n->kv);
     aegis__ring_peer_msg_close(&n->peer_ring);

@@ -250,6 +250,7 @@ struct aegis_node {
 
     /* Log thread (pipeline/log_writer.h). */
     struct aegis_log_writer *log;
+    struct aegis_log_reader *reader; /* Log retention: reads evicted entries back. */
     uint64_t log_reqs_pushed;           /* Raft thread: requests handed over, cumulative. */
     struct aegis_log_req *log_backlog;  /* Requests the ring had no room for, in order. */
     uint32_t log_backlog_count, log_backlog_cap;

@@ -34,6 +34,7 @@
 #include "engine/conf.h"
 #include "net/codec.h"
 #include "pipeline/envelope.h"
+#include "pipeline/log_reader.h"
 #include "pipeline/logging.h"
 #include "pipeline/node_int.h"
 #include "pipeline/probes.h"
@@ -549,6 +550,14 @@ static void fail_stop_check(struct aegis_node *n, uint64_t now)
     }
 }
 
+/* Log retention: the first index the segments still hold (0 before any compaction). */
+static aegis_index retained_first(struct aegis_node *n)
+{
+    uint64_t bytes;
+
+    return n->log != NULL ? aegis__log_writer_retained(n->log, &bytes) : 0;
+}
+
 static void drain_log(struct aegis_node *n)
 {
     struct aegis_log_report rep;
@@ -642,6 +651,9 @@ static void process_ready(struct aegis_node *n)
     }
     if (hs_needs_write(n, &rd) || rd.entries_count > 0 || rd.snapshot_meta != NULL) {
         seq = log_submit(n, &rd);
+    }
+    if (rd.fetch.from != 0) {
+        aegis__log_reader_submit(n->reader, &rd.fetch); /* Log retention (log_reader.h). */
     }
     for (uint32_t i = 0; i < rd.msgs_count; i++) {
         send_copy(n, &rd.msgs[i]);
@@ -1139,6 +1151,7 @@ static bool inputs_pending(struct aegis_node *n)
            !aegis__ring_report_empty(&n->report_ring) ||
            __atomic_load_n(&n->inbox.count, __ATOMIC_ACQUIRE) > 0 ||
            !aegis__log_writer_reports_empty(n->log) ||
+           !aegis__log_reader_idle(n->reader) || /* Log retention. */
            (!storage_failed(n) && aegis__raft_has_ready(n->raft));
 }
 
@@ -1183,6 +1196,7 @@ void *aegis__raft_thread_main(void *arg)
         }
         drain_peer(n);
         drain_log(n);
+        aegis__log_reader_pump(n->reader, n->raft, retained_first(n)); /* Log retention. */
         drain_reports(n);
         drain_inbox(n);
         while (!storage_failed(n) && aegis__raft_has_ready(n->raft)) {

@@ -148,6 +148,16 @@ struct aegis_node_config {
     const char *tls_key;
     const char *tls_ca;
     bool client_tls;                  /* The client port speaks TLS too (same files). */
+    /* Log memory and retention (docs/operations.md). The Raft log keeps at most about
+     * log_cache_bytes of entries in memory (record bytes: 40 + payload each; entries not
+     * yet durable or applied stay whatever the bound); older ones are read back from the
+     * segment files for lagging followers. Default 64 MiB; 0: unbounded (every entry
+     * since the last snapshot stays in memory, as before). With fsync none the cache is
+     * unbounded (there are no segments to read back). Segments behind the latest snapshot
+     * are kept up to log_retention_bytes so a follower that was away catches up from the
+     * log rather than a snapshot. Default 2 GiB; 0: none kept. */
+    uint64_t log_cache_bytes;
+    uint64_t log_retention_bytes;
 };
 
 /** The library's version, "MAJOR.MINOR.PATCH" (e.g. "0.2.0"): a static string, the same
