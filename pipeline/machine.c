@@ -138,7 +138,7 @@ static int kv_restore_end(struct aegis_machine *m, void *rs, bool commit)
 
 static uint64_t kv_state_bytes(const struct aegis_machine *m)
 {
-    return m->kv->bytes;
+    return m->kv->t.bytes;
 }
 
 static const struct aegis_machine_ops kv_ops = {
