@@ -88,7 +88,8 @@ static void usage(FILE *f)
             "                             within N ms of its first byte (10000; 0 = off)\n"
             "  --admin-reserve N          connections of --max-clients kept for admins,\n"
             "                             at most a quarter of them (16)\n"
-            "  --log-level LEVEL          debug, info, warn or error (info)\n"
+            "  --log-level LEVEL          debug, info, warn or error (info)\n");
+    fprintf(f,
             "  --log-file PATH            append log lines to PATH instead of stderr;\n"
             "                             SIGHUP reopens it (logrotate)\n"
             "  --config FILE              read flags from FILE, one 'name value' per line\n"
@@ -99,6 +100,13 @@ static void usage(FILE *f)
             "  --heartbeat-ticks N        heartbeat interval in ticks (5)\n"
             "  --snapshot-threshold N     entries applied between snapshots (100000)\n"
             "  --segment-mb N             log segment size in MiB (64)\n"
+            "  --log-cache-bytes N        Raft log entries kept in memory, in bytes; K, M,\n"
+            "                             G suffixes; older ones are read back from the\n"
+            "                             segments for lagging followers; 0 = all since\n"
+            "                             the last snapshot (64M)\n"
+            "  --log-retention-bytes N    log segments kept behind the latest snapshot so\n"
+            "                             a follower that was away catches up from the log,\n"
+            "                             not a snapshot; 0 = none (2G)\n"
             "  --max-value-bytes N        largest value or key accepted (1048576)\n"
             "  --max-clients N            client connections at once (1024)\n"
             "  --pipeline-max N           replies outstanding per client before it is no\n"
@@ -110,6 +118,7 @@ static void usage(FILE *f)
             "  --catchup-timeout-ms N     AEGIS.ADD: a new member that has not caught up\n"
             "                             by then is removed, never made a voter (60000)\n"
             "  --metrics HOST:PORT        serve Prometheus metrics at http://HOST:PORT/metrics\n"
+            "                             and the health check at /health\n"
             "  --tls-cert FILE            this node's certificate (PEM); with --tls-key and\n"
             "                             --tls-ca, peer links use mutual TLS: the\n"
             "                             certificate must name the node as the SAN URI\n"
@@ -140,6 +149,17 @@ static void say(const char *fmt, ...)
 
 /* The value parsers live in pipeline/args.c (shared with the other programs and fuzzed);
  * these wrappers print its message, which names the flag, the value and the reason. */
+static int parse_bytes(const char *flag, const char *s, uint64_t *out)
+{
+    char err[AEGIS_ARGS_ERR_BYTES];
+
+    if (aegis__args_bytes(flag, s, 0, UINT64_MAX, out, err, sizeof(err)) != 0) {
+        say("%s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
 static int parse_hostport(const char *flag, const char *s, char *host, size_t host_cap,
                           uint16_t *port)
 {
@@ -186,7 +206,9 @@ enum {
     /* TLS (one block). */
     OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_CA, OPT_CLIENT_TLS,
     OPT_USERS, OPT_PASSFILE, OPT_INSECURE, OPT_IDLE, OPT_REQUEST, OPT_RESERVE,
-    OPT_CATCHUP, OPT_CONFIG, OPT_LOGFILE,
+    OPT_CATCHUP,
+    OPT_LOG_CACHE, OPT_LOG_RETENTION, /* Log retention. */
+    OPT_CONFIG, OPT_LOGFILE,          /* Operations (issue 18). */
 };
 
 #define AEGIS_CONFIG_FILE_MAX (1u << 20) /* --config: the largest file read. */
@@ -227,6 +249,8 @@ static const struct option long_opts[] = {
     {"client-request-ms", required_argument, NULL, OPT_REQUEST},
     {"admin-reserve", required_argument, NULL, OPT_RESERVE},
     {"catchup-timeout-ms", required_argument, NULL, OPT_CATCHUP},
+    {"log-cache-bytes", required_argument, NULL, OPT_LOG_CACHE},
+    {"log-retention-bytes", required_argument, NULL, OPT_LOG_RETENTION},
     {"config", required_argument, NULL, OPT_CONFIG},
     {"log-file", required_argument, NULL, OPT_LOGFILE},
     {NULL, 0, NULL, 0},
@@ -258,6 +282,12 @@ static int parse_number_opt(int opt, const char *arg, struct opts *o)
         break;
     case OPT_SNAP:
         rv = parse_u64("--snapshot-threshold", arg, 16, UINT64_MAX, &o->node.snapshot_threshold);
+        break;
+    case OPT_LOG_CACHE:
+        rv = parse_bytes("--log-cache-bytes", arg, &o->node.log_cache_bytes);
+        break;
+    case OPT_LOG_RETENTION:
+        rv = parse_bytes("--log-retention-bytes", arg, &o->node.log_retention_bytes);
         break;
     case OPT_SEGMENT:
         rv = parse_u64("--segment-mb", arg, 1, 4096, &v);
