@@ -111,8 +111,10 @@ static int health(struct aegis_node *n, struct aegis_text *t)
     for (uint32_t i = 0; i < s.members_count; i++) {
         member = member || s.members[i].id == s.id;
     }
-    if (fatal != 0) {
-        reason = aegis__node_storage_error(n) != 0 ? "storage failed" : "stopped (fatal)";
+    if (aegis__node_storage_error(n) != 0) {
+        reason = "storage failed"; /* From the failure on, not only after fail_stop_ms. */
+    } else if (fatal != 0) {
+        reason = "stopped (fatal)";
     } else if (!member) {
         reason = "not a member of the configuration";
     } else if (s.leader == AEGIS_NODE_NONE) {
