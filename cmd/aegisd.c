@@ -91,6 +91,13 @@ static void usage(FILE *f)
             "  --heartbeat-ticks N        heartbeat interval in ticks (5)\n"
             "  --snapshot-threshold N     entries applied between snapshots (100000)\n"
             "  --segment-mb N             log segment size in MiB (64)\n"
+            "  --log-cache-bytes N        Raft log entries kept in memory, in bytes; K, M,\n"
+            "                             G suffixes; older ones are read back from the\n"
+            "                             segments for lagging followers; 0 = all since\n"
+            "                             the last snapshot (64M)\n"
+            "  --log-retention-bytes N    log segments kept behind the latest snapshot so\n"
+            "                             a follower that was away catches up from the log,\n"
+            "                             not a snapshot; 0 = none (2G)\n"
             "  --max-value-bytes N        largest value or key accepted (1048576)\n"
             "  --max-clients N            client connections at once (1024)\n"
             "  --pipeline-max N           replies outstanding per client before it is no\n"
@@ -116,6 +123,17 @@ static void usage(FILE *f)
 
 /* The value parsers live in pipeline/args.c (shared with the other programs and fuzzed);
  * these wrappers print its message, which names the flag, the value and the reason. */
+static int parse_bytes(const char *flag, const char *s, uint64_t *out)
+{
+    char err[AEGIS_ARGS_ERR_BYTES];
+
+    if (aegis__args_bytes(flag, s, 0, UINT64_MAX, out, err, sizeof(err)) != 0) {
+        fprintf(stderr, "aegisd: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
 static int parse_hostport(const char *flag, const char *s, char *host, size_t host_cap,
                           uint16_t *port)
 {
@@ -163,6 +181,7 @@ enum {
     OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_CA, OPT_CLIENT_TLS,
     OPT_USERS, OPT_PASSFILE, OPT_INSECURE, OPT_IDLE, OPT_REQUEST, OPT_RESERVE,
     OPT_CATCHUP,
+    OPT_LOG_CACHE, OPT_LOG_RETENTION, /* Log retention. */
 };
 
 static const struct option long_opts[] = {
@@ -201,6 +220,8 @@ static const struct option long_opts[] = {
     {"client-request-ms", required_argument, NULL, OPT_REQUEST},
     {"admin-reserve", required_argument, NULL, OPT_RESERVE},
     {"catchup-timeout-ms", required_argument, NULL, OPT_CATCHUP},
+    {"log-cache-bytes", required_argument, NULL, OPT_LOG_CACHE},
+    {"log-retention-bytes", required_argument, NULL, OPT_LOG_RETENTION},
     {NULL, 0, NULL, 0},
 };
 
@@ -230,6 +251,12 @@ static int parse_number_opt(int opt, const char *arg, struct opts *o)
         break;
     case OPT_SNAP:
         rv = parse_u64("--snapshot-threshold", arg, 16, UINT64_MAX, &o->node.snapshot_threshold);
+        break;
+    case OPT_LOG_CACHE:
+        rv = parse_bytes("--log-cache-bytes", arg, &o->node.log_cache_bytes);
+        break;
+    case OPT_LOG_RETENTION:
+        rv = parse_bytes("--log-retention-bytes", arg, &o->node.log_retention_bytes);
         break;
     case OPT_SEGMENT:
         rv = parse_u64("--segment-mb", arg, 1, 4096, &v);

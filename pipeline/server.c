@@ -1264,12 +1264,25 @@ static void admin_submit(struct srv_conn *c, int rv, struct srv_op *op)
     c->refs++;
 }
 
+/* The op of an admin command answered on completion; NULL (answered already) on
+ * exhaustion. */
+static struct srv_op *admin_op_new(struct srv_conn *c)
+{
+    struct srv_op *op = op_new(c, OP_OK, true, 0, 0);
+
+    if (op == NULL) {
+        reply_error(c, "ERR out of memory");
+        return NULL;
+    }
+    op->seq = c->next_seq;
+    return op;
+}
+
 /* The op of an admin command answered on completion, and its node id argument; NULL
  * (answered already) when the id is not one or on exhaustion. */
 static struct srv_op *admin_op(struct srv_conn *c, const struct aegis_resp_cmd *cmd,
                                aegis_node_id *id)
 {
-    struct srv_op *op;
     int64_t v;
 
     if (!parse_i64(&cmd->argv[1], &v) || v <= 0) {
@@ -1277,13 +1290,7 @@ static struct srv_op *admin_op(struct srv_conn *c, const struct aegis_resp_cmd *
         return NULL;
     }
     *id = (aegis_node_id)v;
-    op = op_new(c, OP_OK, true, 0, 0);
-    if (op == NULL) {
-        reply_error(c, "ERR out of memory");
-        return NULL;
-    }
-    op->seq = c->next_seq;
-    return op;
+    return admin_op_new(c);
 }
 
 /* AEGIS.ADD id host:port (HOST:PORT or [IPV6]:PORT, by the rules of aegisd's --peers,
@@ -1338,13 +1345,14 @@ static bool cmd_transfer(struct srv_conn *c, const struct aegis_resp_cmd *cmd)
     return true;
 }
 
+/* Answers once the snapshot is durable, or with the error that stopped it. */
 static bool cmd_snapshot(struct srv_conn *c, const struct aegis_resp_cmd *cmd)
 {
+    struct srv_op *op = admin_op_new(c);
+
     (void)cmd;
-    if (aegis_node_snapshot(c->srv->node) == 0) {
-        reply_simple(c, "OK");
-    } else {
-        reply_error(c, "TRYAGAIN node busy");
+    if (op != NULL) {
+        admin_submit(c, aegis_node_snapshot_async(c->srv->node, op_done, op), op);
     }
     return true;
 }
