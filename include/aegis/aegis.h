@@ -18,14 +18,13 @@
 #ifndef AEGIS_AEGIS_H
 #define AEGIS_AEGIS_H
 
-#include <aegis/error.h>
-#include <aegis/types.h>
-
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#define AEGIS_PEERS_MAX 16
+#include <aegis/error.h>
+#include <aegis/types.h>
+
 #define AEGIS_HOST_MAX 64
 
 struct aegis_node; /* Opaque. */
@@ -219,13 +218,6 @@ AEGIS_API int aegis_node_propose_sync(struct aegis_node *n, const void *cmd, siz
  * callback may report AEGIS_ENOTLEADER when no leader is known. Any thread. */
 AEGIS_API int aegis_node_read(struct aegis_node *n, const void *query, size_t len,
                               aegis_done_cb cb, void *data);
-
-enum aegis_node_role {
-    AEGIS_NODE_FOLLOWER = 1,
-    AEGIS_NODE_CANDIDATE = 2,
-    AEGIS_NODE_LEADER = 3,
-    AEGIS_NODE_LEARNER = 4,
-};
 
 struct aegis_member_status {
     aegis_node_id id;
