@@ -291,12 +291,15 @@ static int propose_range(struct aegis_node *n, uint32_t from, uint32_t count)
         uint32_t key = k * 2654435761u;
         int rv;
 
+        /* A leader change under load (AEGIS_ELEADERLOST: outcome unknown) is retried:
+         * the test compares replicas with each other, so a command applied twice
+         * changes nothing it checks. */
         do {
             rv = aegis_node_propose_sync(n, &key, sizeof(key), &res, NULL, 0);
-            if (rv == AEGIS_ENOTLEADER || rv == AEGIS_EUNAVAIL) {
+            if (rv == AEGIS_ENOTLEADER || rv == AEGIS_EUNAVAIL || rv == AEGIS_ELEADERLOST) {
                 usleep(10000);
             }
-        } while (rv == AEGIS_ENOTLEADER || rv == AEGIS_EUNAVAIL);
+        } while (rv == AEGIS_ENOTLEADER || rv == AEGIS_EUNAVAIL || rv == AEGIS_ELEADERLOST);
         if (rv != 0) {
             return rv;
         }
