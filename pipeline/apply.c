@@ -539,9 +539,19 @@ static void handle_install(struct aegis_node *n, struct aegis_apply_item *it)
     struct aegis_peer_addr addrs[AEGIS_PEERS_MAX];
     uint32_t count = 0;
     struct apply_reg *r;
-    int rv;
+    int rv = 0;
 
-    rv = aegis__apply_restore(n, it->buf, addrs, &count);
+    if (it->buf == NULL) {
+        /* snap-install: the received snapshot is a file now (pipeline/snap_transfer.h). */
+        struct aegis_snapshot_meta got;
+        bool found = false;
+
+        rv = aegis__snapshot_file_load(n->data_dir, NULL, n->alloc, &got, &it->buf, &found);
+        if (rv == 0 && (!found || got.index != it->meta->index)) {
+            rv = AEGIS_ECORRUPT;
+        }
+    }
+    rv = rv != 0 ? rv : aegis__apply_restore(n, it->buf, addrs, &count);
     if (rv != 0) {
         aegis__node_fail(n, rv, "restoring a snapshot received from the leader");
     } else {

@@ -457,6 +457,17 @@ static void log_flush_backlog(struct aegis_node *n)
     aegis__log_writer_flush(n->log);
 }
 
+/* snap-install: for pipeline/snap_transfer.c. */
+void aegis__raft_thread_log_push(struct aegis_node *n, const struct aegis_log_req *req)
+{
+    log_push(n, req);
+}
+
+void aegis__raft_thread_apply_push(struct aegis_node *n, const struct aegis_apply_item *it)
+{
+    apply_push(n, it);
+}
+
 /* Whether a ready's hard state must reach disk. Term and vote must be durable before any
  * message that depends on them (§5.1, the core puts those in msgs_after_persist). The
  * commit index alone need not be: a restarted node learns it again from the leader (the
@@ -476,13 +487,7 @@ static uint64_t log_submit(struct aegis_node *n, const struct aegis_ready *rd)
     struct aegis_log_req req;
 
     if (rd->snapshot_meta != NULL) {
-        memset(&req, 0, sizeof(req));
-        req.op = AEGIS_LOG_OP_INSTALL;
-        req.install.meta = aegis__malloc(n->alloc, sizeof(*req.install.meta));
-        AEGIS_ASSERT(req.install.meta != NULL);
-        *req.install.meta = *rd->snapshot_meta;
-        req.install.data = aegis__buf_ref(rd->snapshot_data);
-        log_push(n, &req);
+        aegis__snap_transfer_commit(&n->snapx, rd->snapshot_meta); /* snap-install */
     }
     for (uint32_t i = 0; i < rd->entries_count; i++) {
         memset(&req, 0, sizeof(req));
@@ -554,12 +559,17 @@ static void drain_log(struct aegis_node *n)
     struct aegis_log_report rep;
 
     while (aegis__log_writer_pop_sc(n->log, &rep)) {
+        if (rep.kind == AEGIS_LOG_REPORT_SNAPSHOT) { /* snap-install */
+            aegis__snap_transfer_on_verdict(&n->snapx, rep.index, rep.term, rep.err);
+            continue;
+        }
         if (rep.kind == AEGIS_LOG_REPORT_ERROR) {
             storage_fail(n, &rep);
             aegis__metrics_add(&n->metrics, AEGIS_MT_RAFT, AEGIS_MC_ERR_LOG_WRITE, 1);
             continue;
         }
         n->durable_seq = rep.reqs_done;
+        aegis__snap_transfer_on_durable(&n->snapx, n->durable_seq); /* snap-install */
         if (rep.index > 0) {
             aegis__metrics_durable(&n->metrics, rep.index, aegis__now_ns());
             AEGIS_PROBE1(log_durable, rep.index);
@@ -654,13 +664,8 @@ static void process_ready(struct aegis_node *n)
         }
     }
     if (rd.snapshot_meta != NULL) {
-        struct aegis_apply_item it = {.kind = AEGIS_APPLY_INSTALL};
-
-        it.meta = aegis__malloc(n->alloc, sizeof(*it.meta));
-        AEGIS_ASSERT(it.meta != NULL);
-        *it.meta = *rd.snapshot_meta;
-        it.buf = aegis__buf_ref(rd.snapshot_data);
-        apply_push(n, &it);
+        /* snap-install: the apply INSTALL waits for the COMMIT to be durable. */
+        aegis__snap_transfer_installed(&n->snapx, rd.snapshot_meta, seq);
         n->snapshot_index = rd.snapshot_meta->index;
         aegis__metrics_add(&n->metrics, AEGIS_MT_RAFT, AEGIS_MC_SNAPSHOTS_RECEIVED, 1);
     }
@@ -706,7 +711,9 @@ static void drain_reports(struct aegis_node *n)
              * after its batch, behind this report: say it first, or the core refuses the
              * snapshot (index > applied) and, having asked once, never asks again. */
             aegis__raft_applied(n->raft, rep.meta->index);
-            if (aegis__raft_snapshot_taken(n->raft, rep.meta, rep.data) == 0) {
+            if (aegis__raft_snapshot_taken(n->raft, rep.meta, /* snap-install: file size */
+                                           aegis__snap_transfer_file_bytes(n, rep.meta->index))
+                == 0) {
                 struct aegis_log_req req = {.op = AEGIS_LOG_OP_COMPACT};
 
                 n->snapshot_index = rep.meta->index;
