@@ -40,6 +40,8 @@ struct cl_node {
     /* The core's snapshot_io: the source (snap_data) and the sink's partial offer, both
      * on the "disk" (they survive cl_restart). */
     struct aegis_snapshot_mem mem;
+    struct aegis_snapshot_io io_override; /* Used instead of mem's when it has callbacks
+                                             (from the next cl_restart). */
     /* The state machine: every entry applied, in order (each holding a reference). */
     struct aegis_entry *applied;
     size_t applied_count;
@@ -90,7 +92,11 @@ static inline void cl_start_node(struct cluster *c, aegis_node_id id)
     struct aegis_raft_config cfg = c->cfg;
 
     cfg.id = id;
-    aegis__snapshot_mem_io(&nd->mem, &cfg.snapshot_io);
+    if (nd->io_override.read != NULL || nd->io_override.recv_open != NULL) {
+        cfg.snapshot_io = nd->io_override;
+    } else {
+        aegis__snapshot_mem_io(&nd->mem, &cfg.snapshot_io);
+    }
     rs.entries = nd->log;
     rs.entries_count = (uint32_t)nd->log_count;
     if (nd->has_snap) {
