@@ -146,7 +146,8 @@ static bool snapshot_req_ok(const struct aegis_msg *m)
     return m->term >= 1 && s->meta.index >= 1 && index_ok(s->meta.index) &&
            s->meta.term >= 1 && s->meta.term <= m->term && aegis__conf_valid(&s->meta.conf) &&
            aegis__conf_voter_count(&s->meta.conf) >= 1 &&
-           s->total_bytes <= AEGIS_SNAPSHOT_BYTES_MAX && s->offset <= s->total_bytes && len <= s->total_bytes - s->offset &&
+           s->total_bytes <= AEGIS_SNAPSHOT_BYTES_MAX && s->offset <= s->total_bytes &&
+           len <= s->total_bytes - s->offset &&
            s->done == (s->offset + len == s->total_bytes);
 }
 

@@ -98,7 +98,8 @@ void aegis__snap_transfer_io(struct aegis_snap_transfer *t, struct aegis_snapsho
 uint64_t aegis__snap_transfer_file_bytes(const struct aegis_node *n, aegis_index index);
 
 /* Raft thread hooks (raft_thread.c, marked "snap-install"). */
-void aegis__snap_transfer_commit(struct aegis_snap_transfer *t, const struct aegis_snapshot_meta *meta);
+void aegis__snap_transfer_commit(struct aegis_snap_transfer *t,
+                                 const struct aegis_snapshot_meta *meta);
 void aegis__snap_transfer_installed(struct aegis_snap_transfer *t,
                                     const struct aegis_snapshot_meta *meta, uint64_t seq);
 void aegis__snap_transfer_on_durable(struct aegis_snap_transfer *t, uint64_t durable_seq);
