@@ -33,16 +33,12 @@ void aegis__raft_config_default(struct aegis_raft_config *c)
     c->check_quorum = true;
 }
 
+#ifdef AEGIS_SIM_BUGS
 bool aegis__raft_bug(const struct aegis_raft *r, uint32_t bug)
 {
-#ifdef AEGIS_SIM_BUGS
     return (r->cfg.bugs & bug) != 0;
-#else
-    (void)r;
-    (void)bug;
-    return false;
-#endif
 }
+#endif
 
 void aegis__raft_trace(const struct aegis_raft *r, const char *what, uint64_t a, uint64_t b)
 {

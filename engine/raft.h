@@ -109,8 +109,8 @@ struct aegis_raft_config {
     struct aegis_snapshot_io snapshot_io;
 };
 
-/* Deliberately broken variants, compiled only with AEGIS_SIM_BUGS, to prove that the
- * simulation's checkers can fail. */
+/* Deliberately broken variants, to prove that the checkers can fail: compiled only into
+ * aegis_bugs, the test-only library (CMake option AEGIS_SIM_BUGS); libaegis ignores them. */
 enum aegis_raft_bug {
     AEGIS_RAFT_BUG_COMMIT_OLD_TERM = 1u << 0, /* Figure 8: count replicas of old terms. */
     AEGIS_RAFT_BUG_VOTE_ANY_LOG = 1u << 1,    /* Grant votes without the up-to-date check. */

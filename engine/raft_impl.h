@@ -156,7 +156,11 @@ struct aegis_raft {
 };
 
 /* raft.c */
+#ifdef AEGIS_SIM_BUGS /* Only in aegis_bugs, the test-only library (CMakeLists.txt). */
 bool aegis__raft_bug(const struct aegis_raft *r, uint32_t bug);
+#else
+#define aegis__raft_bug(r, bug) false /* The bug constants are not even compiled. */
+#endif
 void aegis__raft_trace(const struct aegis_raft *r, const char *what, uint64_t a, uint64_t b);
 struct aegis_msg *aegis__raft_push(struct aegis_raft *r, uint8_t type, aegis_node_id to,
                                    bool after_persist);

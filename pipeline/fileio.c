@@ -10,12 +10,17 @@
  *   UNLINK path, trash: undone by renaming the trash back.
  * fdatasync(fd) drops the DATA records of that file; fsync_dir(d) drops the name records
  * of entries in d (and really unlinks their trash). A rename or unlink rewrites the path
- * of pending DATA records so that they follow the file. */
+ * of pending DATA records so that they follow the file.
+ *
+ * io_uring: a DATA record of a write that runs in the kernel is taken at prepare time
+ * (before the kernel writes) and tagged with its submission, chain and place in the chain;
+ * a successful fdatasync completion drops only the records it covers (fileio.h). */
 #include "pipeline/fileio.h"
 
 #include <aegis/error.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <liburing.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,17 +161,26 @@ static const struct aegis_fileio_ops real_ops = {
     .size = real_size,
 };
 
-static struct aegis_fileio real_io = {.ops = &real_ops, .real = true};
+static struct aegis_fileio real_io = {.ops = &real_ops};
 
 struct aegis_fileio *aegis__fileio_real(void)
 {
     return &real_io;
 }
 
-int64_t aegis__fileio_uring_result(struct aegis_fileio *io, uint32_t kind, int64_t res)
+void aegis__fileio_uring_prepare(struct aegis_fileio *io, struct io_uring_sqe *const *sqes,
+                                 int n)
 {
     io = aegis__fileio_or_real(io);
-    return io->ops->uring_result != NULL ? io->ops->uring_result(io, kind, res) : res;
+    if (io->ops->uring_prepare != NULL) {
+        io->ops->uring_prepare(io, sqes, n);
+    }
+}
+
+int64_t aegis__fileio_uring_result(struct aegis_fileio *io, uint64_t id, int64_t res)
+{
+    io = aegis__fileio_or_real(io);
+    return io->ops->uring_result != NULL ? io->ops->uring_result(io, id, res) : res;
 }
 
 int aegis__fileio_open(struct aegis_fileio *io, const char *path, int flags, mode_t mode)
@@ -366,6 +380,9 @@ struct aegis_fault_undo {
     uint64_t pre_len;
     uint8_t *pre; /* Pre-image of [off, off + pre_len). */
     bool is_write;
+    uint64_t round; /* DATA: io_uring submission it ran in (0: a synchronous call). */
+    uint8_t chain;  /* ... its chain there and its place in the chain. */
+    uint8_t pos;
 };
 
 struct aegis_fault_fd {
@@ -439,8 +456,8 @@ static void undo_free(struct aegis_fault_undo *u)
 }
 
 /* Record the pre-image of [off, off + len) of the file at @fd (clipped to its size). */
-static void undo_data(struct aegis_fileio_fault *f, int fd, uint64_t off, uint64_t len,
-                      bool is_write)
+static struct aegis_fault_undo *undo_data(struct aegis_fileio_fault *f, int fd, uint64_t off,
+                                          uint64_t len, bool is_write)
 {
     const char *path = fd_path(f, fd);
     struct aegis_fault_undo *u;
@@ -461,6 +478,34 @@ static void undo_data(struct aegis_fileio_fault *f, int fd, uint64_t off, uint64
         AEGIS_ASSERT(u->pre != NULL);
         AEGIS_ASSERT(pread(fd, u->pre, u->pre_len, (off_t)off) == (ssize_t)u->pre_len);
     }
+    return u;
+}
+
+/* Write the first @want bytes of @iov at @off (plain pwrite). Returns 0 or -errno. */
+static int pwrite_prefix(int fd, const struct iovec *iov, int iovcnt, uint64_t off,
+                         uint64_t want)
+{
+    uint64_t done = 0;
+
+    for (int i = 0; i < iovcnt && done < want; i++) {
+        size_t chunk = iov[i].iov_len < want - done ? iov[i].iov_len : (size_t)(want - done);
+        uint64_t at = 0;
+
+        while (at < chunk) {
+            ssize_t n = pwrite(fd, (const char *)iov[i].iov_base + at, chunk - at,
+                               (off_t)(off + done + at));
+
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            if (n <= 0) {
+                return n < 0 ? -errno : AEGIS_EIO;
+            }
+            at += (uint64_t)n;
+        }
+        done += chunk;
+    }
+    return 0;
 }
 
 static int fault_open(struct aegis_fileio *io, const char *path, int flags, mode_t mode)
@@ -523,21 +568,9 @@ static int64_t fault_pwritev(struct aegis_fileio *io, int fd, const struct iovec
     if (gate == 1 && len > 1) {
         /* Short write: the first half only, as a file system that ran out of space part
          * way through would do. */
-        uint64_t want = len / 2, done = 0;
-        int i = 0;
+        int rv = pwrite_prefix(fd, iov, iovcnt, off, len / 2);
 
-        while (done < want) {
-            size_t chunk = iov[i].iov_len < want - done ? iov[i].iov_len
-                                                        : (size_t)(want - done);
-            ssize_t n = pwrite(fd, iov[i].iov_base, chunk, (off_t)(off + done));
-
-            if (n < 0) {
-                return -errno;
-            }
-            done += (uint64_t)n;
-            i++;
-        }
-        return (int64_t)done;
+        return rv != 0 ? rv : (int64_t)(len / 2);
     }
     return real_pwritev(io, fd, iov, iovcnt, off);
 }
@@ -715,17 +748,226 @@ static int fault_fsync_dir(struct aegis_fileio *io, const char *dir)
     return 0;
 }
 
-/* An io_uring completion of the log writer: the same gate as the synchronous calls. */
-static int64_t fault_uring_result(struct aegis_fileio *io, uint32_t kind, int64_t res)
-{
-    struct aegis_fileio_fault *f = (struct aegis_fileio_fault *)io;
-    int gate = fault_gate(f, (enum aegis_fault_op)kind);
+/* io_uring: see fileio.h for the model. */
 
-    if (gate < 0) {
-        return gate;
+enum { RING_WRITE = 1, RING_SYNC = 2, RING_DSYNC_WRITE = 3 };
+
+static uint64_t fault_rand(struct aegis_fileio_fault *f, uint64_t lo, uint64_t hi)
+{
+    if (!f->rng_seeded) {
+        aegis__rng_seed(&f->rng, f->seed);
+        f->rng_seeded = true;
     }
-    if (gate == 1 && res > 1) {
-        return res / 2; /* Cut short: the writer completes it synchronously. */
+    return aegis__rng_range(&f->rng, lo, hi);
+}
+
+/* The bytes an SQE writes, as an iovec list (a plain write: one iovec in @one). */
+static const struct iovec *sqe_iov(const struct io_uring_sqe *sqe, struct iovec *one,
+                                   int *cnt_out, uint64_t *len_out)
+{
+    const struct iovec *iov = one;
+    uint64_t len = 0;
+
+    if (sqe->opcode == IORING_OP_WRITEV) {
+        iov = (const struct iovec *)(uintptr_t)sqe->addr;
+        *cnt_out = (int)sqe->len;
+    } else {
+        one->iov_base = (void *)(uintptr_t)sqe->addr;
+        one->iov_len = sqe->len;
+        *cnt_out = 1;
+    }
+    for (int i = 0; i < *cnt_out; i++) {
+        len += iov[i].iov_len;
+    }
+    *len_out = len;
+    return iov;
+}
+
+/* The SQE does not reach the kernel: a NOP with the same id and link flags, whose result
+ * the layer gives instead. */
+static void sqe_skip(struct aegis_fault_round *r, struct io_uring_sqe *sqe, int i, int64_t res)
+{
+    __u64 id = sqe->user_data;
+    __u8 flags = sqe->flags;
+
+    io_uring_prep_nop(sqe);
+    sqe->user_data = id;
+    sqe->flags = flags;
+    r->have_res[i] = true;
+    r->res[i] = res;
+}
+
+/* The DATA record of the first @len bytes SQE @i writes, tagged with its place. */
+static void ring_record(struct aegis_fileio_fault *f, const struct io_uring_sqe *sqe, int i,
+                        uint64_t len)
+{
+    struct aegis_fault_round *r = &f->round;
+    struct aegis_fault_undo *u = undo_data(f, sqe->fd, sqe->off, len, true);
+
+    u->round = r->seq;
+    u->chain = r->chain[i];
+    u->pos = r->pos[i];
+}
+
+/* The layer writes the first @len bytes of SQE @i itself (a short or torn write). */
+static void sqe_write_prefix(struct aegis_fileio_fault *f, const struct io_uring_sqe *sqe,
+                             int i, uint64_t len)
+{
+    struct iovec one;
+    uint64_t total;
+    int cnt, rv;
+    const struct iovec *iov = sqe_iov(sqe, &one, &cnt, &total);
+
+    AEGIS_ASSERT(len <= total);
+    ring_record(f, sqe, i, len);
+    rv = pwrite_prefix(sqe->fd, iov, cnt, sqe->off, len);
+    AEGIS_ASSERT(rv == 0); /* Test support: the real file system must take it. */
+}
+
+/* Decide the fate of SQE @i, the next of its chain to run; *broken: an earlier SQE of the
+ * chain did not complete in full (set here when this one does not either). */
+static void ring_step(struct aegis_fileio_fault *f, struct io_uring_sqe *sqe, int i,
+                      bool *broken)
+{
+    struct aegis_fault_round *r = &f->round;
+    bool was_dead = f->dead, write = r->op[i] != RING_SYNC;
+    struct iovec one;
+    uint64_t len = 0;
+    int cnt, gate;
+
+    if (*broken) {
+        sqe_skip(r, sqe, i, -ECANCELED);
+        return;
+    }
+    if (write) {
+        sqe_iov(sqe, &one, &cnt, &len);
+        r->want[i] = len;
+    }
+    gate = fault_gate(f, write ? AEGIS_FAULT_OP_WRITE : AEGIS_FAULT_OP_SYNC);
+    if (gate == 0) {
+        if (write) {
+            ring_record(f, sqe, i, len); /* Runs in the kernel: the pre-image is taken now. */
+        }
+        return;
+    }
+    *broken = true;
+    if (gate == 1) { /* Cut short (writes only): the first half. */
+        sqe_write_prefix(f, sqe, i, len / 2);
+        sqe_skip(r, sqe, i, (int64_t)(len / 2));
+        return;
+    }
+    if (!was_dead && f->dead && write && f->crash_tear && len > 0) {
+        sqe_write_prefix(f, sqe, i, fault_rand(f, 0, len - 1)); /* Torn by the crash. */
+    }
+    sqe_skip(r, sqe, i, gate);
+}
+
+/* Split the submission into chains (runs joined by IOSQE_IO_LINK); returns their count and
+ * each chain's first SQE in @start (start[count] = n). */
+static int ring_chains(struct aegis_fileio_fault *f, struct io_uring_sqe *const *sqes, int n,
+                       int *start)
+{
+    struct aegis_fault_round *r = &f->round;
+    int chains = 0, pos = 0;
+
+    for (int i = 0; i < n; i++) {
+        const struct io_uring_sqe *sqe = sqes[i];
+
+        AEGIS_ASSERT(sqe->user_data == (__u64)i);
+        AEGIS_ASSERT(sqe->opcode == IORING_OP_WRITEV || sqe->opcode == IORING_OP_WRITE ||
+                     sqe->opcode == IORING_OP_FSYNC);
+        AEGIS_ASSERT(fd_path(f, sqe->fd) != NULL);
+        r->fd[i] = sqe->fd;
+        r->op[i] = sqe->opcode == IORING_OP_FSYNC ? RING_SYNC
+                   : (sqe->rw_flags & RWF_DSYNC) != 0 ? RING_DSYNC_WRITE
+                                                      : RING_WRITE;
+        if (pos == 0) {
+            start[chains++] = i;
+        }
+        r->chain[i] = (uint8_t)(chains - 1);
+        r->pos[i] = (uint8_t)pos++;
+        if ((sqe->flags & IOSQE_IO_LINK) == 0) {
+            pos = 0;
+        }
+    }
+    start[chains] = n;
+    return chains;
+}
+
+static void fault_uring_prepare(struct aegis_fileio *io, struct io_uring_sqe *const *sqes,
+                                int n)
+{
+    struct aegis_fileio_fault *f = fault_of(io);
+    struct aegis_fault_round *r = &f->round;
+    int start[AEGIS_FAULT_SQES_MAX + 1], next[AEGIS_FAULT_SQES_MAX];
+    bool broken[AEGIS_FAULT_SQES_MAX];
+    int chains, live;
+
+    AEGIS_ASSERT(n > 0 && n <= AEGIS_FAULT_SQES_MAX);
+    r->seq++;
+    r->n = n;
+    memset(r->have_res, 0, sizeof(r->have_res));
+    memset(r->want, 0, sizeof(r->want));
+    chains = ring_chains(f, sqes, n, start);
+    live = chains;
+    for (int c = 0; c < chains; c++) {
+        next[c] = start[c];
+        broken[c] = false;
+    }
+    /* Bounded: every step runs one SQE of a live chain. */
+    while (live > 0) {
+        uint64_t pick = fault_rand(f, 0, (uint64_t)live - 1);
+        int c = 0;
+
+        for (;; c++) {
+            if (next[c] < start[c + 1] && pick-- == 0) {
+                break;
+            }
+        }
+        ring_step(f, sqes[next[c]], next[c], &broken[c]);
+        if (++next[c] == start[c + 1]) {
+            live--;
+        }
+    }
+}
+
+/* A successful sync (or RWF_DSYNC write) @i: drop the DATA records of its file it covers:
+ * those of earlier submissions and synchronous calls, and those before it in its chain
+ * (a DSYNC write: itself too). */
+static void ring_cover(struct aegis_fileio_fault *f, int i)
+{
+    struct aegis_fault_round *r = &f->round;
+    const char *path = fd_path(f, r->fd[i]);
+    uint8_t upto = (uint8_t)(r->pos[i] + (r->op[i] == RING_DSYNC_WRITE));
+    uint32_t keep = 0;
+
+    AEGIS_ASSERT(path != NULL);
+    for (uint32_t k = 0; k < f->undo_count; k++) {
+        struct aegis_fault_undo *u = &f->undo[k];
+
+        if (u->kind == UNDO_DATA && strcmp(u->path, path) == 0 &&
+            (u->round != r->seq || (u->chain == r->chain[i] && u->pos < upto))) {
+            undo_free(u);
+            continue;
+        }
+        f->undo[keep++] = *u;
+    }
+    f->undo_count = keep;
+}
+
+static int64_t fault_uring_result(struct aegis_fileio *io, uint64_t id, int64_t res)
+{
+    struct aegis_fileio_fault *f = fault_of(io);
+    struct aegis_fault_round *r = &f->round;
+    int i = (int)id;
+
+    AEGIS_ASSERT(id < (uint64_t)r->n);
+    if (r->have_res[i]) {
+        return r->res[i];
+    }
+    if ((r->op[i] == RING_SYNC && res == 0) ||
+        (r->op[i] == RING_DSYNC_WRITE && res >= 0 && (uint64_t)res == r->want[i])) {
+        ring_cover(f, i);
     }
     return res;
 }
@@ -742,6 +984,7 @@ static const struct aegis_fileio_ops fault_ops = {
     .unlink = fault_unlink,
     .fsync_dir = fault_fsync_dir,
     .size = real_size,
+    .uring_prepare = fault_uring_prepare,
     .uring_result = fault_uring_result,
 };
 
@@ -749,13 +992,6 @@ void aegis__fileio_fault_init(struct aegis_fileio_fault *f)
 {
     memset(f, 0, sizeof(*f));
     f->base.ops = &fault_ops;
-    f->base.real = false;
-}
-
-void aegis__fileio_fault_init_uring(struct aegis_fileio_fault *f)
-{
-    aegis__fileio_fault_init(f);
-    f->base.real = true;
 }
 
 static void forget_undo(struct aegis_fileio_fault *f)
@@ -902,6 +1138,7 @@ int aegis__fileio_fault_powerloss(struct aegis_fileio_fault *f, enum aegis_fault
         }
     }
     forget_undo(f);
+    f->round.n = 0;
     f->dead = false;
     f->crash_after = 0;
     f->fail_at = 0;

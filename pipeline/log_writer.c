@@ -15,8 +15,15 @@
  * the same as a crash before the batch completed.
  *
  * Memory: the batch array, record-header scratch and iovecs are sized at open from
- * batch_entries_max; the hot path does not allocate. With a non-real file layer (tests)
- * the same batches go through the synchronous file functions instead of io_uring. */
+ * batch_entries_max; the hot path does not allocate.
+ *
+ * Every round goes through io_uring, under any file layer: the layer sees each
+ * submission's SQEs before io_uring_submit and each completion's result (fileio.h), so
+ * the fault layer's tests (drops, tears, EIO, ENOSPC, short writes, power loss) run this
+ * code and no other. Only a short write's remainder is written synchronously.
+ *
+ * Deliberately broken variants (config.bugs, AEGIS_LOG_BUG_*) exist only in aegis_bugs,
+ * the test-only build (AEGIS_SIM_BUGS): they prove the power-loss checker can fail. */
 #include "pipeline/log_writer.h"
 
 #include <liburing.h>
@@ -77,7 +84,19 @@ struct aegis_log_writer {
     char failed_file[AEGIS_LOG_REPORT_FILE_MAX];
     aegis_index none_index;       /* DURABILITY_NONE: last entry seen. */
     aegis_term none_term;
+#ifdef AEGIS_SIM_BUGS
+    uint32_t bugs;                /* AEGIS_LOG_BUG_* (test-only build). */
+#endif
 };
+
+#ifdef AEGIS_SIM_BUGS
+static bool log_bug(const struct aegis_log_writer *w, uint32_t bug)
+{
+    return (w->bugs & bug) != 0;
+}
+#else
+#define log_bug(w, bug) false /* The bug constants are not even compiled. */
+#endif
 
 static void set_failed(struct aegis_log_writer *w, int err, const char *file, uint64_t off)
 {
@@ -183,23 +202,36 @@ static int complete_short(struct aegis_log_writer *w, int iovcnt, uint64_t writt
 }
 
 struct round_io {
-    int log_sqes;           /* writev SQEs of the log. */
+    int log_sqes;           /* writev SQEs of the log: user_data 0 .. log_sqes - 1. */
+    int log_sync;           /* user_data of the log's fdatasync; -1: none. */
+    int hs_write;           /* ... of the hard state's write and its fdatasync; -1: none. */
+    int hs_sync;
+    struct io_uring_sqe *sqes[SQES_MAX]; /* By user_data. */
     int64_t res[SQES_MAX];  /* By user_data. */
     uint64_t want[SQES_MAX];
 };
 
+static struct io_uring_sqe *get_sqe(struct aegis_log_writer *w, struct round_io *r, int n)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+
+    AEGIS_ASSERT(sqe != NULL && n < SQES_MAX); /* SQES_MAX entries, drained each round. */
+    r->sqes[n] = sqe;
+    return sqe;
+}
+
 /* Queue the log's writevs and its sync; returns the SQE count. */
 static int queue_log(struct aegis_log_writer *w, struct round_io *r, int iovcnt)
 {
+    bool sync = w->sync == AEGIS_LOG_SYNC_FDATASYNC && !log_bug(w, AEGIS_LOG_BUG_NO_LOG_SYNC);
     uint64_t off = w->log.end;
     int n = 0;
 
     for (int i = 0; i < iovcnt; i += IOV_PER_SQE) {
         int cnt = iovcnt - i < IOV_PER_SQE ? iovcnt - i : IOV_PER_SQE;
-        struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+        struct io_uring_sqe *sqe = get_sqe(w, r, n);
         uint64_t want = 0;
 
-        AEGIS_ASSERT(sqe != NULL); /* SQES_MAX entries, drained each round. */
         for (int k = 0; k < cnt; k++) {
             want += w->iov[i + k].iov_len;
         }
@@ -208,40 +240,46 @@ static int queue_log(struct aegis_log_writer *w, struct round_io *r, int iovcnt)
         /* Link: the next writev (and the fdatasync) start only after this one completed
          * in full; a short or failed write cancels the rest of the chain. With RWF_DSYNC
          * the last writev ends the chain. */
-        if (i + cnt < iovcnt || w->sync == AEGIS_LOG_SYNC_FDATASYNC) {
+        if (i + cnt < iovcnt ||
+            (sync && !log_bug(w, AEGIS_LOG_BUG_UNLINKED_LOG_SYNC))) {
             io_uring_sqe_set_flags(sqe, IOSQE_IO_LINK);
         }
-        sqe->user_data = (__u64)n;
         r->want[n++] = want;
         off += want;
     }
     r->log_sqes = n;
-    if (w->sync == AEGIS_LOG_SYNC_FDATASYNC) {
-        struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+    r->log_sync = -1;
+    if (sync) {
+        struct io_uring_sqe *sqe = get_sqe(w, r, n);
 
         io_uring_prep_fsync(sqe, w->log.fd, IORING_FSYNC_DATASYNC);
-        sqe->user_data = (__u64)n;
+        r->log_sync = n;
         r->want[n++] = 0;
     }
     return n;
 }
 
+/* Queue the hard state slot write and its sync, a chain of its own (parallel to the
+ * log's); returns the SQE count. */
 static int queue_hs(struct aegis_log_writer *w, struct round_io *r, int n,
                     const uint8_t *slot, uint64_t off)
 {
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+    struct io_uring_sqe *sqe = get_sqe(w, r, n);
 
     io_uring_prep_write(sqe, w->hsf.fd, slot, AEGIS_HARDSTATE_SLOT_BYTES, off);
-    sqe->user_data = (__u64)n;
+    r->hs_write = n;
     r->want[n++] = AEGIS_HARDSTATE_SLOT_BYTES;
-    if (w->sync == AEGIS_LOG_SYNC_FDATASYNC) {
-        io_uring_sqe_set_flags(sqe, IOSQE_IO_LINK);
-        sqe = io_uring_get_sqe(&w->ring);
-        io_uring_prep_fsync(sqe, w->hsf.fd, IORING_FSYNC_DATASYNC);
-        sqe->user_data = (__u64)n;
-        r->want[n++] = 0;
-    } else {
+    r->hs_sync = -1;
+    if (w->sync == AEGIS_LOG_SYNC_DSYNC) {
         sqe->rw_flags = RWF_DSYNC;
+    } else if (!log_bug(w, AEGIS_LOG_BUG_NO_HS_SYNC)) {
+        if (!log_bug(w, AEGIS_LOG_BUG_UNLINKED_HS_SYNC)) {
+            io_uring_sqe_set_flags(sqe, IOSQE_IO_LINK);
+        }
+        sqe = get_sqe(w, r, n);
+        io_uring_prep_fsync(sqe, w->hsf.fd, IORING_FSYNC_DATASYNC);
+        r->hs_sync = n;
+        r->want[n++] = 0;
     }
     return n;
 }
@@ -251,6 +289,11 @@ static int submit_wait(struct aegis_log_writer *w, struct round_io *r, int n)
 {
     int rv, got = 0;
 
+    for (int i = 0; i < n; i++) {
+        r->sqes[i]->user_data = (__u64)i;
+    }
+    /* The file layer sees the round first; the fault layer may rewrite SQEs (fileio.h). */
+    aegis__fileio_uring_prepare(w->io, r->sqes, n);
     rv = io_uring_submit_and_wait(&w->ring, (unsigned)n);
     if (rv < 0 && rv != -EINTR) {
         return rv;
@@ -269,9 +312,8 @@ static int submit_wait(struct aegis_log_writer *w, struct round_io *r, int n)
         }
         id = (uint64_t)cqe->user_data;
         AEGIS_ASSERT(id < (uint64_t)n);
-        /* The file layer may inject a fault here (tests: fileio.h); real: unchanged. */
-        r->res[id] = aegis__fileio_uring_result(
-            w->io, r->want[id] == 0 ? AEGIS_FAULT_OP_SYNC : AEGIS_FAULT_OP_WRITE, cqe->res);
+        /* The file layer may replace it (tests: fileio.h); real: unchanged. */
+        r->res[id] = aegis__fileio_uring_result(w->io, id, cqe->res);
         io_uring_cqe_seen(&w->ring, cqe);
         got++;
     }
@@ -301,9 +343,9 @@ static int check_log(struct aegis_log_writer *w, const struct round_io *r, int i
     if (written < bytes) {
         return complete_short(w, iovcnt, written, where_out);
     }
-    if (w->sync == AEGIS_LOG_SYNC_FDATASYNC && r->res[r->log_sqes] < 0) {
+    if (r->log_sync >= 0 && r->res[r->log_sync] < 0) {
         *where_out = w->log.end + bytes;
-        return (int)r->res[r->log_sqes];
+        return (int)r->res[r->log_sync];
     }
     return 0;
 }
@@ -316,16 +358,16 @@ static int round_uring(struct aegis_log_writer *w, uint32_t first, uint32_t n,
     struct round_io r;
     uint8_t slot[AEGIS_HARDSTATE_SLOT_BYTES];
     uint64_t bytes = 0, slot_off = 0, where = 0;
-    int iovcnt = 0, sqes = 0, hs_at = -1, rv;
+    int iovcnt = 0, sqes = 0, rv;
 
     memset(&r, 0, sizeof(r));
+    r.log_sync = r.hs_write = r.hs_sync = -1;
     if (n > 0) {
         iovcnt = build_iov(w, first, n, &bytes);
         sqes = queue_log(w, &r, iovcnt);
     }
     if (hs != NULL) {
         aegis__hardstate_encode_next(&w->hsf, hs, slot, &slot_off);
-        hs_at = sqes;
         sqes = queue_hs(w, &r, sqes, slot, slot_off);
     }
     rv = submit_wait(w, &r, sqes);
@@ -334,9 +376,9 @@ static int round_uring(struct aegis_log_writer *w, uint32_t first, uint32_t n,
         return rv;
     }
     __atomic_fetch_add(&w->syncs, (uint64_t)(n > 0) + (hs != NULL), __ATOMIC_RELAXED);
-    if (hs_at >= 0) {
-        int64_t wr = r.res[hs_at];
-        int64_t sy = w->sync == AEGIS_LOG_SYNC_FDATASYNC ? r.res[hs_at + 1] : 0;
+    if (r.hs_write >= 0) {
+        int64_t wr = r.res[r.hs_write];
+        int64_t sy = r.hs_sync >= 0 ? r.res[r.hs_sync] : 0;
 
         if (wr != AEGIS_HARDSTATE_SLOT_BYTES || sy < 0) {
             rv = wr < 0 ? (int)wr : sy < 0 ? (int)sy : AEGIS_EIO;
@@ -377,26 +419,7 @@ static int flush(struct aegis_log_writer *w, const struct aegis_hard_state *hs)
     if (w->run_count == 0 && hs == NULL) {
         return 0;
     }
-    if (!w->have_ring) {
-        uint64_t where = 0;
-
-        if (w->run_count > 0) {
-            rv = aegis__seglog_append(&w->log, w->run, w->run_count, &where);
-            __atomic_fetch_add(&w->syncs, 1, __ATOMIC_RELAXED);
-            if (rv != 0) {
-                set_failed_log(w, rv, where);
-            }
-        }
-        if (rv == 0 && hs != NULL) {
-            rv = aegis__hardstate_write(&w->hsf, hs);
-            __atomic_fetch_add(&w->syncs, 1, __ATOMIC_RELAXED);
-            if (rv != 0) {
-                set_failed(w, rv, w->hsf.path, (uint64_t)(1 - w->hsf.slot) * 512u);
-            }
-        }
-        drop_run(w, 0);
-        return rv;
-    }
+    AEGIS_ASSERT(w->have_ring);
     /* Bounded: each round writes at least one entry or the hard state. */
     do {
         uint32_t n = 0;
@@ -505,6 +528,21 @@ static void report(struct aegis_log_writer *w)
     }
     push_report(w, &rep);
 }
+
+#ifdef AEGIS_SIM_BUGS
+/* Broken: the batch of @count requests reported durable before its round is written. */
+static void report_early(struct aegis_log_writer *w, uint32_t count)
+{
+    struct aegis_log_report rep;
+
+    memset(&rep, 0, sizeof(rep));
+    rep.kind = AEGIS_LOG_REPORT_DURABLE;
+    rep.reqs_done = w->reqs_done + count;
+    rep.index = w->run[w->run_count - 1].index;
+    rep.term = w->run[w->run_count - 1].term;
+    push_report(w, &rep);
+}
+#endif
 
 static void req_release(struct aegis_log_writer *w, struct aegis_log_req *req);
 static void install_step(struct aegis_log_writer *w, struct aegis_log_req *req);
@@ -658,6 +696,11 @@ static void process_batch(struct aegis_log_writer *w, uint32_t count)
         }
     }
     if (w->failed == 0 && w->durability == AEGIS_DURABILITY_BATCH) {
+#ifdef AEGIS_SIM_BUGS
+        if (log_bug(w, AEGIS_LOG_BUG_REPORT_BEFORE_SYNC) && w->run_count > 0) {
+            report_early(w, count);
+        }
+#endif
         flush_timed(w, hs_pending ? &hs : NULL);
     }
     drop_run(w, 0);
@@ -873,6 +916,9 @@ int aegis__log_writer_open(struct aegis_log_writer **out, const struct aegis_log
     w->durability = c->durability != 0 ? c->durability : AEGIS_DURABILITY_BATCH;
     w->sync = c->sync != 0 ? c->sync : AEGIS_LOG_SYNC_DEFAULT;
     w->waker.fd = -1;
+#ifdef AEGIS_SIM_BUGS
+    w->bugs = c->bugs;
+#endif
     rv = alloc_arrays(w, c);
     if (rv != 0) {
         goto err;
@@ -882,13 +928,11 @@ int aegis__log_writer_open(struct aegis_log_writer **out, const struct aegis_log
         if (rv != 0) {
             goto err;
         }
-        if (aegis__fileio_is_real(w->io)) {
-            rv = io_uring_queue_init(SQES_MAX, &w->ring, 0);
-            if (rv != 0) {
-                goto err;
-            }
-            w->have_ring = true;
+        rv = io_uring_queue_init(SQES_MAX, &w->ring, 0);
+        if (rv != 0) {
+            goto err;
         }
+        w->have_ring = true;
     }
     *out = w;
     return 0;

@@ -116,6 +116,20 @@ struct aegis_log_config {
     const struct aegis_allocator *alloc;
     struct aegis_metrics *metrics;    /* NULL: none. Borrowed; the log thread records its
                                          batches and group-commit times (metrics.h). */
+    uint32_t bugs;                    /* AEGIS_LOG_BUG_* bits; 0 in production (ignored by
+                                         libaegis, see below). */
+};
+
+/* Deliberately broken variants, to prove that the power-loss tests can fail: compiled only
+ * into aegis_bugs, the test-only library (CMake option AEGIS_SIM_BUGS). */
+enum aegis_log_bug {
+    AEGIS_LOG_BUG_NO_LOG_SYNC = 1u << 0,       /* The log chain has no fdatasync. */
+    AEGIS_LOG_BUG_NO_HS_SYNC = 1u << 1,        /* The hard state write has none. */
+    AEGIS_LOG_BUG_UNLINKED_LOG_SYNC = 1u << 2, /* The log's fdatasync is not linked after
+                                                  its writes (may run before them). */
+    AEGIS_LOG_BUG_UNLINKED_HS_SYNC = 1u << 3,  /* Same for the hard state's. */
+    AEGIS_LOG_BUG_REPORT_BEFORE_SYNC = 1u << 4, /* A batch is reported durable before its
+                                                   round is written. */
 };
 
 /* The sync mode measured fastest on the development machine (docs/storage.md). */

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* Tests of the file layer's fault twin: injected errors and short writes, the dead
- * machine after crash_after, and the power cut undoing exactly what was not synced. */
+ * machine after crash_after, the power cut undoing exactly what was not synced, and an
+ * io_uring fdatasync covering only the writes linked before it. */
 #include <aegis/error.h>
 #include <fcntl.h>
+#include <liburing.h>
 #include <stdio.h>
 
 #include "lib/test.h"
@@ -171,5 +173,96 @@ TEST(fileio, dead_after_crash_point)
     ASSERT_FALSE(f.dead);
     aegis__fileio_fault_close(&f);
     util_rmrf(dir);
+    return TEST_PASS;
+}
+
+/* One io_uring submission through the layer: "new" written over "old" at offset 0, and an
+ * fdatasync, the two linked or not; then a DROP power cut. With @fail_write the write is
+ * failed with EIO by the layer. Returns the file's content after the cut in @out. */
+static enum test_result uring_write_sync(bool linked, bool fail_write, char *out, size_t cap)
+{
+    struct aegis_fileio_fault f;
+    struct io_uring_sqe *sqes[2];
+    struct io_uring ring;
+    char dir[64], path[4096];
+    int64_t res[2];
+    uint8_t *buf;
+    size_t len;
+    int fd;
+
+    ASSERT_TRUE(util_tmpdir(dir) != NULL);
+    snprintf(path, sizeof(path), "%s/a", dir);
+    if (io_uring_queue_init(4, &ring, 0) != 0) {
+        util_rmrf(dir);
+        SKIP("io_uring unavailable");
+    }
+    aegis__fileio_fault_init(&f);
+    fd = aegis__fileio_open(&f.base, path, O_RDWR | O_CREAT, 0644);
+    ASSERT_TRUE(fd >= 0);
+    ASSERT_OK(write_str(&f.base, fd, "old", 0));
+    ASSERT_OK(aegis__fileio_fdatasync(&f.base, fd));
+    ASSERT_OK(aegis__fileio_fsync_dir(&f.base, dir));
+    sqes[0] = io_uring_get_sqe(&ring);
+    io_uring_prep_write(sqes[0], fd, "new", 3, 0);
+    sqes[1] = io_uring_get_sqe(&ring);
+    io_uring_prep_fsync(sqes[1], fd, IORING_FSYNC_DATASYNC);
+    for (int i = 0; i < 2; i++) {
+        sqes[i]->user_data = (__u64)i;
+    }
+    if (linked) {
+        io_uring_sqe_set_flags(sqes[0], IOSQE_IO_LINK);
+    }
+    if (fail_write) {
+        f.fail_mask = AEGIS_FAULT_OP_WRITE;
+        f.fail_at = 1;
+    }
+    aegis__fileio_uring_prepare(&f.base, sqes, 2);
+    ASSERT_EQ_I64(io_uring_submit_and_wait(&ring, 2), 2);
+    for (int got = 0; got < 2; got++) {
+        struct io_uring_cqe *cqe;
+
+        ASSERT_OK(io_uring_wait_cqe(&ring, &cqe));
+        res[cqe->user_data] = aegis__fileio_uring_result(&f.base, cqe->user_data, cqe->res);
+        io_uring_cqe_seen(&ring, cqe);
+    }
+    if (fail_write) {
+        ASSERT_ERR((int)res[0], AEGIS_EIO);
+        ASSERT_EQ_I64(res[1], linked ? -ECANCELED : 0); /* A failed link cancels the rest. */
+    } else {
+        ASSERT_EQ_I64(res[0], 3);
+        ASSERT_EQ_I64(res[1], 0);
+    }
+    ASSERT_OK(aegis__fileio_close(&f.base, fd));
+    io_uring_queue_exit(&ring);
+    ASSERT_OK(aegis__fileio_fault_powerloss(&f, AEGIS_FAULT_DROP, 1));
+    aegis__fileio_fault_close(&f);
+    ASSERT_OK(util_read(path, &buf, &len));
+    ASSERT_TRUE(len < cap);
+    memcpy(out, buf, len);
+    out[len] = '\0';
+    free(buf);
+    util_rmrf(dir);
+    return TEST_PASS;
+}
+
+/* An fdatasync covers the write linked before it; an unlinked write of the same
+ * submission it does not (the kernel may run it after the sync): the power cut undoes it.
+ * A write the layer fails never reaches the file and cancels its link. */
+TEST(fileio, uring_fdatasync_covers_only_linked_writes)
+{
+    char got[16];
+    enum test_result r;
+
+    r = uring_write_sync(true, false, got, sizeof(got));
+    if (r != TEST_PASS) {
+        return r;
+    }
+    ASSERT_STR_EQ(got, "new");
+    ASSERT_EQ_I64(uring_write_sync(false, false, got, sizeof(got)), TEST_PASS);
+    ASSERT_STR_EQ(got, "old");
+    ASSERT_EQ_I64(uring_write_sync(true, true, got, sizeof(got)), TEST_PASS);
+    ASSERT_STR_EQ(got, "old");
+    ASSERT_EQ_I64(uring_write_sync(false, true, got, sizeof(got)), TEST_PASS);
+    ASSERT_STR_EQ(got, "old");
     return TEST_PASS;
 }

@@ -1,106 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /* Tests of the aegis-log thread end to end through its rings: durable reports in order
- * with batching, hard state and truncation through the ring, power loss (fault layer)
- * never losing a reported entry, ENOSPC reported with file and offset and an intact
- * log, durability "none", snapshots with compaction and a jump past the log. */
-#include <aegis/error.h>
-#include <dirent.h>
-#include <stdio.h>
-
-#include "lib/test.h"
-#include "pipeline/log_writer.h"
-#include "pipeline/segment.h"
-#include "pipeline/snapshot_file.h"
-#include "util.h"
-
-struct fixture {
-    struct aegis_log_writer *w;
-    struct aegis_waker waker; /* Ours: the report consumer's. */
-    struct aegis_log_state st;
-    struct aegis_log_report last;
-    uint64_t pushed;
-    aegis_index durable; /* Highest durable index reported. */
-    uint64_t reports;
-    bool error;
-};
-
-static int fx_open(struct fixture *fx, const char *dir, struct aegis_fileio *io,
-                   enum aegis_durability d, uint64_t segment_bytes)
-{
-    struct aegis_log_config c = {.dir = dir, .durability = d, .segment_bytes = segment_bytes,
-                                 .req_slots = 1024, .report_slots = 64,
-                                 .batch_entries_max = 512, .report_waker = &fx->waker,
-                                 .io = io};
-    int rv;
-
-    memset(fx, 0, sizeof(*fx));
-    rv = aegis__waker_init(&fx->waker);
-    if (rv != 0) {
-        return rv;
-    }
-    rv = aegis__log_writer_open(&fx->w, &c, &fx->st);
-    if (rv != 0) {
-        aegis__waker_close(&fx->waker);
-    }
-    return rv;
-}
-
-static void fx_close(struct fixture *fx)
-{
-    aegis__log_writer_close(fx->w);
-    aegis__log_state_release(&fx->st, NULL);
-    aegis__waker_close(&fx->waker);
-}
-
-/* Consume reports until @reqs requests are done. Returns false on a 5 s stall. */
-static bool fx_wait(struct fixture *fx, uint64_t reqs)
-{
-    struct aegis_log_report rep;
-
-    for (;;) {
-        while (aegis__log_writer_pop_sc(fx->w, &rep)) {
-            AEGIS_ASSERT(rep.reqs_done >= fx->last.reqs_done);
-            fx->last = rep;
-            fx->reports++;
-            if (rep.kind == AEGIS_LOG_REPORT_ERROR) {
-                fx->error = true;
-            } else if (rep.index > fx->durable) {
-                fx->durable = rep.index;
-            }
-        }
-        if (fx->last.reqs_done >= reqs) {
-            return true;
-        }
-        aegis__waker_prepare(&fx->waker);
-        if (!aegis__log_writer_reports_empty(fx->w)) {
-            aegis__waker_cancel(&fx->waker);
-            continue;
-        }
-        if (aegis__waker_wait(&fx->waker, 5000) == 0) {
-            return false;
-        }
-    }
-}
-
-static void fx_push(struct fixture *fx, const struct aegis_log_req *req)
-{
-    /* The ring is sized for the tests; a full ring waits for the log thread. */
-    while (!aegis__log_writer_push_sp(fx->w, req)) {
-        fx_wait(fx, fx->last.reqs_done + 1);
-    }
-    fx->pushed++;
-}
-
-static void fx_push_entries(struct fixture *fx, aegis_index from, aegis_index to,
-                            aegis_term term, uint32_t len)
-{
-    for (aegis_index i = from; i <= to; i++) {
-        struct aegis_log_req req = {.op = AEGIS_LOG_OP_ENTRY};
-
-        req.entry = util_entry(i, term, len);
-        fx_push(fx, &req);
-    }
-}
+ * with batching, hard state and truncation through the ring, power loss at every
+ * operation of the shipped io_uring path (fault layer) never losing a reported entry or
+ * hard state, write and fdatasync errors (EIO, ENOSPC) reported with file and offset and
+ * an intact log, short writes completed, durability "none", snapshots with compaction and
+ * a jump past the log. That the power-loss checker catches a broken writer is shown by
+ * test_log_writer_bugs.c. */
+#include "log_writer_util.h"
 
 static uint32_t count_segments(const char *dir)
 {
@@ -214,80 +120,53 @@ TEST(log_writer, hard_state_and_truncation_uring)
     return hard_state_and_truncation(NULL);
 }
 
-TEST(log_writer, hard_state_and_truncation_sync_path)
+TEST(log_writer, hard_state_and_truncation_fault_layer)
 {
     struct aegis_fileio_fault f;
     enum test_result r;
 
-    aegis__fileio_fault_init(&f); /* No faults: only the synchronous path. */
+    aegis__fileio_fault_init(&f); /* No faults: the layer only watches the io_uring path. */
     r = hard_state_and_truncation(&f.base);
     aegis__fileio_fault_close(&f);
     return r;
 }
 
-/* Entries through the thread until the machine dies at op @k past open; nothing
- * reported durable may be missing after the power cut. */
-static enum test_result powerloss_once(uint64_t k, enum aegis_fault_powerloss mode,
-                                       uint64_t seed)
+/* The checker of log_writer_util.h at every crash point of the workload, DROP and TEAR,
+ * each seed with its own interleaving of the parallel chains and torn prefixes. */
+static enum test_result power_loss_every_point(enum aegis_log_sync sync, uint64_t step)
 {
-    struct aegis_fileio_fault f;
-    struct fixture fx;
-    aegis_index next = 1;
-    char dir[64];
-    int rv;
+    struct pl_params p = {.sync = sync};
+    uint64_t ops = 0;
+    char why[256];
 
-    ASSERT_TRUE(util_tmpdir(dir) != NULL);
-    aegis__fileio_fault_init(&f);
-    ASSERT_OK(fx_open(&fx, dir, &f.base, AEGIS_DURABILITY_BATCH, 8192));
-    f.crash_after = f.ops + k;
-    ASSERT_OK(aegis__log_writer_start(fx.w));
-    for (int round = 0; round < 30 && !fx.error; round++) {
-        uint32_t n = (uint32_t)(round % 5) * 3 + 1;
-
-        fx_push_entries(&fx, next, next + n - 1, 1, 200);
-        if (round % 4 == 3) {
-            struct aegis_log_req req = {.op = AEGIS_LOG_OP_HARD_STATE};
-
-            req.hs = (struct aegis_hard_state){.term = 1, .vote = 1, .commit = next};
-            fx_push(&fx, &req);
-        }
-        next += n;
-        if (round % 2 == 1 && !fx_wait(&fx, fx.pushed)) {
-            FAIL("no report");
+    ASSERT_EQ_I64(pl_run(&p, why, sizeof(why), &ops), TEST_PASS); /* No crash: count. */
+    if (why[0] != '\0') {
+        FAIL("no crash: %s", why);
+    }
+    ASSERT_TRUE(ops > 60);
+    for (p.k = 1; p.k <= ops + 1; p.k += step) {
+        for (int m = 0; m < 2; m++) {
+            p.mode = m == 0 ? AEGIS_FAULT_DROP : AEGIS_FAULT_TEAR;
+            p.seed = test_seed() + p.k * 2 + (uint64_t)m;
+            ASSERT_EQ_I64(pl_run(&p, why, sizeof(why), NULL), TEST_PASS);
+            if (why[0] != '\0') {
+                FAIL("crash at op %llu of %llu, %s, seed %llu: %s", (unsigned long long)p.k,
+                     (unsigned long long)ops, m == 0 ? "drop" : "tear",
+                     (unsigned long long)p.seed, why);
+            }
         }
     }
-    ASSERT_TRUE(fx_wait(&fx, fx.pushed));
-    aegis__log_writer_close(fx.w);
-    fx.w = NULL;
-    aegis__log_state_release(&fx.st, NULL);
-    aegis__waker_close(&fx.waker);
-    ASSERT_OK(aegis__fileio_fault_powerloss(&f, mode, seed));
-    aegis__fileio_fault_close(&f);
-    rv = fx_open(&fx, dir, NULL, AEGIS_DURABILITY_BATCH, 8192);
-    if (rv != 0) {
-        FAIL("crash at op %llu: reopen: %s", (unsigned long long)k, test_err_name(rv));
-    }
-    if (fx.st.last_index < fx.durable) {
-        FAIL("crash at op %llu: %llu recovered, %llu reported durable", (unsigned long long)k,
-             (unsigned long long)fx.st.last_index, (unsigned long long)fx.durable);
-    }
-    for (uint32_t i = 0; i < fx.st.entries_count; i++) {
-        ASSERT_TRUE(util_entry_ok(&fx.st.entries[i], i + 1, 1, 200));
-    }
-    fx_close(&fx);
-    util_rmrf(dir);
     return TEST_PASS;
 }
 
 TEST(log_writer, power_loss_never_loses_reported)
 {
-    for (uint64_t k = 1; k < 90; k += 2) {
-        if (powerloss_once(k, AEGIS_FAULT_DROP, k) != TEST_PASS ||
-            powerloss_once(k, AEGIS_FAULT_TEAR, test_seed() + k) != TEST_PASS) {
-            return TEST_FAIL;
-        }
-    }
-    return TEST_PASS;
+    return power_loss_every_point(AEGIS_LOG_SYNC_FDATASYNC, 1);
+}
+
+TEST(log_writer, power_loss_never_loses_reported_dsync)
+{
+    return power_loss_every_point(AEGIS_LOG_SYNC_DSYNC, 3);
 }
 
 TEST(log_writer, enospc_reported_log_intact)
@@ -333,8 +212,7 @@ TEST(log_writer, enospc_reported_log_intact)
     return TEST_PASS;
 }
 
-/* The shipped io_uring path (the fault layer marked real keeps it): a write or an
- * fdatasync of the log or of the hard state that fails with @err is reported with the
+/* The shipped io_uring path under the fault layer: a write or an fdatasync of the log or of the hard state that fails with @err is reported with the
  * file and the offset, nothing of the batch is durable, the writer stays failed, and the
  * log and hard state on disk are the ones before the batch. @kind: AEGIS_FAULT_OP_WRITE or
  * AEGIS_FAULT_OP_SYNC; @hs: fail the hard state's (a batch holding only a hard state)
@@ -348,7 +226,7 @@ static enum test_result uring_fault(uint32_t kind, int err, bool hs)
     char dir[64];
 
     ASSERT_TRUE(util_tmpdir(dir) != NULL);
-    aegis__fileio_fault_init_uring(&f);
+    aegis__fileio_fault_init(&f);
     ASSERT_OK(fx_open(&fx, dir, &f.base, AEGIS_DURABILITY_BATCH, 1 << 20));
     ASSERT_OK(aegis__log_writer_start(fx.w));
     fx_push_entries(&fx, 1, 50, 1, 100);
@@ -443,6 +321,49 @@ TEST(log_writer, uring_hard_state_write_enospc)
 TEST(log_writer, uring_hard_state_fdatasync_eio)
 {
     return uring_fault(AEGIS_FAULT_OP_SYNC, AEGIS_EIO, true);
+}
+
+/* A log write that comes back short is completed (the rest written and synced) and the
+ * batch reported durable; so is one cut short in the middle of a multi-segment batch. */
+TEST(log_writer, uring_short_write_completed)
+{
+    struct aegis_fileio_fault f;
+    struct fixture fx;
+    char dir[64];
+
+    ASSERT_TRUE(util_tmpdir(dir) != NULL);
+    aegis__fileio_fault_init(&f);
+    ASSERT_OK(fx_open(&fx, dir, &f.base, AEGIS_DURABILITY_BATCH, 8192));
+    ASSERT_OK(aegis__log_writer_start(fx.w));
+    fx_push_entries(&fx, 1, 5, 1, 100);
+    ASSERT_TRUE(fx_wait(&fx, fx.pushed));
+    f.fail_mask = AEGIS_FAULT_OP_WRITE;
+    f.fail_short = true;
+    f.fail_at = f.matched + 1;
+    for (aegis_index i = 6; i <= 200; i++) { /* 195 records of 140 bytes: 4 segments. */
+        struct aegis_log_req e = {.op = AEGIS_LOG_OP_ENTRY};
+
+        e.entry = util_entry(i, 1, 100);
+        ASSERT_TRUE(aegis__log_writer_push_sp_defer(fx.w, &e));
+        fx.pushed++;
+    }
+    aegis__log_writer_flush(fx.w);
+    ASSERT_TRUE(fx_wait(&fx, fx.pushed));
+    ASSERT_EQ_U64(f.injected, 1);
+    ASSERT_FALSE(fx.error);
+    ASSERT_EQ_U64(fx.durable, 200);
+    fx_close(&fx);
+    /* Everything reported was synced: a power cut now loses nothing. */
+    ASSERT_OK(aegis__fileio_fault_powerloss(&f, AEGIS_FAULT_DROP, 1));
+    aegis__fileio_fault_close(&f);
+    ASSERT_OK(fx_open(&fx, dir, NULL, AEGIS_DURABILITY_BATCH, 8192));
+    ASSERT_EQ_U64(fx.st.entries_count, 200);
+    for (uint32_t i = 0; i < 200; i++) {
+        ASSERT_TRUE(util_entry_ok(&fx.st.entries[i], i + 1, 1, 100));
+    }
+    fx_close(&fx);
+    util_rmrf(dir);
+    return TEST_PASS;
 }
 
 TEST(log_writer, durability_none)
