@@ -43,7 +43,8 @@
  * refused snapshot is dropped and the leader is told to start from 0. A good one either
  * fast-forwards the commit index (the log already holds its last entry) or resets the
  * log to it and comes out in the next ready (snapshot_meta), which the runtime makes
- * durable and restores before applying anything later. The answer "installed"
+ * durable and restores before applying anything later (until that ready, no other offer
+ * opens: the sink still holds those bytes). The answer "installed"
  * (next_offset == total) goes in msgs_after_persist, so the leader hears it only once
  * the snapshot is durable. A snapshot the log already covers (index at or below the
  * commit index, or its last entry held with its term) is answered "installed" at once,
@@ -330,6 +331,11 @@ int aegis__raft_handle_snapshot_req(struct aegis_raft *r, const struct aegis_msg
     }
     if (r->cfg.snapshot_io.recv_open == NULL) {
         reply_snapshot(r, m->from, s->meta.index, false, 0); /* We take in no snapshot. */
+        return 0;
+    }
+    if (r->snap_out) {
+        /* A snapshot installed from the sink waits for the next ready: the sink is not
+         * reopened before the runtime took it. The leader sends again after a timeout. */
         return 0;
     }
     if (!same_offer(r, m)) {
