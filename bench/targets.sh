@@ -167,7 +167,7 @@ for line in open(index):
                                          p50=r["latency_us"]["p50"],
                                          p99=r["latency_us"]["p99"], vmb=vmb,
                                          errors=r["errors"], load=float(load)))
-    if "baseline" in j:
+    if j.get("baseline"):  # null when not measured (schema 2)
         baselines.append(j["baseline"])
 
 def med(key, field):

@@ -5,18 +5,35 @@
  * --clients connections (non-blocking sockets, TCP_NODELAY); connection i goes to target
  * i mod targets and to thread i mod threads. Every connection keeps up to --pipeline
  * requests in flight: whenever replies arrive it refills the window and writes the new
- * requests with one send(). A request's latency runs from just before the send() that
- * carried its last byte to the read() that brought its reply's last byte, and goes into a
- * log-linear histogram (engine/hist.h) owned by the worker. Replies are matched to
- * requests in order (RESP replies on a connection come in request order).
+ * requests with one send() (closed loop). A request's latency runs from just before the
+ * send() that carried its last byte to the read() that brought its reply's last byte, and
+ * goes into a log-linear histogram (engine/hist.h) owned by the worker. Replies are
+ * matched to requests in order (RESP replies on a connection come in request order).
+ *
+ * Open loop (--rate, --sweep). Each connection has a schedule of intended send times
+ * (rate / clients per second, even or exponential gaps), staggered across connections. A
+ * request is issued when its time has come and the window has room, stamped with its
+ * intended time, and its latency runs from that time, not from its send: a server stall
+ * that fills the window makes the schedule fall behind, and every request that waited in
+ * the client counts the wait (coordinated omission corrected, as wrk2 does). The worker
+ * sleeps until the next intended send (epoll_pwait2, ns timeout). How far the schedule is
+ * behind when measuring ends tells whether the rate was reached.
  *
  * Phases. The main thread drives a global phase: WARMUP (--warmup seconds), MEASURE
  * (--duration seconds, or until --requests requests have completed), STOP. A request
  * belongs to the phase in which it was issued and is counted in that phase's statistics
  * only, so no reset is ever needed: each worker keeps one set of statistics per phase, and
- * the main thread reads them (relaxed atomic loads, hist merge) without locks, for the
- * once-a-second progress line and for the final report. Requests still in flight at STOP
- * are neither counted nor timed.
+ * the main thread reads them (relaxed atomic loads, hist merge) without locks, once a
+ * second (the per-second series and the progress line) and for the final report.
+ * Requests still in flight at STOP are neither counted nor timed. Once a second while
+ * measuring, the main thread also reads every aegisd target's INFO counters of leader
+ * changes and snapshots, to mark them as events.
+ *
+ * Runs. A run is workers up, warmup, measure, workers down. --repeat N makes N runs (the
+ * medians and their noise are reported); --sweep one run per rate until a rate misses
+ * its SLO. The outputs (report, JSON schema 2, CSV, SVG, HdrHistogram text) are written
+ * from plain result data by cmd/bench_output.h; `aegis-bench compare` is
+ * cmd/bench_compare.h; the workload generators are cmd/bench_workload.h.
  *
  * Errors. An error reply counts under its first word ("ERR", "TRYAGAIN", "UNKNOWN", ...);
  * a reply of an unexpected type counts as "unexpected"; connection failures count as
@@ -27,10 +44,11 @@
  * I/O errors or if no connection could be established at all, 2 for bad usage (as every
  * Aegis program), 3 if --spawn failed.
  *
- * Commands (keys are "key:" plus 12 digits, uniform over --keys; values are --value-size
- * bytes of 'x'): SET key value; GET key; INCR counter:<12 digits> (a key space of its
- * own, so INCR never meets a non-integer value); CAS key value value (aegisd's
- * compare-and-swap: swaps, to the same value, where the key holds a benchmark value). */
+ * Commands (keys are "key:" plus 12 digits, over --keys by --distribution; values are
+ * --value-size bytes of 'x', the size fixed or drawn per request): SET key value; GET key;
+ * INCR counter:<12 digits> (a key space of its own, so INCR never meets a non-integer
+ * value); CAS key value value (aegisd's compare-and-swap: swaps, to the same value, where
+ * the key holds a benchmark value). */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -48,9 +66,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cmd/bench_args.h"
 #include "cmd/bench_baseline.h"
 #include "cmd/bench_breakdown.h"
+#include "cmd/bench_compare.h"
 #include "cmd/bench_config.h"
+#include "cmd/bench_output.h"
 #include "cmd/bench_resp.h"
 #include "cmd/bench_spawn.h"
 #include "engine/assert.h"
@@ -70,8 +91,6 @@ enum {
     KIND_OTHER, /* An error reply whose prefix found no free slot. */
     KIND_FIXED_COUNT
 };
-#define KINDS_MAX     32
-#define KIND_NAME_MAX 24
 
 static const char *const fixed_kind_names[KIND_FIXED_COUNT] = {
     "connect", "closed", "lost", "protocol", "unexpected", "other_error"};
@@ -81,6 +100,7 @@ static const char *const fixed_kind_names[KIND_FIXED_COUNT] = {
 #define KEY_DIGITS     12
 #define REQUEST_EXTRA  128 /* Bytes of a request beyond its values: headers, key, CRLFs. */
 #define IN_BUF_MIN     (64 * 1024)
+#define BENCH_EVENTS_MAX 64
 
 /* Statistics of one phase of one worker. Written by the worker only, each field with a
  * relaxed store; read by the main thread with relaxed loads (hist: aegis__hist_merge). */
@@ -101,6 +121,7 @@ struct phase_stats {
 struct inflight {
     uint64_t end_offset; /* Position of the request's last byte in the connection's stream. */
     uint64_t sent_ns;    /* When the send() carrying its last byte started; 0 until then. */
+    uint64_t intended_ns; /* --rate: when the schedule said to send it; else 0. */
     uint8_t op;
     uint8_t phase;
 };
@@ -116,6 +137,9 @@ struct conn {
     bool epollout; /* EPOLLOUT currently requested. */
     uint64_t reconnect_at_ns;
     struct aegis_rng rng;
+    struct bench_keys keys; /* Key choice (and "latest"'s sequence). */
+    uint64_t next_ns;       /* --rate: the intended send time of the next request. */
+    double gap_ns;          /* --rate: mean time between this connection's sends. */
     char *out; /* Encoded requests not yet sent: out[out_off, out_len). */
     size_t out_len, out_off, out_cap;
     uint64_t queued_bytes; /* Stream position after the last encoded request. */
@@ -145,6 +169,7 @@ struct bench {
     struct sockaddr_storage addrs[BENCH_TARGETS_MAX];
     socklen_t addr_lens[BENCH_TARGETS_MAX];
     char *value;        /* value_size bytes of 'x'. */
+    struct bench_zipf zipf; /* Zipfian ranks over the key space. */
     size_t request_max; /* Bytes of the largest request the mix can encode. */
     struct worker *workers;
     uint32_t phase;          /* enum bench_phase; main stores (release), workers load. */
@@ -152,6 +177,12 @@ struct bench {
     uint32_t workers_done;   /* --requests: workers that finished, atomic increment. */
     uint64_t measure_start_ns;
     uint64_t measure_end_ns;
+    uint64_t schedule_start_ns; /* --rate: when the connections' schedules begin. */
+    uint64_t lag_ns;            /* --rate: the schedule's lag when measuring ended. */
+    struct bench_second *series; /* The measured phase, second by second. */
+    size_t series_count, series_cap;
+    struct svg_event events[BENCH_EVENTS_MAX]; /* Seen while measuring. */
+    size_t events_count;
 };
 
 static volatile sig_atomic_t interrupted;
@@ -284,8 +315,8 @@ static enum bench_op encode_request(struct conn *c)
 {
     const struct bench *b = c->w->b;
     enum bench_op op = pick_op(c);
-    uint64_t key = aegis__rng_range(&c->rng, 0, b->cfg.keys - 1);
-    size_t vlen = (size_t)b->cfg.value_size;
+    uint64_t key = bench_key_next(&c->keys, &c->rng, op == BENCH_OP_SET);
+    size_t vlen = (size_t)bench_vsize_next(&b->cfg.vsize, &c->rng);
     char *start = c->out + c->out_len, *p = start;
 
     /* setup_conn sized c->out for --pipeline requests of the largest command in the mix. */
@@ -325,15 +356,41 @@ static bool may_issue(struct worker *w, enum bench_phase phase)
     return w->budget > 0;
 }
 
-/* Fill the connection's window up to --pipeline requests. */
+/* --rate: the time from one intended send to the next, fixed or exponential (Poisson
+ * arrivals) with the same mean. */
+static uint64_t next_gap(struct conn *c)
+{
+    double u;
+
+    if (!c->w->b->cfg.poisson) {
+        return (uint64_t)c->gap_ns;
+    }
+    u = bench_rng_unit(&c->rng);
+    return (uint64_t)(-log(1.0 - u) * c->gap_ns);
+}
+
+/* Fill the connection's window up to --pipeline requests. With --rate only the requests
+ * whose intended send time has come, each stamped with that time: a request that waits
+ * for room in the window is late, and its latency counts from when it should have left. */
 static void fill_window(struct conn *c, enum bench_phase phase)
 {
     struct worker *w = c->w;
     unsigned depth = w->b->cfg.pipeline;
+    bool open_loop = w->b->cfg.rate > 0;
+    uint64_t t = open_loop ? now_ns() : 0;
 
     while (c->q_count < depth && may_issue(w, phase)) {
         struct inflight *f = &c->q[(c->q_head + c->q_count) % depth];
 
+        if (open_loop) {
+            if (c->next_ns > t) {
+                break;
+            }
+            f->intended_ns = c->next_ns;
+            c->next_ns += next_gap(c);
+        } else {
+            f->intended_ns = 0;
+        }
         f->op = (uint8_t)encode_request(c);
         f->phase = (uint8_t)phase;
         f->end_offset = c->queued_bytes;
@@ -511,8 +568,11 @@ static void account_reply(struct conn *c, const struct bench_reply *r, uint64_t 
     } else if (!reply_expected((enum bench_op)f->op, r)) {
         count_error(s, KIND_UNEXPECTED, NULL, 0);
     } else {
+        uint64_t from = f->intended_ns != 0 && !c->w->b->cfg.from_sent ? f->intended_ns
+                                                                         : f->sent_ns;
+
         add_u64(&s->ops[f->op], 1);
-        aegis__hist_record(&s->hist, t > f->sent_ns ? t - f->sent_ns : 0);
+        aegis__hist_record(&s->hist, t > from ? t - from : 0);
     }
 }
 
@@ -609,11 +669,14 @@ static void on_event(struct conn *c, uint32_t events, enum bench_phase phase)
     }
 }
 
+#define SERVICE_NS (20 * 1000000ull) /* Longest wait between passes over the connections. */
+
 /* Reconnect idle connections whose back-off expired; refill ready ones whose window has
- * room (after a phase change, or in --requests mode). Returns the epoll timeout in ms. */
-static int service_conns(struct worker *w, enum bench_phase phase)
+ * room (after a phase change, in --requests mode, or when --rate's schedule says so).
+ * Returns how long the event loop may wait, in ns: until the next intended send. */
+static uint64_t service_conns(struct worker *w, enum bench_phase phase)
 {
-    uint64_t t = now_ns();
+    uint64_t t = now_ns(), wait = SERVICE_NS;
     unsigned i;
 
     for (i = 0; i < w->conns_count; i++) {
@@ -624,9 +687,33 @@ static int service_conns(struct worker *w, enum bench_phase phase)
         } else if (c->state == CONN_READY && c->q_count < w->b->cfg.pipeline) {
             fill_window(c, phase);
             flush_out(c, phase);
+            if (w->b->cfg.rate > 0 && c->fd >= 0 && c->q_count < w->b->cfg.pipeline) {
+                uint64_t now = now_ns();
+
+                wait = c->next_ns <= now ? 0 : (c->next_ns - now < wait ? c->next_ns - now : wait);
+            }
         }
     }
-    return 20;
+    return wait;
+}
+
+/* epoll_wait with a timeout in ns (epoll_pwait2; --rate needs better than 1 ms), falling
+ * back to a millisecond timeout, rounded up, on kernels without it. */
+static int wait_events(int epfd, struct epoll_event *events, uint64_t timeout_ns)
+{
+    static int no_pwait2;
+    struct timespec ts = {.tv_sec = (time_t)(timeout_ns / 1000000000ull),
+                          .tv_nsec = (long)(timeout_ns % 1000000000ull)};
+
+    if (!__atomic_load_n(&no_pwait2, __ATOMIC_RELAXED)) {
+        int n = epoll_pwait2(epfd, events, EVENTS_MAX, &ts, NULL);
+
+        if (n >= 0 || errno != ENOSYS) {
+            return n;
+        }
+        __atomic_store_n(&no_pwait2, 1, __ATOMIC_RELAXED);
+    }
+    return epoll_wait(epfd, events, EVENTS_MAX, (int)((timeout_ns + 999999) / 1000000));
 }
 
 static bool worker_finished(const struct worker *w, enum bench_phase phase)
@@ -643,11 +730,11 @@ static void *worker_main(void *data)
     struct worker *w = data;
     struct epoll_event events[EVENTS_MAX];
     enum bench_phase phase = load_phase(w->b);
-    int timeout = 0;
+    uint64_t timeout = 0;
 
     /* The loop ends when the phase becomes STOP or this worker's --requests are done. */
     while (!worker_finished(w, phase)) {
-        int i, n = epoll_wait(w->epfd, events, EVENTS_MAX, timeout);
+        int i, n = wait_events(w->epfd, events, timeout);
 
         phase = load_phase(w->b);
         if (phase == PHASE_STOP) {
@@ -664,20 +751,6 @@ static void *worker_main(void *data)
     }
     return NULL;
 }
-
-/* What the report needs from one phase, summed over the workers. */
-struct totals {
-    struct aegis_hist *hist;
-    uint64_t ops[BENCH_OP_COUNT];
-    uint64_t ops_total;
-    uint64_t issued;
-    uint64_t errors;
-    uint64_t tx_bytes;
-    uint64_t rx_bytes;
-    unsigned kinds_count;
-    char kind_names[KINDS_MAX][KIND_NAME_MAX];
-    uint64_t kinds[KINDS_MAX];
-};
 
 static void totals_add_kind(struct totals *t, const char *name, uint64_t n)
 {
@@ -737,34 +810,128 @@ static void collect(struct bench *b, enum bench_phase phase, struct totals *t)
     }
 }
 
-static double ms(uint64_t ns)
-{
-    return (double)ns / 1e6;
-}
-
-/* The once-a-second line: the last interval's rate and percentiles, from the difference
- * between this second's totals (@cur) and the last's (@prev, of the same phase; zero at a
- * phase's start). @scratch is a histogram to work in. Afterwards @prev holds @cur. */
-static void print_progress(struct bench *b, enum bench_phase phase, struct totals *prev,
-                           struct totals *cur, struct aegis_hist *scratch, double elapsed_s,
-                           double interval_s)
+/* Once a second: the last interval's rate and percentiles, from the difference between
+ * this second's totals (@cur) and the last's (@prev, of the same phase; zero at a phase's
+ * start), recorded in the series while measuring and printed as the progress line if
+ * asked. @scratch is a histogram to work in. Afterwards @prev holds @cur. */
+static void sample_second(struct bench *b, enum bench_phase phase, struct totals *prev,
+                          struct totals *cur, struct aegis_hist *scratch, uint64_t t,
+                          double elapsed_s, double interval_s)
 {
     struct aegis_hist *keep;
+    double p50, p99;
 
     collect(b, phase, cur);
     aegis__hist_reset(scratch);
     aegis__hist_merge(scratch, cur->hist);
     aegis__hist_sub(scratch, prev->hist);
-    printf("\r[%5.0fs] %-7s %10.0f ops/s  p50 %8.3f ms  p99 %8.3f ms  errors %" PRIu64
-           "\033[K",
-           elapsed_s, phase == PHASE_WARMUP ? "warmup" : "measure",
-           (double)(cur->ops_total - prev->ops_total) / interval_s,
-           ms(aegis__hist_percentile(scratch, 50.0)), ms(aegis__hist_percentile(scratch, 99.0)),
-           cur->errors);
-    fflush(stdout);
+    p50 = (double)aegis__hist_percentile(scratch, 50.0);
+    p99 = (double)aegis__hist_percentile(scratch, 99.0);
+    if (phase == PHASE_MEASURE) {
+        struct bench_second *sec;
+
+        if (b->series_count == b->series_cap) {
+            b->series_cap = b->series_cap ? 2 * b->series_cap : 64;
+            b->series = realloc(b->series, b->series_cap * sizeof(*b->series));
+            if (b->series == NULL) {
+                fprintf(stderr, "aegis-bench: out of memory\n");
+                exit(1);
+            }
+        }
+        sec = &b->series[b->series_count++];
+        sec->t_s = (double)(t - b->measure_start_ns) / 1e9;
+        sec->ops = cur->ops_total - prev->ops_total;
+        sec->errors = cur->errors - prev->errors;
+        sec->ops_per_s = (double)sec->ops / interval_s;
+        sec->p50_us = p50 / 1e3;
+        sec->p99_us = p99 / 1e3;
+    }
+    if (b->cfg.progress) {
+        printf("\r[%5.0fs] %-7s %10.0f ops/s  p50 %8.3f ms  p99 %8.3f ms  errors %" PRIu64
+               "\033[K",
+               elapsed_s, phase == PHASE_WARMUP ? "warmup" : "measure",
+               (double)(cur->ops_total - prev->ops_total) / interval_s, p50 / 1e6, p99 / 1e6,
+               cur->errors);
+        fflush(stdout);
+    }
     keep = prev->hist;
     *prev = *cur;
     cur->hist = keep;
+}
+
+/* The nodes whose INFO is read: for --breakdown's stage histograms, and once a second for
+ * the events (leader changes, snapshots) marked on the report and the plot. Every target,
+ * or every spawned node. */
+static struct breakdown_node info_nodes[BREAKDOWN_NODES_MAX];
+static unsigned info_count;
+static long long seen_leader_changes[BREAKDOWN_NODES_MAX];
+static long long seen_snapshots[BREAKDOWN_NODES_MAX];
+static bool watch_events; /* Some node answered INFO with the counters. */
+
+static void info_setup(const struct bench *b, const struct bench_cluster *cluster)
+{
+    unsigned count = cluster != NULL ? cluster->nodes : b->cfg.targets_count;
+
+    info_count = 0;
+    for (unsigned i = 0; i < count && info_count < BREAKDOWN_NODES_MAX; i++) {
+        struct breakdown_node *n = &info_nodes[info_count++];
+
+        if (cluster != NULL) {
+            snprintf(n->host, sizeof(n->host), "127.0.0.1");
+            snprintf(n->port, sizeof(n->port), "%u", cluster->client_ports[i]);
+        } else {
+            snprintf(n->host, sizeof(n->host), "%s", b->cfg.targets[i].host);
+            snprintf(n->port, sizeof(n->port), "%s", b->cfg.targets[i].port);
+        }
+    }
+}
+
+/* Record event @what at @t_s, once per reading: every node sees a leader change, and it
+ * is one event (labelled with the first node's port that saw it). */
+static void add_event(struct bench *b, double t_s, const char *what, unsigned node)
+{
+    for (size_t i = b->events_count; i-- > 0 && b->events[i].t_s == t_s;) {
+        if (strncmp(b->events[i].label, what, strlen(what)) == 0) {
+            return;
+        }
+    }
+    if (b->events_count < BENCH_EVENTS_MAX) {
+        struct svg_event *e = &b->events[b->events_count++];
+
+        e->t_s = t_s;
+        snprintf(e->label, sizeof(e->label), "%s (%s)", what, info_nodes[node].port);
+    }
+}
+
+/* Read every node's leader_changes and snapshots_taken + snapshots_installed; with @mark,
+ * an increase since the last reading is an event at @t_s. A node that is not an aegisd
+ * (no such counters) is left out. */
+static void poll_events(struct bench *b, bool mark, double t_s)
+{
+    static const char cmd[] = "*2\r\n$4\r\nINFO\r\n$3\r\nall\r\n";
+
+    for (unsigned i = 0; i < info_count; i++) {
+        int type = 0;
+        char *info = breakdown_command(&info_nodes[i], cmd, &type);
+        long long lc = info ? breakdown_counter(info, "leader_changes") : -1;
+        long long sn = info ? breakdown_counter(info, "snapshots_taken") : -1;
+        long long si = info ? breakdown_counter(info, "snapshots_installed") : -1;
+
+        free(info);
+        if (lc < 0) {
+            continue;
+        }
+        watch_events = true;
+        sn = sn + (si > 0 ? si : 0);
+        if (mark && lc > seen_leader_changes[i]) {
+            add_event(b, t_s, "leader change", i);
+        }
+        if (mark && sn > seen_snapshots[i]) {
+            add_event(b, t_s, "snapshot", i);
+        }
+        seen_leader_changes[i] = lc; /* Also after a reset (CONFIG RESETSTAT) lowered it. */
+        seen_snapshots[i] = sn;
+    }
 }
 
 static uint64_t connect_failures(struct bench *b)
@@ -821,11 +988,19 @@ static bool run_phase(struct bench *b, enum bench_phase phase, uint64_t length_n
             ok = false;
             break;
         }
-        if (b->cfg.progress && t - last >= 1000000000ull) {
-            print_progress(b, phase, &prev, &cur, h[2], (double)(t - run_start_ns) / 1e9,
-                           (double)(t - last) / 1e9);
+        if ((b->cfg.progress || phase == PHASE_MEASURE) && t - last >= 1000000000ull) {
+            sample_second(b, phase, &prev, &cur, h[2], t, (double)(t - run_start_ns) / 1e9,
+                          (double)(t - last) / 1e9);
             last = t;
+            if (phase == PHASE_MEASURE && watch_events) {
+                poll_events(b, true, (double)(t - b->measure_start_ns) / 1e9);
+            }
         }
+    }
+    if (ok && phase == PHASE_MEASURE && t - last >= 500000000ull) {
+        /* The last part-second of the phase, when it is at least half a second. */
+        sample_second(b, phase, &prev, &cur, h[2], t, (double)(t - run_start_ns) / 1e9,
+                      (double)(t - last) / 1e9);
     }
     aegis__hist_destroy(NULL, h[0]);
     aegis__hist_destroy(NULL, h[1]);
@@ -841,6 +1016,16 @@ static void setup_conn(struct bench *b, struct worker *w, struct conn *c, unsign
     c->fd = -1;
     c->state = CONN_IDLE;
     aegis__rng_seed(&c->rng, b->cfg.seed * 0x9e3779b97f4a7c15ull + id + 1);
+    c->keys.dist = b->cfg.dist;
+    c->keys.keys = b->cfg.keys;
+    c->keys.zipf = &b->zipf;
+    c->keys.latest = b->cfg.keys / b->cfg.clients * id; /* Sequences start spread out. */
+    if (b->cfg.rate > 0) {
+        /* The rate is spread evenly over the connections; their schedules are staggered
+         * over one gap so that they do not all send at once. */
+        c->gap_ns = 1e9 * (double)b->cfg.clients / b->cfg.rate;
+        c->next_ns = b->schedule_start_ns + (uint64_t)(c->gap_ns * id / b->cfg.clients);
+    }
     c->out_cap = b->request_max * b->cfg.pipeline;
     c->out = xcalloc(1, c->out_cap);
     c->in_cap = (size_t)b->cfg.value_size + REQUEST_EXTRA;
@@ -857,6 +1042,10 @@ static void setup_workers(struct bench *b)
     b->request_max = (size_t)cfg->value_size * (cfg->weights[BENCH_OP_CAS] ? 2 : 1) +
                      REQUEST_EXTRA;
     b->workers = xcalloc(cfg->threads, sizeof(*b->workers));
+    b->schedule_start_ns = now_ns();
+    b->series_count = 0;
+    b->events_count = 0;
+    b->lag_ns = 0;
     for (i = 0; i < cfg->threads; i++) {
         struct worker *w = &b->workers[i];
 
@@ -902,26 +1091,20 @@ static void teardown_workers(struct bench *b)
     free(b->workers);
 }
 
-/* --breakdown: the nodes whose stage histograms are read (every target, or every spawned
- * node). */
-static struct breakdown_node breakdown_nodes[BREAKDOWN_NODES_MAX];
-static unsigned breakdown_count;
-
-static void breakdown_setup(const struct bench *b, const struct bench_cluster *cluster)
+/* --rate: how far behind its schedule the furthest-behind connection was when measuring
+ * ended (after the workers stopped: their connections are ours to read). */
+static void schedule_lag(struct bench *b)
 {
-    unsigned count = cluster != NULL ? cluster->nodes : b->cfg.targets_count;
+    uint64_t oldest = UINT64_MAX;
 
-    for (unsigned i = 0; i < count && breakdown_count < BREAKDOWN_NODES_MAX; i++) {
-        struct breakdown_node *n = &breakdown_nodes[breakdown_count++];
+    for (unsigned i = 0; i < b->cfg.threads; i++) {
+        for (unsigned j = 0; j < b->workers[i].conns_count; j++) {
+            uint64_t next = b->workers[i].conns[j].next_ns;
 
-        if (cluster != NULL) {
-            snprintf(n->host, sizeof(n->host), "127.0.0.1");
-            snprintf(n->port, sizeof(n->port), "%u", cluster->client_ports[i]);
-        } else {
-            snprintf(n->host, sizeof(n->host), "%s", b->cfg.targets[i].host);
-            snprintf(n->port, sizeof(n->port), "%s", b->cfg.targets[i].port);
+            oldest = next < oldest ? next : oldest;
         }
     }
+    b->lag_ns = oldest < b->measure_end_ns ? b->measure_end_ns - oldest : 0;
 }
 
 /* Run warmup and measurement. Returns false if interrupted or nothing could connect. */
@@ -943,7 +1126,8 @@ static bool run(struct bench *b)
         ok = run_phase(b, PHASE_WARMUP, (uint64_t)(b->cfg.warmup_s * 1e9), start);
     }
     if (ok && b->cfg.breakdown) {
-        breakdown_reset(breakdown_nodes, breakdown_count); /* INFO latency counts from here. */
+        breakdown_reset(info_nodes, info_count); /* INFO latency counts from here. */
+        poll_events(b, false, 0.0);               /* The reset zeroed the counters too. */
     }
     b->measure_start_ns = now_ns();
     if (ok) {
@@ -967,538 +1151,10 @@ static bool run(struct bench *b)
     if (b->cfg.progress) {
         printf("\n");
     }
+    if (b->cfg.rate > 0) {
+        schedule_lag(b);
+    }
     return ok;
-}
-
-static void format_targets(const struct bench_config *cfg, char *buf, size_t cap)
-{
-    size_t len = 0;
-    unsigned i;
-
-    buf[0] = '\0';
-    for (i = 0; i < cfg->targets_count && len < cap; i++) {
-        const char *h = cfg->targets[i].host;
-        bool v6 = strchr(h, ':') != NULL;
-
-        len += (size_t)snprintf(buf + len, cap - len, "%s%s%s%s:%s", i ? " " : "",
-                                v6 ? "[" : "", h, v6 ? "]" : "", cfg->targets[i].port);
-    }
-}
-
-static void format_ratio(const struct bench_config *cfg, char *buf, size_t cap)
-{
-    snprintf(buf, cap, "set=%u,get=%u,incr=%u,cas=%u", cfg->weights[BENCH_OP_SET],
-             cfg->weights[BENCH_OP_GET], cfg->weights[BENCH_OP_INCR],
-             cfg->weights[BENCH_OP_CAS]);
-}
-
-struct report {
-    struct totals t;
-    double duration_s;
-    double ops_per_s;
-    double mb_sent_per_s;
-    double mb_received_per_s;
-    const struct bench_cluster *cluster; /* --spawn: the cluster; else NULL. */
-    const struct bench_baseline *baseline; /* --baseline: this machine's; else NULL. */
-    struct bench_targets targets;          /* --baseline: the run against issue 7's. */
-};
-
-/* The --baseline lines: this machine's fdatasync, round trip and append bandwidth, then
- * the run against each target of issue 7 (judged only under the target's settings). */
-static void print_baseline(const struct report *r)
-{
-    const struct bench_baseline *bl = r->baseline;
-    const struct bench_targets *t = &r->targets;
-
-    printf("  baseline    fdatasync %.3f ms (p99 %.3f, 128 B append), loopback RTT %.3f ms "
-           "(medians of %u, %u)\n",
-           bl->fsync_us / 1e3, bl->fsync_p99_us / 1e3, bl->rtt_us / 1e3, bl->fsync_samples,
-           bl->rtt_samples);
-    printf("              append+fdatasync 64 KiB %.1f MB/s, 1 MiB %.1f MB/s, in %s\n",
-           bl->bw_small_mb_s, bl->bw_large_mb_s, bl->dir);
-    printf("  target p50  %.3f ms vs 1.2 x (fdatasync + RTT) = %.3f ms (%.2fx): %s\n",
-           t->p50_us.measured / 1e3, t->p50_us.limit / 1e3,
-           t->p50_us.measured / t->p50_us.limit, bench_target_verdict(&t->p50_us));
-    printf("  target p99  %.3f ms vs 2 ms (%.2fx): %s\n", t->p99_us.measured / 1e3,
-           t->p99_us.measured / t->p99_us.limit, bench_target_verdict(&t->p99_us));
-    printf("  target MB/s %.1f MB/s of values vs 70%% of %.1f = %.1f MB/s (%.2fx): %s\n",
-           t->bw_mb_s.measured, bench_baseline_disk_mb_s(bl), t->bw_mb_s.limit,
-           t->bw_mb_s.limit > 0 ? t->bw_mb_s.measured / t->bw_mb_s.limit : 0.0,
-           bench_target_verdict(&t->bw_mb_s));
-}
-
-static void print_report(const struct bench *b, const struct report *r)
-{
-    const struct bench_config *cfg = &b->cfg;
-    const struct aegis_hist *h = r->t.hist;
-    char targets[4096], ratio[128];
-    unsigned k;
-
-    format_targets(cfg, targets, sizeof(targets));
-    format_ratio(cfg, ratio, sizeof(ratio));
-    printf("aegis-bench report\n");
-    if (r->cluster != NULL) {
-        printf("  cluster     %u aegisd nodes, fsync %s, leader %u\n", r->cluster->nodes,
-               cfg->fsync, r->cluster->leader);
-    }
-    printf("  targets     %s\n", targets);
-    printf("  clients     %u x pipeline %u on %u thread%s\n", cfg->clients, cfg->pipeline,
-           cfg->threads, cfg->threads == 1 ? "" : "s");
-    printf("  workload    value %" PRIu64 " B, keys %" PRIu64 ", ratio %s, seed %" PRIu64 "\n",
-           cfg->value_size, cfg->keys, ratio, cfg->seed);
-    printf("  duration    %.2f s measured after %.1f s warmup\n", r->duration_s, cfg->warmup_s);
-    printf("  requests    %" PRIu64 " issued, %" PRIu64 " ok, %" PRIu64 " errors\n",
-           r->t.issued, r->t.ops_total, r->t.errors);
-    printf("  throughput  %.0f ops/s, %.2f MB/s sent, %.2f MB/s received\n", r->ops_per_s,
-           r->mb_sent_per_s, r->mb_received_per_s);
-    printf("  latency ms  p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f  (mean %.3f)\n",
-           ms(aegis__hist_percentile(h, 50.0)), ms(aegis__hist_percentile(h, 90.0)),
-           ms(aegis__hist_percentile(h, 99.0)), ms(aegis__hist_percentile(h, 99.9)),
-           ms(aegis__hist_max(h)), aegis__hist_mean(h) / 1e6);
-    printf("  errors     ");
-    if (r->t.errors == 0) {
-        printf(" none");
-    }
-    for (k = 0; k < r->t.kinds_count; k++) {
-        printf(" %s %" PRIu64 "%s", r->t.kind_names[k], r->t.kinds[k],
-               k + 1 < r->t.kinds_count ? "," : "");
-    }
-    printf("\n");
-    if (r->baseline != NULL) {
-        print_baseline(r);
-    }
-}
-
-/* Write @s as a JSON string. Names and hosts are printable ASCII, but escape anyway. */
-static void json_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s != '\0'; s++) {
-        unsigned char ch = (unsigned char)*s;
-
-        if (ch == '"' || ch == '\\') {
-            fprintf(f, "\\%c", ch);
-        } else if (ch < 0x20) {
-            fprintf(f, "\\u%04x", ch);
-        } else {
-            fputc(ch, f);
-        }
-    }
-    fputc('"', f);
-}
-
-static void json_settings(FILE *f, const struct bench *b)
-{
-    const struct bench_config *cfg = &b->cfg;
-    unsigned i;
-
-    fprintf(f, "  \"settings\": {\n    \"targets\": [");
-    for (i = 0; i < cfg->targets_count; i++) {
-        char t[BENCH_HOST_MAX + 16];
-
-        snprintf(t, sizeof(t), "%s:%s", cfg->targets[i].host, cfg->targets[i].port);
-        fprintf(f, "%s", i ? ", " : "");
-        json_string(f, t);
-    }
-    fprintf(f, "],\n    \"clients\": %u,\n    \"pipeline\": %u,\n    \"threads\": %u,\n",
-            cfg->clients, cfg->pipeline, cfg->threads);
-    fprintf(f, "    \"value_size\": %" PRIu64 ",\n    \"keys\": %" PRIu64 ",\n", cfg->value_size,
-            cfg->keys);
-    fprintf(f, "    \"ratio\": {\"set\": %u, \"get\": %u, \"incr\": %u, \"cas\": %u},\n",
-            cfg->weights[BENCH_OP_SET], cfg->weights[BENCH_OP_GET],
-            cfg->weights[BENCH_OP_INCR], cfg->weights[BENCH_OP_CAS]);
-    fprintf(f, "    \"warmup_s\": %.3f,\n    \"duration_s\": %.3f,\n", cfg->warmup_s,
-            cfg->duration_s);
-    fprintf(f, "    \"requests\": %" PRIu64 ",\n    \"seed\": %" PRIu64 ",\n", cfg->requests,
-            cfg->seed);
-    fprintf(f, "    \"spawn\": %u,\n    \"fsync\": ", cfg->spawn);
-    if (cfg->spawn) {
-        json_string(f, cfg->fsync);
-    } else {
-        fprintf(f, "null");
-    }
-    fprintf(f, "\n  },\n");
-}
-
-static void json_results(FILE *f, const struct report *r)
-{
-    const struct aegis_hist *h = r->t.hist;
-    unsigned k;
-
-    fprintf(f, "  \"results\": {\n    \"duration_s\": %.6f,\n", r->duration_s);
-    fprintf(f, "    \"ops\": %" PRIu64 ",\n    \"issued\": %" PRIu64 ",\n", r->t.ops_total,
-            r->t.issued);
-    fprintf(f, "    \"errors\": %" PRIu64 ",\n", r->t.errors);
-    fprintf(f, "    \"ops_per_sec\": %.1f,\n    \"mb_per_sec_sent\": %.3f,\n", r->ops_per_s,
-            r->mb_sent_per_s);
-    fprintf(f, "    \"mb_per_sec_received\": %.3f,\n", r->mb_received_per_s);
-    fprintf(f, "    \"ops_by_command\": {");
-    for (k = 0; k < BENCH_OP_COUNT; k++) {
-        fprintf(f, "%s\"%s\": %" PRIu64, k ? ", " : "", bench_op_names[k], r->t.ops[k]);
-    }
-    fprintf(f, "},\n    \"errors_by_kind\": {");
-    for (k = 0; k < r->t.kinds_count; k++) {
-        fprintf(f, "%s", k ? ", " : "");
-        json_string(f, r->t.kind_names[k]);
-        fprintf(f, ": %" PRIu64, r->t.kinds[k]);
-    }
-    fprintf(f, "},\n    \"latency_us\": {\"min\": %.3f, \"p50\": %.3f, \"p90\": %.3f, ",
-            (double)aegis__hist_min(h) / 1e3, (double)aegis__hist_percentile(h, 50.0) / 1e3,
-            (double)aegis__hist_percentile(h, 90.0) / 1e3);
-    fprintf(f, "\"p99\": %.3f, \"p99_9\": %.3f, \"p99_99\": %.3f, \"max\": %.3f, ",
-            (double)aegis__hist_percentile(h, 99.0) / 1e3,
-            (double)aegis__hist_percentile(h, 99.9) / 1e3,
-            (double)aegis__hist_percentile(h, 99.99) / 1e3, (double)aegis__hist_max(h) / 1e3);
-    fprintf(f, "\"mean\": %.3f, \"stddev\": %.3f},\n", aegis__hist_mean(h) / 1e3,
-            aegis__hist_stddev(h) / 1e3);
-    fprintf(f, "    \"histogram\": {\"sub_bucket_bits\": %u, \"relative_error\": %.6f}\n  }\n",
-            AEGIS_HIST_SUB_BITS, AEGIS_HIST_REL_ERROR);
-}
-
-static void json_target(FILE *f, const char *name, const struct bench_target_check *c,
-                        bool last)
-{
-    fprintf(f, "      \"%s\": {\"limit\": %.3f, \"measured\": %.3f, \"applies\": %s, "
-            "\"met\": %s}%s\n",
-            name, c->limit, c->measured, c->applies ? "true" : "false",
-            c->met ? "true" : "false", last ? "" : ",");
-}
-
-/* --baseline: "baseline" (this machine) and "targets" (the run against issue 7's). */
-static void json_baseline(FILE *f, const struct report *r)
-{
-    const struct bench_baseline *bl = r->baseline;
-
-    fprintf(f, "  \"baseline\": {\n    \"dir\": ");
-    json_string(f, bl->dir);
-    fprintf(f, ",\n    \"fdatasync_us\": %.3f,\n    \"fdatasync_p99_us\": %.3f,\n",
-            bl->fsync_us, bl->fsync_p99_us);
-    fprintf(f, "    \"fdatasync_samples\": %u,\n", bl->fsync_samples);
-    fprintf(f, "    \"loopback_rtt_us\": %.3f,\n    \"loopback_rtt_samples\": %u,\n",
-            bl->rtt_us, bl->rtt_samples);
-    fprintf(f, "    \"append_64k_mb_per_sec\": %.3f,\n    \"append_1m_mb_per_sec\": %.3f,\n",
-            bl->bw_small_mb_s, bl->bw_large_mb_s);
-    fprintf(f, "    \"disk_mb_per_sec\": %.3f,\n    \"targets\": {\n",
-            bench_baseline_disk_mb_s(bl));
-    json_target(f, "p50_us_vs_1.2x_fdatasync_plus_rtt", &r->targets.p50_us, false);
-    json_target(f, "p99_us_vs_2ms", &r->targets.p99_us, false);
-    json_target(f, "value_mb_per_sec_vs_70pct_disk", &r->targets.bw_mb_s, true);
-    fprintf(f, "    }\n  },\n");
-}
-
-static int write_json(const struct bench *b, const struct report *r, const char *path)
-{
-    FILE *f = fopen(path, "w");
-
-    if (f == NULL) {
-        fprintf(stderr, "aegis-bench: %s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    fprintf(f, "{\n  \"tool\": \"aegis-bench\",\n  \"format\": 1,\n");
-    json_settings(f, b);
-    if (r->cluster != NULL) {
-        fprintf(f, "  \"cluster\": {\"nodes\": %u, \"leader\": %u},\n", r->cluster->nodes,
-                r->cluster->leader);
-    }
-    if (r->baseline != NULL) {
-        json_baseline(f, r);
-    }
-    json_results(f, r);
-    fprintf(f, "}\n");
-    if (fclose(f) != 0) {
-        fprintf(stderr, "aegis-bench: %s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    return 0;
-}
-
-/* The value reported at a percentile line: the highest value of the bucket where the
- * cumulative count reaches the line's rank (HdrHistogram's "highest equivalent value"),
- * capped at the recorded max. */
-static void hgrm_line(FILE *f, const struct aegis_hist *h, double level, uint64_t *seen_out)
-{
-    uint64_t rank = (uint64_t)ceil(level / 100.0 * (double)h->count), seen = 0;
-    struct aegis_hist_iter it;
-    struct aegis_hist_bucket bk = {0};
-
-    rank = rank < 1 ? 1 : (rank > h->count ? h->count : rank);
-    aegis__hist_iter_init(&it);
-    while (aegis__hist_iter_next(h, &it, &bk)) {
-        seen = bk.cumulative;
-        if (seen >= rank) {
-            break;
-        }
-    }
-    if (level < 100.0) {
-        fprintf(f, "%12.3f %2.12f %10" PRIu64 " %14.2f\n",
-                ms(bk.hi < h->max ? bk.hi : h->max), level / 100.0, seen,
-                1.0 / (1.0 - level / 100.0));
-    } else {
-        fprintf(f, "%12.3f %2.12f %10" PRIu64 "\n", ms(h->max), 1.0, seen);
-    }
-    *seen_out = seen;
-}
-
-/* HdrHistogram's percentile-distribution text (as its outputPercentileDistribution and
- * wrk2 write it, values in milliseconds, 5 ticks per half distance), which HdrHistogram's
- * plotFiles.html and hdr-plot read. */
-static int write_histogram(const struct aegis_hist *h, const char *path)
-{
-    FILE *f = fopen(path, "w");
-    double level = 0.0;
-    uint64_t seen = 0;
-    int lines;
-
-    if (f == NULL) {
-        fprintf(stderr, "aegis-bench: %s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    fprintf(f, "%12s %14s %10s %14s\n\n", "Value", "Percentile", "TotalCount",
-            "1/(1-Percentile)");
-    /* Bounded: the step halves every time the remaining distance to 100% halves, and the
-     * walk ends once the rank reaches the last sample (or after 2000 lines). */
-    for (lines = 0; h->count > 0 && lines < 2000; lines++) {
-        double ticks = 5.0 * pow(2.0, floor(log2(100.0 / (100.0 - level))) + 1.0);
-
-        hgrm_line(f, h, level, &seen);
-        if (seen >= h->count) {
-            break;
-        }
-        level += 100.0 / ticks;
-    }
-    if (h->count > 0) {
-        hgrm_line(f, h, 100.0, &seen);
-    }
-    fprintf(f, "#[Mean    = %12.3f, StdDeviation   = %12.3f]\n", aegis__hist_mean(h) / 1e6,
-            aegis__hist_stddev(h) / 1e6);
-    fprintf(f, "#[Max     = %12.3f, Total count    = %12" PRIu64 "]\n", ms(aegis__hist_max(h)),
-            h->count);
-    fprintf(f, "#[Buckets = %12u, SubBuckets     = %12u]\n",
-            AEGIS_HIST_BUCKETS / AEGIS_HIST_SUB_COUNT, AEGIS_HIST_SUB_COUNT);
-    if (fclose(f) != 0) {
-        fprintf(stderr, "aegis-bench: %s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    return 0;
-}
-
-static void usage(FILE *f)
-{
-    fprintf(f,
-        "usage: aegis-bench [options]\n"
-        "A RESP2 load generator for aegisd or any Redis-protocol server.\n\n"
-        "Targets (connections are spread over every target, round robin):\n"
-        "  --host H            server host (repeatable; default 127.0.0.1)\n"
-        "  --port P            server port (repeatable; default 6379); --host and --port\n"
-        "                      lists pair up in order, or a single one applies to all\n"
-        "  --target H:P        a target (repeatable; [v6addr]:port for IPv6)\n"
-        "  --spawn N           start a local N-node aegisd cluster (aegisd next to this\n"
-        "                      program) in a temporary directory, run against its leader,\n"
-        "                      then stop it and remove the directory\n"
-        "  --fsync MODE        with --spawn: durability mode, batch (default) or none\n"
-        "  --spawn-all         with --spawn: spread connections over every node\n"
-        "  --spawn-arg ARG     with --spawn: pass ARG to every aegisd (repeatable)\n"
-        "  --spawn-keep        with --spawn: keep the directory (node logs) afterwards\n\n"
-        "Load:\n"
-        "  --clients N         connections (default 50)\n"
-        "  --pipeline N        requests in flight per connection (default 16)\n"
-        "  --threads N         worker threads, each with its own epoll loop (default 1)\n"
-        "  --value-size B      value bytes for SET and CAS (default 128)\n"
-        "  --keys N            key space, keys chosen uniformly (default 100000)\n"
-        "  --ratio SPEC        command mix, 'S:G[:I[:C]]' (set:get:incr:cas weights, e.g.\n"
-        "                      1:0, 1:1) or 'set=70,get=20,incr=10,cas=0' (default 1:0)\n"
-        "  --duration S        seconds to measure (default 10)\n"
-        "  --warmup S          seconds of load before measuring (default 1)\n"
-        "  --requests N        measure N requests instead of a duration\n"
-        "  --seed N            seed for keys and commands (default 1)\n\n"
-        "Output:\n"
-        "  --json FILE         write the whole report with every setting as JSON\n"
-        "  --histogram FILE    write the latency distribution (HdrHistogram percentile\n"
-        "                      format, milliseconds) for plotting\n"
-        "  --baseline          measure this machine's fdatasync, loopback round trip and\n"
-        "                      append bandwidth before the run and judge the run against\n"
-        "                      the performance targets (default with --spawn)\n"
-        "  --no-baseline       do not\n"
-        "  --baseline-dir DIR  where to measure fdatasync (default: the --spawn directory,\n"
-        "                      else $TMPDIR or /tmp)\n"
-        "  --progress          print the once-a-second line even when not on a terminal\n"
-        "  --quiet             never print the once-a-second line\n"
-        "  --breakdown         after the run, print where the time went on each node, stage\n"
-        "                      by stage (aegisd's INFO latency; reset when measuring starts)\n"
-        "  --help              this text\n"
-        "  --version           print the version and exit\n\n"
-        "Exit status: 0 after a run, 1 on I/O errors or if no connection could be made,\n"
-        "2 on bad usage, 3 if --spawn could not start the cluster.\n");
-}
-
-enum {
-    OPT_HOST = 256, OPT_PORT, OPT_TARGET, OPT_CLIENTS, OPT_PIPELINE, OPT_THREADS,
-    OPT_VALUE_SIZE, OPT_KEYS, OPT_RATIO, OPT_DURATION, OPT_WARMUP, OPT_REQUESTS, OPT_SEED,
-    OPT_JSON, OPT_HISTOGRAM, OPT_SPAWN, OPT_FSYNC, OPT_SPAWN_ALL, OPT_SPAWN_ARG,
-    OPT_SPAWN_KEEP, OPT_PROGRESS, OPT_QUIET, OPT_HELP, OPT_BREAKDOWN, OPT_BASELINE,
-    OPT_NO_BASELINE, OPT_BASELINE_DIR, OPT_VERSION
-};
-
-static const struct option long_options[] = {
-    {"host", required_argument, NULL, OPT_HOST},
-    {"port", required_argument, NULL, OPT_PORT},
-    {"target", required_argument, NULL, OPT_TARGET},
-    {"clients", required_argument, NULL, OPT_CLIENTS},
-    {"pipeline", required_argument, NULL, OPT_PIPELINE},
-    {"threads", required_argument, NULL, OPT_THREADS},
-    {"value-size", required_argument, NULL, OPT_VALUE_SIZE},
-    {"keys", required_argument, NULL, OPT_KEYS},
-    {"ratio", required_argument, NULL, OPT_RATIO},
-    {"duration", required_argument, NULL, OPT_DURATION},
-    {"warmup", required_argument, NULL, OPT_WARMUP},
-    {"requests", required_argument, NULL, OPT_REQUESTS},
-    {"seed", required_argument, NULL, OPT_SEED},
-    {"json", required_argument, NULL, OPT_JSON},
-    {"histogram", required_argument, NULL, OPT_HISTOGRAM},
-    {"spawn", required_argument, NULL, OPT_SPAWN},
-    {"fsync", required_argument, NULL, OPT_FSYNC},
-    {"spawn-all", no_argument, NULL, OPT_SPAWN_ALL},
-    {"spawn-arg", required_argument, NULL, OPT_SPAWN_ARG},
-    {"spawn-keep", no_argument, NULL, OPT_SPAWN_KEEP},
-    {"progress", no_argument, NULL, OPT_PROGRESS},
-    {"quiet", no_argument, NULL, OPT_QUIET},
-    {"help", no_argument, NULL, OPT_HELP},
-    {"breakdown", no_argument, NULL, OPT_BREAKDOWN},
-    {"baseline", no_argument, NULL, OPT_BASELINE},
-    {"no-baseline", no_argument, NULL, OPT_NO_BASELINE},
-    {"baseline-dir", required_argument, NULL, OPT_BASELINE_DIR},
-    {"version", no_argument, NULL, OPT_VERSION},
-    {NULL, 0, NULL, 0},
-};
-
-struct arg_lists {
-    const char *hosts[BENCH_TARGETS_MAX];
-    const char *ports[BENCH_TARGETS_MAX];
-    unsigned hosts_count, ports_count;
-};
-
-static void config_defaults(struct bench_config *c)
-{
-    memset(c, 0, sizeof(*c));
-    c->clients = 50;
-    c->pipeline = 16;
-    c->threads = 1;
-    c->value_size = 128;
-    c->keys = 100000;
-    c->weights[BENCH_OP_SET] = 1;
-    c->duration_s = 10.0;
-    c->warmup_s = 1.0;
-    c->seed = 1;
-    c->fsync = "batch";
-    c->progress = -1;
-    c->baseline = -1;
-}
-
-static bool set_unsigned(const char *arg, uint64_t lo, uint64_t hi, unsigned *out)
-{
-    uint64_t v;
-
-    if (!bench_parse_u64(arg, lo, hi, &v)) {
-        return false;
-    }
-    *out = (unsigned)v;
-    return true;
-}
-
-/* Apply one option; false if its value is invalid. */
-static bool apply_option(struct bench_config *c, struct arg_lists *l, int opt, const char *arg)
-{
-    switch (opt) {
-    case OPT_HOST:
-        return l->hosts_count < BENCH_TARGETS_MAX && (l->hosts[l->hosts_count++] = arg);
-    case OPT_PORT:
-        return l->ports_count < BENCH_TARGETS_MAX && (l->ports[l->ports_count++] = arg);
-    case OPT_TARGET:
-        return c->targets_count < BENCH_TARGETS_MAX &&
-               bench_parse_target(arg, &c->targets[c->targets_count++]);
-    case OPT_CLIENTS: return set_unsigned(arg, 1, 100000, &c->clients);
-    case OPT_PIPELINE: return set_unsigned(arg, 1, 65536, &c->pipeline);
-    case OPT_THREADS: return set_unsigned(arg, 1, 256, &c->threads);
-    case OPT_VALUE_SIZE: return bench_parse_u64(arg, 0, 64u << 20, &c->value_size);
-    case OPT_KEYS: return bench_parse_u64(arg, 1, 1000000000000ull, &c->keys);
-    case OPT_RATIO: return bench_parse_ratio(arg, c->weights);
-    case OPT_DURATION: return bench_parse_seconds(arg, &c->duration_s) && c->duration_s > 0;
-    case OPT_WARMUP: return bench_parse_seconds(arg, &c->warmup_s);
-    case OPT_REQUESTS: return bench_parse_u64(arg, 1, UINT64_MAX / 2, &c->requests);
-    case OPT_SEED: return bench_parse_u64(arg, 0, UINT64_MAX, &c->seed);
-    case OPT_JSON: c->json_path = arg; return true;
-    case OPT_HISTOGRAM: c->histogram_path = arg; return true;
-    case OPT_SPAWN: return set_unsigned(arg, 1, BENCH_SPAWN_MAX, &c->spawn);
-    case OPT_FSYNC:
-        c->fsync = arg;
-        return strcmp(arg, "batch") == 0 || strcmp(arg, "none") == 0;
-    case OPT_SPAWN_ALL: c->spawn_all = true; return true;
-    case OPT_SPAWN_KEEP: c->spawn_keep = true; return true;
-    case OPT_SPAWN_ARG:
-        return c->spawn_args_count < BENCH_SPAWN_ARGS_MAX &&
-               (c->spawn_args[c->spawn_args_count++] = arg);
-    case OPT_PROGRESS: c->progress = 1; return true;
-    case OPT_QUIET: c->progress = 0; return true;
-    case OPT_BREAKDOWN: c->breakdown = true; return true;
-    case OPT_BASELINE: c->baseline = 1; return true;
-    case OPT_NO_BASELINE: c->baseline = 0; return true;
-    case OPT_BASELINE_DIR: c->baseline_dir = arg; return true;
-    default: return false;
-    }
-}
-
-/* Parse the command line into @c. 0 on success, 2 on a usage error, -1 for --help, -2 for
- * --version. */
-static int parse_args(int argc, char **argv, struct bench_config *c)
-{
-    struct arg_lists l = {.hosts_count = 0};
-    int opt;
-
-    config_defaults(c);
-    while ((opt = getopt_long(argc, argv, "", long_options, NULL)) != -1) {
-        if (opt == OPT_HELP || opt == OPT_VERSION) {
-            return opt == OPT_HELP ? -1 : -2;
-        }
-        if (opt == '?' || !apply_option(c, &l, opt, optarg)) {
-            if (opt != '?') {
-                fprintf(stderr, "aegis-bench: invalid value for --%s: '%s'\n",
-                        long_options[opt - OPT_HOST].name, optarg ? optarg : "");
-            }
-            return 2;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "aegis-bench: unexpected argument '%s'\n", argv[optind]);
-        return 2;
-    }
-    if (!bench_pair_hosts_ports(c, l.hosts, l.hosts_count, l.ports, l.ports_count)) {
-        fprintf(stderr, "aegis-bench: %u --host and %u --port values do not pair up\n",
-                l.hosts_count, l.ports_count);
-        return 2;
-    }
-    if (c->targets_count == 0 && c->spawn == 0) {
-        bench_pair_hosts_ports(c, NULL, 0, NULL, 0);
-        snprintf(c->targets[0].host, sizeof(c->targets[0].host), "127.0.0.1");
-        snprintf(c->targets[0].port, sizeof(c->targets[0].port), "6379");
-        c->targets_count = 1;
-    }
-    if (c->spawn != 0 && c->targets_count != 0) {
-        fprintf(stderr, "aegis-bench: --spawn chooses its own targets\n");
-        return 2;
-    }
-    if (c->threads > c->clients) {
-        c->threads = c->clients;
-    }
-    for (opt = 0; opt < BENCH_OP_COUNT; opt++) {
-        c->weights_total += c->weights[opt];
-    }
-    if (c->progress < 0) {
-        c->progress = isatty(STDOUT_FILENO);
-    }
-    if (c->baseline < 0) {
-        c->baseline = c->spawn != 0;
-    }
-    return 0;
 }
 
 static int resolve_targets(struct bench *b)
@@ -1551,34 +1207,192 @@ static void raise_fd_limit(unsigned clients)
     }
 }
 
+/* The results of the run just finished (workers stopped, not yet torn down) into @r,
+ * whose histogram the caller allocated. */
+static void fill_report(struct bench *b, struct report *r)
+{
+    const struct bench_config *cfg = &b->cfg;
+
+    collect(b, PHASE_MEASURE, &r->t);
+    r->duration_s = (double)(b->measure_end_ns - b->measure_start_ns) / 1e9;
+    r->ops_per_s = r->mb_sent_per_s = r->mb_received_per_s = r->sent_per_s = 0;
+    if (r->duration_s > 0) {
+        r->ops_per_s = (double)r->t.ops_total / r->duration_s;
+        r->mb_sent_per_s = (double)r->t.tx_bytes / r->duration_s / 1e6;
+        r->mb_received_per_s = (double)r->t.rx_bytes / r->duration_s / 1e6;
+        r->sent_per_s = (double)r->t.issued / r->duration_s;
+    }
+    r->lag_ms = (double)b->lag_ns / 1e6;
+    r->rate_reached = false;
+    if (cfg->rate > 0) {
+        double gap_ms = 1e3 * (double)cfg->clients / cfg->rate;
+
+        r->rate_reached = r->lag_ms <= fmax(fmax(BENCH_LAG_OK_MS, 2 * gap_ms),
+                                            BENCH_LAG_OK_FRACTION * r->duration_s * 1e3);
+    }
+    r->series = b->series;
+    r->series_count = b->series_count;
+    r->events = b->events;
+    r->events_count = b->events_count;
+}
+
+/* One run: workers up, warmup and measurement, results into @r, workers down. */
+static bool run_once(struct bench *b, struct report *r)
+{
+    bool ok;
+
+    poll_events(b, false, 0.0); /* Before any load: the event counters to compare with. */
+    setup_workers(b);
+    ok = run(b);
+    fill_report(b, r);
+    teardown_workers(b);
+    return ok;
+}
+
+/* --sweep: one run per rate, from the lowest up, until a rate is not reached or its p99
+ * is over --slo-ms (higher rates would only queue more). */
+static bool run_sweep(struct bench *b, struct report *r)
+{
+    static struct bench_sweep_point points[100];
+    struct bench_config *cfg = &b->cfg;
+    bool ok = true;
+    unsigned i;
+
+    r->sweep = points;
+    r->sweep_count = 0;
+    for (i = 0; i < cfg->sweep_steps && ok; i++) {
+        struct bench_sweep_point *p = &points[r->sweep_count];
+        char prefix[64];
+
+        cfg->rate = cfg->sweep_lo + (cfg->sweep_hi - cfg->sweep_lo) * i / (cfg->sweep_steps - 1);
+        ok = run_once(b, r);
+        if (!ok) {
+            break;
+        }
+        r->sweep_count++;
+        p->rate = cfg->rate;
+        p->sent_per_s = r->sent_per_s;
+        p->ops_per_s = r->ops_per_s;
+        p->p50_us = (double)aegis__hist_percentile(r->t.hist, 50.0) / 1e3;
+        p->p99_us = (double)aegis__hist_percentile(r->t.hist, 99.0) / 1e3;
+        p->p999_us = (double)aegis__hist_percentile(r->t.hist, 99.9) / 1e3;
+        p->errors = r->t.errors;
+        p->lag_ms = r->lag_ms;
+        p->reached = r->rate_reached;
+        p->within_slo = p->p99_us <= cfg->slo_ms * 1e3;
+        hist_curve(r->t.hist, "", &p->curve);
+        snprintf(prefix, sizeof(prefix), "rate %.0f: ", cfg->rate);
+        print_oneline(cfg, r, prefix);
+        fflush(stdout);
+        if (!p->reached || !p->within_slo) {
+            break;
+        }
+    }
+    return ok || r->sweep_count > 0;
+}
+
+/* --repeat N (1 without it): N runs; the report is the last run's, with every run's main
+ * figures for the medians and the noise. */
+static bool run_repeats(struct bench *b, struct report *r)
+{
+    static double ops[BENCH_REPEAT_MAX], p50[BENCH_REPEAT_MAX], p99[BENCH_REPEAT_MAX];
+    unsigned n = b->cfg.repeat > 1 ? b->cfg.repeat : 1, i;
+    bool ok = true;
+
+    for (i = 0; i < n && ok; i++) {
+        ok = run_once(b, r);
+        ops[i] = r->ops_per_s;
+        p50[i] = (double)aegis__hist_percentile(r->t.hist, 50.0) / 1e3;
+        p99[i] = (double)aegis__hist_percentile(r->t.hist, 99.0) / 1e3;
+        if (ok && (b->cfg.oneline || n > 1)) {
+            char prefix[32];
+
+            snprintf(prefix, sizeof(prefix), n > 1 ? "run %u: " : "", i + 1);
+            print_oneline(&b->cfg, r, prefix);
+            fflush(stdout);
+        }
+    }
+    if (n > 1 && ok) {
+        r->rep_ops = ops;
+        r->rep_p50_us = p50;
+        r->rep_p99_us = p99;
+        r->repeats = n;
+    }
+    return ok;
+}
+
+/* Everything the run asked for after the load: report, breakdown, files. */
+static int write_outputs(struct bench *b, struct report *r)
+{
+    const struct bench_config *cfg = &b->cfg;
+    static char *infos[BREAKDOWN_NODES_MAX];
+    int status = 0;
+
+    if (cfg->breakdown) {
+        breakdown_fetch(info_nodes, info_count, infos);
+        r->nodes = info_nodes;
+        r->infos = infos;
+        r->nodes_count = info_count;
+    }
+    if (cfg->oneline && r->sweep != NULL) {
+        print_sweep_answer(cfg, r);
+    }
+    if (!cfg->oneline) {
+        print_report(cfg, r);
+        if (r->sweep != NULL) {
+            print_sweep(cfg, r);
+        }
+        if (cfg->breakdown) {
+            breakdown_print(info_nodes, infos, info_count);
+        }
+    }
+    if (cfg->json_path != NULL && write_json(cfg, r, cfg->json_path) != 0) {
+        status = 1;
+    }
+    if (cfg->histogram_path != NULL && write_histogram(r->t.hist, cfg->histogram_path) != 0) {
+        status = 1;
+    }
+    if (cfg->csv_path != NULL && write_csv(r, cfg->csv_path) != 0) {
+        status = 1;
+    }
+    if (cfg->plot_path != NULL && write_plot(cfg, r, cfg->plot_path) != 0) {
+        status = 1;
+    }
+    for (unsigned i = 0; i < BREAKDOWN_NODES_MAX; i++) {
+        free(infos[i]);
+        infos[i] = NULL;
+    }
+    return status;
+}
+
+/* Every output file can be written (checked before the run). */
+static bool outputs_writable(const struct bench_config *c)
+{
+    return (c->json_path == NULL || bench_output_ok(c->json_path, "--json")) &&
+           (c->histogram_path == NULL || bench_output_ok(c->histogram_path, "--histogram")) &&
+           (c->csv_path == NULL || bench_output_ok(c->csv_path, "--csv")) &&
+           (c->plot_path == NULL || bench_output_ok(c->plot_path, "--plot"));
+}
+
 /* Run the benchmark against the configured targets and report. Returns the exit status. */
 static int bench_and_report(struct bench *b, const struct bench_cluster *cluster,
-                            const struct bench_baseline *baseline)
+                            const struct bench_baseline *baseline, int argc, char **argv)
 {
-    struct report r = {.cluster = cluster, .baseline = baseline};
+    struct report r = {.cluster = cluster, .baseline = baseline, .argc = argc, .argv = argv};
     bool ok;
     int status = 0;
 
+    r.start_time = time(NULL);
     if (resolve_targets(b) != 0) {
         return 1;
     }
-    setup_workers(b);
-    if (b->cfg.breakdown) {
-        breakdown_setup(b, cluster);
-    }
-    ok = run(b);
+    info_setup(b, cluster);
     r.t.hist = aegis__hist_create(NULL);
     if (r.t.hist == NULL) {
         fprintf(stderr, "aegis-bench: out of memory\n");
         exit(1);
     }
-    collect(b, PHASE_MEASURE, &r.t);
-    r.duration_s = (double)(b->measure_end_ns - b->measure_start_ns) / 1e9;
-    if (r.duration_s > 0) {
-        r.ops_per_s = (double)r.t.ops_total / r.duration_s;
-        r.mb_sent_per_s = (double)r.t.tx_bytes / r.duration_s / 1e6;
-        r.mb_received_per_s = (double)r.t.rx_bytes / r.duration_s / 1e6;
-    }
+    ok = b->cfg.sweep_steps ? run_sweep(b, &r) : run_repeats(b, &r);
     if (baseline != NULL) {
         const struct aegis_hist *h = r.t.hist;
         double written = (double)(r.t.ops[BENCH_OP_SET] + r.t.ops[BENCH_OP_CAS]) *
@@ -1597,20 +1411,11 @@ static int bench_and_report(struct bench *b, const struct bench_cluster *cluster
         fprintf(stderr, "aegis-bench: could not connect to %s\n", targets);
         status = 1;
     } else {
-        print_report(b, &r);
-        if (b->cfg.breakdown) {
-            breakdown_print(breakdown_nodes, breakdown_count);
-        }
-        if (b->cfg.json_path != NULL && write_json(b, &r, b->cfg.json_path) != 0) {
-            status = 1;
-        }
-        if (b->cfg.histogram_path != NULL && write_histogram(r.t.hist,
-                                                             b->cfg.histogram_path) != 0) {
-            status = 1;
-        }
+        status = write_outputs(b, &r);
     }
     aegis__hist_destroy(NULL, r.t.hist);
-    teardown_workers(b);
+    free(b->series);
+    b->series = NULL;
     return status;
 }
 
@@ -1639,9 +1444,16 @@ int main(int argc, char **argv)
     static struct bench b; /* Large (per-target addresses); zeroed, off the stack. */
     struct bench_cluster cluster;
     struct bench_baseline baseline;
-    int rv = parse_args(argc, argv, &b.cfg);
+    int rv;
     size_t i;
 
+    if (argc >= 2 && strcmp(argv[1], "compare") == 0) {
+        return bench_compare_main(argc - 1, argv + 1);
+    }
+    rv = parse_args(argc, argv, &b.cfg);
+    if (rv == 0 && !outputs_writable(&b.cfg)) {
+        return 2;
+    }
     if (rv == -2) {
         aegis__version_print("aegis-bench");
         return 0;
@@ -1656,6 +1468,10 @@ int main(int argc, char **argv)
     }
     install_signals();
     raise_fd_limit(b.cfg.clients);
+    if (b.cfg.dist != BENCH_DIST_UNIFORM) {
+        bench_zipf_init(&b.zipf, b.cfg.keys, b.cfg.theta);
+    }
+    bench_vsize_prepare(&b.cfg.vsize);
     b.value = xcalloc(1, (size_t)b.cfg.value_size + 1);
     for (i = 0; i < b.cfg.value_size; i++) {
         b.value[i] = 'x';
@@ -1665,10 +1481,11 @@ int main(int argc, char **argv)
             free(b.value);
             return 3;
         }
-        rv = bench_and_report(&b, &cluster, measure_baseline(&b.cfg, &cluster, &baseline));
+        rv = bench_and_report(&b, &cluster, measure_baseline(&b.cfg, &cluster, &baseline), argc,
+                              argv);
         bench_cluster_stop(&cluster, b.cfg.spawn_keep);
     } else {
-        rv = bench_and_report(&b, NULL, measure_baseline(&b.cfg, NULL, &baseline));
+        rv = bench_and_report(&b, NULL, measure_baseline(&b.cfg, NULL, &baseline), argc, argv);
     }
     free(b.value);
     return rv;

@@ -248,22 +248,33 @@ static inline void breakdown_print_node(const struct breakdown_node *n, const ch
     printf(" %.1f entries per apply batch\n", apb.found ? apb.mean : 0.0);
 }
 
-/* INFO all from every node; print the leader first. */
-static inline void breakdown_print(const struct breakdown_node *nodes, unsigned count)
+/* INFO all from every node into @infos (malloc'ed; NULL for a node without stage
+ * histograms, which is reported). */
+static inline void breakdown_fetch(const struct breakdown_node *nodes, unsigned count,
+                                   char **infos)
 {
     static const char cmd[] = "*2\r\n$4\r\nINFO\r\n$3\r\nall\r\n";
-    char *infos[BREAKDOWN_NODES_MAX] = {NULL};
 
-    printf("breakdown (server side, measured phase, from each node's INFO latency)\n");
     for (unsigned i = 0; i < count && i < BREAKDOWN_NODES_MAX; i++) {
         int type = 0;
 
         infos[i] = breakdown_command(&nodes[i], cmd, &type);
         if (infos[i] == NULL || strstr(infos[i], "\nstage_request_usec:") == NULL) {
-            printf("  %s:%s: no stage histograms (not an aegisd with metrics)\n", nodes[i].host,
-                   nodes[i].port);
             free(infos[i]);
             infos[i] = NULL;
+        }
+    }
+}
+
+/* Print every node's breakdown (from breakdown_fetch); the leader first. */
+static inline void breakdown_print(const struct breakdown_node *nodes, char *const *infos,
+                                   unsigned count)
+{
+    printf("breakdown (server side, measured phase, from each node's INFO latency)\n");
+    for (unsigned i = 0; i < count && i < BREAKDOWN_NODES_MAX; i++) {
+        if (infos[i] == NULL) {
+            printf("  %s:%s: no stage histograms (not an aegisd with metrics)\n", nodes[i].host,
+                   nodes[i].port);
         }
     }
     for (int pass = 0; pass < 2; pass++) {
@@ -275,9 +286,66 @@ static inline void breakdown_print(const struct breakdown_node *nodes, unsigned 
             }
         }
     }
+}
+
+/* The breakdown as a JSON array (schema: docs/benchmarking.md): per node its address,
+ * role, id and every stage or distribution line of INFO latency. */
+static inline void breakdown_json(FILE *f, const struct breakdown_node *nodes,
+                                  char *const *infos, unsigned count)
+{
+    static const char *const keys[] = {
+        "stage_receive_propose_usec", "stage_propose_durable_usec",
+        "stage_propose_commit_usec", "stage_follower_receive_durable_usec",
+        "stage_follower_durable_ack_usec", "stage_commit_apply_usec",
+        "stage_apply_reply_usec", "stage_request_usec", "log_sync_usec", "log_batch_entries",
+        "append_batch_entries", "apply_batch_entries", "propose_batch_requests"};
+    bool first = true;
+
+    fprintf(f, "[");
     for (unsigned i = 0; i < count && i < BREAKDOWN_NODES_MAX; i++) {
-        free(infos[i]);
+        char role_buf[32], id_buf[32];
+        const char *role, *id;
+        bool first_key = true;
+
+        if (infos[i] == NULL) {
+            continue;
+        }
+        role = breakdown_field(infos[i], "role", role_buf, sizeof(role_buf), "unknown");
+        id = breakdown_field(infos[i], "node_id", id_buf, sizeof(id_buf), "0");
+        fprintf(f, "%s\n    {\"node\": \"", first ? "" : ",");
+        for (const char *h = nodes[i].host; *h != '\0'; h++) { /* A name from the user. */
+            if ((unsigned char)*h >= 0x20 && *h != '"' && *h != '\\') {
+                fputc(*h, f);
+            }
+        }
+        fprintf(f, ":%s\", \"role\": \"%s\", \"node_id\": %ld, \"stages\": {", nodes[i].port,
+                strspn(role, "abcdefghijklmnopqrstuvwxyz_") == strlen(role) ? role : "unknown",
+                strtol(id, NULL, 10));
+        first = false;
+        for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+            struct breakdown_stat st = breakdown_stat(infos[i], keys[k]);
+
+            if (!st.found) {
+                continue;
+            }
+            fprintf(f, "%s\n      \"%s\": {\"count\": %.0f, \"mean\": %.3f, \"p50\": %.3f, "
+                       "\"p90\": %.3f, \"p99\": %.3f, \"p99_9\": %.3f, \"max\": %.3f}",
+                    first_key ? "" : ",", keys[k], st.count, st.mean, st.p50, st.p90, st.p99,
+                    st.p999, st.max);
+            first_key = false;
+        }
+        fprintf(f, "}}");
     }
+    fprintf(f, "%s]", first ? "" : "\n  ");
+}
+
+/* The integer "key:value" of INFO text; -1 when absent. */
+static inline long long breakdown_counter(const char *info, const char *key)
+{
+    char buf[32];
+    const char *v = breakdown_field(info, key, buf, sizeof(buf), NULL);
+
+    return v == NULL ? -1 : strtoll(v, NULL, 10);
 }
 
 #endif /* AEGIS_BENCH_BREAKDOWN_H */

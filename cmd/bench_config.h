@@ -17,16 +17,13 @@
 
 #include <aegis/aegis.h>
 
+#include "cmd/bench_workload.h"
 #include "pipeline/args.h"
 
 #define BENCH_TARGETS_MAX   64
 #define BENCH_HOST_MAX      256
 #define BENCH_SPAWN_MAX     9
 #define BENCH_SPAWN_ARGS_MAX 32
-
-enum bench_op { BENCH_OP_SET, BENCH_OP_GET, BENCH_OP_INCR, BENCH_OP_CAS, BENCH_OP_COUNT };
-
-static const char *const bench_op_names[BENCH_OP_COUNT] = {"set", "get", "incr", "cas"};
 
 struct bench_target {
     char host[BENCH_HOST_MAX];
@@ -39,16 +36,29 @@ struct bench_config {
     unsigned clients;
     unsigned pipeline;
     unsigned threads;
-    uint64_t value_size;
+    uint64_t value_size;     /* The largest value size of the distribution below. */
+    struct bench_vsize vsize; /* --value-size: fixed, uniform or zipfian sizes. */
     uint64_t keys;
+    enum bench_dist dist;     /* --distribution: key choice. */
+    double theta;             /* Zipfian exponent of zipfian and latest. */
+    char workload;            /* --workload: 'A', 'B', 'C', 'W', or 0 (--ratio). */
     unsigned weights[BENCH_OP_COUNT]; /* Relative frequency of each command. */
     unsigned weights_total;
     double duration_s;
     double warmup_s;
     uint64_t requests; /* 0: run for duration_s instead. */
     uint64_t seed;
+    double rate;        /* --rate: open loop at this many ops/s; 0: closed loop. */
+    bool poisson;       /* --poisson: exponential gaps between sends, not fixed ones. */
+    bool from_sent;     /* --latency-from sent: time from the actual send (uncorrected). */
+    double sweep_lo, sweep_hi; /* --sweep LO:HI[:STEPS]: rates to try; 0: no sweep. */
+    unsigned sweep_steps;
+    double slo_ms;      /* --slo-ms: the p99 a sweep's rate must stay under. */
+    unsigned repeat;    /* --repeat N: run N times, report medians and the noise. */
     const char *json_path;
     const char *histogram_path;
+    const char *csv_path;
+    const char *plot_path;
     unsigned spawn;           /* 0: use the targets; N: start an N-node aegisd cluster. */
     const char *fsync;        /* --fsync passed to spawned nodes. */
     bool spawn_all;           /* Spread over every spawned node, not just the leader. */
@@ -56,17 +66,11 @@ struct bench_config {
     const char *spawn_args[BENCH_SPAWN_ARGS_MAX];
     unsigned spawn_args_count;
     int progress;             /* -1: when stdout is a terminal; 0 never; 1 always. */
+    bool oneline;             /* --quiet: one line per run (or sweep step), no report. */
     bool breakdown;           /* Print the nodes' per-stage latencies after the run. */
     int baseline;             /* -1: with --spawn only; 0 never; 1 always (bench_baseline.h). */
     const char *baseline_dir; /* NULL: the spawned cluster's directory, else $TMPDIR or /tmp. */
 };
-
-/* Parse an unsigned decimal in [lo, hi]; false if malformed (a sign, spaces, empty),
- * too large or out of range (pipeline/args.c's rules). */
-static inline bool bench_parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
-{
-    return s != NULL && aegis__args_u64("", s, lo, hi, out, NULL, 0) == 0;
-}
 
 /* Parse seconds: a non-negative decimal ("10", "0.5"), at most one day. Digits and at
  * most one '.' only: no sign, spaces, exponent, hex, "inf" or "nan" (strtod takes them). */
@@ -142,6 +146,38 @@ static inline bool bench_parse_ratio(const char *s, unsigned w[BENCH_OP_COUNT])
         total += w[i];
     }
     return total > 0;
+}
+
+/* Parse --sweep "LO:HI[:STEPS]": rates LO < HI in ops/s, STEPS in [2, 100] (default 5). */
+static inline bool bench_parse_sweep(const char *s, double *lo, double *hi, unsigned *steps)
+{
+    uint64_t l, h, n = 5;
+    char buf[96], *c1, *c2;
+
+    if (strlen(s) >= sizeof(buf)) {
+        return false;
+    }
+    memcpy(buf, s, strlen(s) + 1);
+    c1 = strchr(buf, ':');
+    if (c1 == NULL) {
+        return false;
+    }
+    *c1++ = '\0';
+    c2 = strchr(c1, ':');
+    if (c2 != NULL) {
+        *c2++ = '\0';
+        if (!bench_parse_u64(c2, 2, 100, &n)) {
+            return false;
+        }
+    }
+    if (!bench_parse_u64(buf, 1, 100000000, &l) || !bench_parse_u64(c1, 1, 100000000, &h) ||
+        l >= h) {
+        return false;
+    }
+    *lo = (double)l;
+    *hi = (double)h;
+    *steps = (unsigned)n;
+    return true;
 }
 
 /* Parse "host:port" or "[v6addr]:port" into @t (pipeline/args.c's rules). */

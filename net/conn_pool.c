@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* The connection pool: peer table, link states, reconnect schedule. See conn_pool.h for
- * the design (who dials, backoff with equal jitter). */
+ * the design (who dials, backoff with equal jitter, prompt redial). */
 #include "net/conn_pool.h"
 
 #include <netdb.h>
@@ -217,6 +217,31 @@ void aegis__conn_pool_on_connected(struct aegis_conn_pool *pool, struct aegis_pe
     peer->stats.connects++;
     peer->attempts = 0;
     peer->state = AEGIS_PEER_CONNECTED;
+}
+
+uint64_t aegis__conn_pool_connect_stage_ms(uint32_t connect_timeout_ms)
+{
+    AEGIS_ASSERT(connect_timeout_ms > 0);
+    return connect_timeout_ms < AEGIS_CONN_POOL_CONNECT_STAGE_MS_MAX
+               ? connect_timeout_ms
+               : AEGIS_CONN_POOL_CONNECT_STAGE_MS_MAX;
+}
+
+uint64_t aegis__conn_pool_unacked_ms(uint32_t connect_timeout_ms)
+{
+    AEGIS_ASSERT(connect_timeout_ms > 0);
+    return connect_timeout_ms < AEGIS_CONN_POOL_UNACKED_MS_MAX ? connect_timeout_ms
+                                                              : AEGIS_CONN_POOL_UNACKED_MS_MAX;
+}
+
+uint64_t aegis__conn_pool_redial_gap_max_ms(const struct aegis_conn_pool *pool,
+                                            uint32_t connect_timeout_ms)
+{
+    uint64_t gap = aegis__conn_pool_connect_stage_ms(connect_timeout_ms) + pool->backoff_max_ms;
+
+    AEGIS_ASSERT(pool->backoff_max_ms >= pool->backoff_base_ms);
+    AEGIS_ASSERT(gap > pool->backoff_max_ms);
+    return gap;
 }
 
 int aegis__conn_pool_parse_hostport(const char *text, char *host_out, size_t host_bytes,

@@ -18,6 +18,23 @@
  * "equal jitter": a uniform draw in [d/2, d] from the seeded rng, so a restarted cluster
  * does not reconnect in lock step. A completed handshake resets n to 0.
  *
+ * Prompt redial (issue 15). Only the dialer can notice that a peer is back, so the backoff
+ * ceiling is what a restarted or healed acceptor waits for: with the old ceiling of 2 s a
+ * node restarted after a few seconds down was redialed up to 2 s after it listened again,
+ * long enough to time out and call elections. The default ceiling is therefore low
+ * (AEGIS_CONN_POOL_BACKOFF_MAX_MS_DEFAULT, a few heartbeats): a failed dial costs one
+ * SYN and one RST, and clusters have a handful of peers. A dial into a silent drop (a
+ * partition) would otherwise sit in the kernel's SYN retransmission (1 s, 3 s, ...), so the
+ * TCP connect stage has its own short deadline (aegis__conn_pool_connect_stage_ms) and the
+ * next attempt sends a fresh SYN; the TLS handshake and the hellos get the full
+ * connect_timeout_ms once TCP is up. An established link whose bytes go unacknowledged for
+ * aegis__conn_pool_unacked_ms (at most 1 s) is dropped by the kernel (TCP_USER_TIMEOUT,
+ * set in uring_peer.c), so a link cut by a partition is redialed instead of waiting out
+ * TCP's retransmission backoff (0.2, 0.4, 0.8, 1.6, 3.2 s ...) after the heal. The cost of
+ * a false alarm (three losses in a row of one segment) is one redial. The worst case from
+ * "reachable again" to "dial sent" is then aegis__conn_pool_redial_gap_max_ms (plus one
+ * loop tick).
+ *
  * Threading: a pool belongs to one thread (the net thread); nothing here is atomic. */
 #ifndef AEGIS_CONN_POOL_H
 #define AEGIS_CONN_POOL_H
@@ -31,6 +48,21 @@
 
 /* Longest host name or address text accepted, without the terminating NUL. */
 #define AEGIS_PEER_HOST_LEN_MAX 255u
+
+/* Redial delays used when the loop's config leaves them 0: the first delay ceiling and the
+ * largest (see "Prompt redial" above). */
+#define AEGIS_CONN_POOL_BACKOFF_BASE_MS_DEFAULT 50u
+#define AEGIS_CONN_POOL_BACKOFF_MAX_MS_DEFAULT 200u
+
+/* The longest a TCP connect may stay in flight before the attempt is dropped and retried
+ * with a fresh SYN (never longer than the loop's connect_timeout_ms). Below the kernel's
+ * first SYN retransmission (1 s), so a dial started inside a partition does not wait out
+ * the kernel's SYN backoff after the heal. */
+#define AEGIS_CONN_POOL_CONNECT_STAGE_MS_MAX 500u
+
+/* The longest bytes sent on an established peer link may stay unacknowledged before the
+ * kernel drops the link (TCP_USER_TIMEOUT; never longer than connect_timeout_ms). */
+#define AEGIS_CONN_POOL_UNACKED_MS_MAX 1000u
 
 /* The most peers one pool may hold (a sanity bound; clusters have 3 to 7 voters). */
 #define AEGIS_CONN_POOL_PEERS_MAX 64u
@@ -130,6 +162,20 @@ void aegis__conn_pool_on_connected(struct aegis_conn_pool *pool, struct aegis_pe
 /* The backoff ceiling before jitter for @attempts consecutive failures (>= 1). Pure. */
 uint64_t aegis__conn_pool_backoff_cap_ms(const struct aegis_conn_pool *pool,
                                          uint32_t attempts);
+
+/* The deadline, in ms after the dial, of the TCP connect stage for a loop whose whole
+ * connect-plus-hello budget is @connect_timeout_ms (> 0). Pure. */
+uint64_t aegis__conn_pool_connect_stage_ms(uint32_t connect_timeout_ms);
+
+/* The TCP_USER_TIMEOUT of a peer link for a loop whose connect_timeout_ms is
+ * @connect_timeout_ms (> 0). Pure. */
+uint64_t aegis__conn_pool_unacked_ms(uint32_t connect_timeout_ms);
+
+/* The longest a dialed peer that failed before can wait, once it is reachable again, for
+ * the next dial to start (the worst jittered backoff plus an attempt already in flight into
+ * the silence), given @connect_timeout_ms. Pure. */
+uint64_t aegis__conn_pool_redial_gap_max_ms(const struct aegis_conn_pool *pool,
+                                            uint32_t connect_timeout_ms);
 
 /* Split "host:port" or "[v6addr]:port" at @text into @host_out (@host_bytes long, NUL
  * terminated) and @port_out. Returns 0, or AEGIS_EINVAL when malformed, the port is not in

@@ -123,7 +123,7 @@ struct aegis_uring_config {
     uint32_t client_read_bytes_max;  /* Per-client read buffer ceiling. 0: 1 MiB + 64 KiB. */
     uint32_t client_queue_max;       /* Queued writes per client. 0: 256. */
     uint32_t backoff_base_ms;        /* First redial delay ceiling. 0: 50. */
-    uint32_t backoff_max_ms;         /* Largest redial delay. 0: 2000. */
+    uint32_t backoff_max_ms;         /* Largest redial delay. 0: 200. */
     uint32_t connect_timeout_ms;     /* Dial plus hello exchange. 0: 3000. */
     uint32_t tick_ms;                /* Timer period. 0: 10. */
     uint32_t ring_entries;           /* io_uring SQ size. 0: 256. */

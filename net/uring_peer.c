@@ -13,8 +13,15 @@
  *      failure it answers nothing: it closes the connection and logs the reason locally
  *      (rate-limited), so a stranger learns nothing about the cluster, not even its id.
  *      The dialer checks the acceptor's hello the same way.
- * Connect, handshake and hellos must finish within connect_timeout_ms. Every failure
- * schedules a redial with backoff (dialer side). No frame is read before both checks.
+ * The TCP connect must finish within aegis__conn_pool_connect_stage_ms (at most 500 ms, so a
+ * dial into a partition is retried with a fresh SYN instead of waiting out the kernel's
+ * SYN backoff), the TLS handshake and hellos within connect_timeout_ms after it. Every
+ * failure schedules a redial with backoff (dialer side), capped low so that a peer that
+ * comes back is redialed promptly (conn_pool.h, "Prompt redial"). Established peer links
+ * carry TCP_USER_TIMEOUT = aegis__conn_pool_unacked_ms (1 s at most): bytes unacknowledged
+ * that long (a silent partition) drop the link, which is then redialed, rather than
+ * leaving it to TCP's retransmission backoff of many seconds after the heal. No frame is
+ * read before both checks.
  *
  * The hello and the frame format are in peer_frame.h (the pure decoders). A hello is
  * refused for: a wrong magic or a reserved flag set (AEGIS_ECORRUPT), another version
@@ -31,6 +38,8 @@
  * strangers costs one line per second. */
 #include <errno.h>
 #include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -54,6 +63,20 @@ static int hello_expect_check(const struct aegis_uring_loop *loop, const struct 
     return aegis__hello_check(h, &e);
 }
 
+/* A peer socket gives up on bytes left unacknowledged for aegis__conn_pool_unacked_ms (see
+ * the top comment). Best effort: without it, the link is still found dead by keepalive. */
+static void peer_socket_options(const struct aegis_uring_loop *loop, int fd)
+{
+    unsigned int user_timeout_ms =
+        (unsigned int)aegis__conn_pool_unacked_ms(loop->config.connect_timeout_ms);
+
+    AEGIS_ASSERT(fd >= 0);
+    AEGIS_ASSERT(user_timeout_ms > 0);
+    aegis__uring_socket_options(fd);
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout_ms,
+                     sizeof(user_timeout_ms));
+}
+
 /* Log repeated failures only at attempts 1, 2, 4, 8, ... (rate limit). */
 static int failure_level(uint32_t attempts)
 {
@@ -74,7 +97,7 @@ static void dial(struct aegis_uring_loop *loop, struct aegis_peer *peer)
         aegis__conn_pool_on_failure(&loop->pool, peer, loop->now_ms, &loop->rng);
         return;
     }
-    aegis__uring_socket_options(fd);
+    peer_socket_options(loop, fd);
     conn = aegis__uring_conn_open(loop, URING_CONN_PEER_OUT, fd);
     if (conn == NULL) {
         close(fd);
@@ -94,7 +117,8 @@ static void dial(struct aegis_uring_loop *loop, struct aegis_peer *peer)
     memcpy(&conn->addr, &peer->addr, sizeof(conn->addr));
     conn->addr_len = peer->addr_len;
     conn->peer = peer;
-    conn->deadline_ms = loop->now_ms + loop->config.connect_timeout_ms;
+    conn->deadline_ms =
+        loop->now_ms + aegis__conn_pool_connect_stage_ms(loop->config.connect_timeout_ms);
     peer->conn = conn;
     peer->state = AEGIS_PEER_CONNECTING;
     sqe = aegis__uring_sqe(loop, (uint64_t)(uintptr_t)conn | URING_OP_CONNECT);
@@ -175,6 +199,8 @@ void aegis__uring_peer_connected(struct aegis_uring_conn *conn, int res)
         return;
     }
     peer->state = AEGIS_PEER_HANDSHAKE;
+    /* TCP is up: the TLS handshake and the hellos get the whole budget from here. */
+    conn->deadline_ms = conn->loop->now_ms + conn->loop->config.connect_timeout_ms;
     aegis__hello_encode(conn->hello_out, conn->loop->config.cluster_id,
                         conn->loop->config.self_id, peer->id);
     conn->hello_out_len = AEGIS_URING_HELLO_BYTES;
@@ -238,7 +264,7 @@ void aegis__uring_peer_accepted(struct aegis_uring_loop *loop, int fd)
         aegis__uring_conn_close(conn, AEGIS_ENOMEM);
         return;
     }
-    aegis__uring_socket_options(fd);
+    peer_socket_options(loop, fd);
     loop->peers_pending++;
     conn->deadline_ms = loop->now_ms + loop->config.connect_timeout_ms;
     aegis__uring_conn_dirty(conn);

@@ -5,7 +5,7 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config liburing-dev libjemalloc-dev libck-dev libssl-dev openssl
       libbenchmark-dev clang libclang-rt-14-dev redis-tools redis-server
-      systemtap-sdt-dev python3)
+      systemtap-sdt-dev python3 iproute2 nftables)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
