@@ -711,9 +711,7 @@ static void drain_reports(struct aegis_node *n)
              * after its batch, behind this report: say it first, or the core refuses the
              * snapshot (index > applied) and, having asked once, never asks again. */
             aegis__raft_applied(n->raft, rep.meta->index);
-            if (aegis__raft_snapshot_taken(n->raft, rep.meta, /* snap-install: file size */
-                                           aegis__snap_transfer_file_bytes(n, rep.meta->index))
-                == 0) {
+            if (aegis__snap_transfer_taken(&n->snapx, rep.meta) == 0) { /* snap-install */
                 struct aegis_log_req req = {.op = AEGIS_LOG_OP_COMPACT};
 
                 n->snapshot_index = rep.meta->index;

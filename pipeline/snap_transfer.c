@@ -345,6 +345,17 @@ uint64_t aegis__snap_transfer_file_bytes(const struct aegis_node *n, aegis_index
     return size;
 }
 
+int aegis__snap_transfer_taken(struct aegis_snap_transfer *t,
+                               const struct aegis_snapshot_meta *meta)
+{
+    uint64_t size = aegis__snap_transfer_file_bytes(t->n, meta->index);
+
+    if (size == 0) {
+        return AEGIS_ENOENT; /* Every snapshot file has a header: it is gone. */
+    }
+    return aegis__raft_snapshot_taken(t->n->raft, meta, size);
+}
+
 static int src_read(void *data, const struct aegis_snapshot_meta *meta, uint64_t offset,
                     uint32_t len, struct aegis_buf **chunk_out)
 {

@@ -98,6 +98,11 @@ void aegis__snap_transfer_io(struct aegis_snap_transfer *t, struct aegis_snapsho
 uint64_t aegis__snap_transfer_file_bytes(const struct aegis_node *n, aegis_index index);
 
 /* Raft thread hooks (raft_thread.c, marked "snap-install"). */
+/* The apply thread wrote the snapshot file for @meta: tell the core, with the file's
+ * size. AEGIS_ENOENT when the file is already gone (a newer snapshot replaced it), else
+ * what aegis__raft_snapshot_taken() answers. */
+int aegis__snap_transfer_taken(struct aegis_snap_transfer *t,
+                               const struct aegis_snapshot_meta *meta);
 void aegis__snap_transfer_commit(struct aegis_snap_transfer *t,
                                  const struct aegis_snapshot_meta *meta);
 void aegis__snap_transfer_installed(struct aegis_snap_transfer *t,
