@@ -125,6 +125,16 @@ int aegis__apply_init(struct aegis_node *n)
     for (uint32_t i = 0; i < n->config.peers_count && i < AEGIS_PEERS_MAX; i++) {
         s->addrs[s->addrs_count++] = n->config.peers[i];
     }
+    /* The bootstrap membership (node.c gives the core the same) until a snapshot or a
+     * ConfigChange says otherwise: the snapshot files written here carry it. Left empty,
+     * they claimed no members, and a node restarted from one never campaigned (seen once
+     * InstallSnapshot moved these files byte for byte, pipeline/snap_transfer.h). */
+    if (!n->config.join) {
+        for (uint32_t i = 0; i < n->config.peers_count && i < AEGIS_MEMBERS_MAX; i++) {
+            s->conf.members[s->conf.count++] = (struct aegis_member){
+                .id = n->config.peers[i].id, .role = AEGIS_MEMBER_VOTER};
+        }
+    }
     n->apply_state = s;
     publish_addrs(n);
     return 0;
