@@ -2,16 +2,28 @@
 /* The versioned key-value state machine: hash table, apply, reads. See kv.h for the
  * design; the command encoding is in kv_codec.c and the snapshot in kv_snapshot.c.
  *
- * The table is open addressing with linear probing over a power-of-two array of slots,
- * kept at most 3/4 full so probe sequences stay short and always end at an empty slot.
- * Deletion shifts the following run back (no tombstones), so lookups never degrade after
- * many deletes. Growth doubles the array and moves every item at once using the stored
- * hashes: O(n) on the apply thread, amortised O(1) per insert; an incremental rehash
- * (Redis's dictRehash) is the upgrade if that pause ever shows up in latency.
+ * The table is open addressing with linear probing over a power-of-two array of 16-byte
+ * slots {tag, value length, item}, kept at most 3/4 full so probe sequences stay short
+ * and always end at an empty slot. The tag is the top 32 bits of the key's SipHash; its
+ * home slot is the tag's top bits, so slot order follows tag order at every table size
+ * (the snapshot view walks it that way; kv_snapshot.c). Deletion shifts the following run
+ * back (no tombstones), so lookups never degrade after many deletes. Growth doubles the
+ * array and moves every item at once using the stored tags: O(n) on the apply thread,
+ * amortised O(1) per insert; an incremental rehash (Redis's dictRehash) is the upgrade if
+ * that pause ever shows up in latency.
  *
- * Writes happen in two steps: prepare makes every allocation the command needs (value
- * buffer, item for an absent key, table growth), then commit changes the table and cannot
- * fail. A command that runs out of memory therefore changes nothing. */
+ * Items (layout in kv.h): one allocation per key holding value, version and key, which is
+ * also the struct aegis_buf handed to readers. A lookup touches the slot, then the key
+ * inside the item (found from the slot's value length, without waiting for the item's
+ * header; the header is prefetched meanwhile for the reference a GET takes); a write
+ * allocates one new item and drops the old one, instead of a value buffer plus, for a
+ * new key, an item. The allocations come from the kv's allocator (jemalloc in aegisd,
+ * whose size classes are slabs already); a kv-private slab would need a free path that
+ * is safe on the threads GET replies are released on, for no fewer cache misses.
+ *
+ * Writes happen in two steps: prepare makes every allocation the command needs (the new
+ * item, table growth, room in an open view's side list), then commit changes the table
+ * and cannot fail. A command that runs out of memory therefore changes nothing. */
 #include "engine/kv.h"
 
 #include <string.h>
@@ -90,7 +102,8 @@ static size_t slots_for(size_t keys_count)
     size_t slots = TABLE_SLOTS_MIN;
 
     while (keys_count > slots / 4 * 3) {
-        if (slots > SIZE_MAX / 2 / sizeof(struct aegis_kv_slot)) {
+        /* Homes come from a 32-bit tag: at most 2^32 slots (64 GiB of table). */
+        if (slots > SIZE_MAX / 2 / sizeof(struct aegis_kv_slot) || slots >= (size_t)1 << 32) {
             return 0;
         }
         slots *= 2;
@@ -98,150 +111,230 @@ static size_t slots_for(size_t keys_count)
     return slots;
 }
 
-int aegis__kv_table_init(struct aegis_kv *kv, size_t keys_count)
+static unsigned shift_for(size_t slots)
+{
+    unsigned bits = 0;
+
+    AEGIS_ASSERT(slots >= TABLE_SLOTS_MIN);
+    AEGIS_ASSERT((slots & (slots - 1)) == 0);
+    while (((size_t)1 << bits) < slots) {
+        bits++;
+    }
+    AEGIS_ASSERT(bits <= 32);
+    return 32 - bits;
+}
+
+/* The home slot of @tag: its top bits, so that slot order follows tag order (the
+ * snapshot view's cursor relies on it; see kv_snapshot.c). */
+static inline size_t home_of(const struct aegis_kv_table *t, uint32_t tag)
+{
+    return (size_t)(tag >> t->shift);
+}
+
+struct aegis_buf *aegis__kv_item_create(const struct aegis_allocator *alloc, const void *key,
+                                        size_t key_len, const void *value, size_t value_len,
+                                        aegis_index version)
+{
+    struct aegis_buf *item;
+    uint32_t k = (uint32_t)key_len;
+
+    AEGIS_ASSERT(key_len <= AEGIS_KV_KEY_LEN_MAX);
+    AEGIS_ASSERT(value_len <= AEGIS_BUF_LEN_MAX);
+    alloc = aegis__alloc_or_default(alloc);
+    item = aegis__malloc(alloc, sizeof(*item) + value_len + AEGIS_KV_ITEM_META_BYTES + key_len);
+    if (item == NULL) {
+        return NULL;
+    }
+    item->refs = 1;
+    item->len = (uint32_t)value_len;
+    item->alloc = alloc;
+    memcpy(item->data + value_len, &version, sizeof(version));
+    memcpy(item->data + value_len + 8, &k, sizeof(k));
+    if (value != NULL && value_len > 0) {
+        memcpy(item->data, value, value_len);
+    }
+    if (key != NULL && key_len > 0) {
+        memcpy(item->data + value_len + AEGIS_KV_ITEM_META_BYTES, key, key_len);
+    }
+    return item;
+}
+
+static uint64_t item_bytes(const struct aegis_buf *item)
+{
+    return (uint64_t)aegis__kv_item_key_len(item) + item->len;
+}
+
+int aegis__kv_table_init(const struct aegis_kv *kv, struct aegis_kv_table *t,
+                         size_t keys_count)
 {
     size_t slots = slots_for(keys_count);
 
     if (slots == 0) {
         return AEGIS_ENOMEM;
     }
-    kv->slots = aegis__calloc(kv->alloc, slots, sizeof(*kv->slots));
-    if (kv->slots == NULL) {
+    t->slots = aegis__calloc(kv->alloc, slots, sizeof(*t->slots));
+    if (t->slots == NULL) {
         return AEGIS_ENOMEM;
     }
-    kv->mask = slots - 1;
-    kv->count = 0;
-    kv->bytes = 0;
+    t->alloc = kv->alloc;
+    t->mask = slots - 1;
+    t->shift = shift_for(slots);
+    t->count = 0;
+    t->bytes = 0;
     return 0;
 }
 
-static void item_free(const struct aegis_kv *kv, struct aegis_kv_item *item)
+void aegis__kv_table_free(struct aegis_kv_table *t)
 {
-    aegis__buf_unref(item->value);
-    aegis__free(kv->alloc, item);
-}
-
-void aegis__kv_table_free(struct aegis_kv *kv)
-{
-    if (kv->slots == NULL) {
+    if (t->slots == NULL) {
         return;
     }
-    for (size_t i = 0; i <= kv->mask; i++) {
-        if (kv->slots[i].item != NULL) {
-            item_free(kv, kv->slots[i].item);
+    for (size_t i = 0; i <= t->mask; i++) {
+        if (t->slots[i].item != NULL) {
+            aegis__buf_unref(t->slots[i].item);
         }
     }
-    aegis__free(kv->alloc, kv->slots);
-    kv->slots = NULL;
-    kv->mask = 0;
-    kv->count = 0;
-    kv->bytes = 0;
+    aegis__free(t->alloc, t->slots);
+    memset(t, 0, sizeof(*t));
+}
+
+/* True when the item in @s has @key: reads the key's bytes only (located from the slot). */
+static bool slot_has_key(const struct aegis_kv_slot *s, const uint8_t *key, size_t key_len)
+{
+    const uint8_t *meta = s->item->data + s->value_len;
+    uint32_t n;
+
+    memcpy(&n, meta + 8, sizeof(n));
+    return n == key_len &&
+           (key_len == 0 || memcmp(meta + AEGIS_KV_ITEM_META_BYTES, key, key_len) == 0);
 }
 
 /* The slot holding @key, or the empty slot that ends its probe sequence. */
-static size_t probe(const struct aegis_kv *kv, uint64_t hash, const uint8_t *key,
+static size_t probe(const struct aegis_kv_table *t, uint64_t hash, const uint8_t *key,
                     size_t key_len)
 {
-    size_t i = (size_t)hash & kv->mask;
+    uint32_t tag = aegis__kv_tag(hash);
+    size_t i = home_of(t, tag);
 
     /* Bounded: the table is never full, so an empty slot ends the walk. */
-    for (size_t n = 0; n <= kv->mask; n++, i = (i + 1) & kv->mask) {
-        const struct aegis_kv_slot *s = &kv->slots[i];
+    for (size_t n = 0; n <= t->mask; n++, i = (i + 1) & t->mask) {
+        const struct aegis_kv_slot *s = &t->slots[i];
 
         if (s->item == NULL) {
             return i;
         }
-        if (s->hash == hash && s->item->key_len == key_len &&
-            (key_len == 0 || memcmp(s->item->key, key, key_len) == 0)) {
-            return i;
+        if (s->tag == tag) {
+            AEGIS_DASSERT(s->value_len == s->item->len);
+            __builtin_prefetch(s->item); /* The header: its count, for a reference. */
+            if (slot_has_key(s, key, key_len)) {
+                return i;
+            }
         }
     }
     AEGIS_UNREACHABLE();
 }
 
-struct aegis_kv_item *aegis__kv_table_find(const struct aegis_kv *kv, uint64_t hash,
-                                           const uint8_t *key, size_t key_len)
+struct aegis_buf *aegis__kv_table_find(const struct aegis_kv_table *t, uint64_t hash,
+                                       const uint8_t *key, size_t key_len)
 {
-    return kv->slots[probe(kv, hash, key, key_len)].item;
+    return t->slots[probe(t, hash, key, key_len)].item;
 }
 
-void aegis__kv_table_insert_new(struct aegis_kv *kv, uint64_t hash, struct aegis_kv_item *item)
+void aegis__kv_table_insert_new(struct aegis_kv_table *t, uint64_t hash, struct aegis_buf *item)
 {
     size_t i;
 
-    AEGIS_ASSERT(item->value != NULL);
-    AEGIS_ASSERT(kv->count + 1 <= (kv->mask + 1) / 4 * 3);
-    i = probe(kv, hash, item->key, item->key_len);
-    AEGIS_ASSERT(kv->slots[i].item == NULL);
-    kv->slots[i].hash = hash;
-    kv->slots[i].item = item;
-    kv->count++;
-    kv->bytes += (uint64_t)item->key_len + item->value->len;
+    AEGIS_ASSERT(item != NULL);
+    AEGIS_ASSERT(t->count + 1 <= (t->mask + 1) / 4 * 3);
+    i = probe(t, hash, aegis__kv_item_key(item), aegis__kv_item_key_len(item));
+    AEGIS_ASSERT(t->slots[i].item == NULL);
+    t->slots[i].tag = aegis__kv_tag(hash);
+    t->slots[i].value_len = item->len;
+    t->slots[i].item = item;
+    t->count++;
+    t->bytes += item_bytes(item);
 }
 
-/* Make room for @extra more keys. Returns 0 or AEGIS_ENOMEM (table unchanged). */
-static int reserve(struct aegis_kv *kv, size_t extra)
+int aegis__kv_table_reserve(const struct aegis_kv *kv, struct aegis_kv_table *t, size_t extra)
 {
-    struct aegis_kv_slot *old = kv->slots;
-    size_t old_slots = kv->mask + 1;
+    struct aegis_kv_slot *old = t->slots;
+    size_t old_slots = t->mask + 1;
     size_t slots;
 
-    if (extra <= (kv->mask + 1) / 4 * 3 - kv->count) {
+    if (extra <= (t->mask + 1) / 4 * 3 - t->count) {
         return 0;
     }
-    slots = slots_for(kv->count + extra);
+    if (extra > SIZE_MAX / 2 - t->count) {
+        return AEGIS_ENOMEM;
+    }
+    slots = slots_for(t->count + extra);
     if (slots == 0) {
         return AEGIS_ENOMEM;
     }
-    kv->slots = aegis__calloc(kv->alloc, slots, sizeof(*kv->slots));
-    if (kv->slots == NULL) {
-        kv->slots = old;
+    t->slots = aegis__calloc(kv->alloc, slots, sizeof(*t->slots));
+    if (t->slots == NULL) {
+        t->slots = old;
         return AEGIS_ENOMEM;
     }
-    kv->mask = slots - 1;
+    t->mask = slots - 1;
+    t->shift = shift_for(slots);
+    /* Homes are top bits: a doubled table keeps the old order, so one pass in slot order
+     * places every item (a wrapped run's items land past the end and wrap again). */
     for (size_t i = 0; i < old_slots; i++) {
         if (old[i].item != NULL) {
-            size_t j = (size_t)old[i].hash & kv->mask;
+            size_t j = home_of(t, old[i].tag);
 
-            while (kv->slots[j].item != NULL) {
-                j = (j + 1) & kv->mask;
+            while (t->slots[j].item != NULL) {
+                j = (j + 1) & t->mask;
             }
-            kv->slots[j] = old[i];
+            t->slots[j] = old[i];
         }
     }
     aegis__free(kv->alloc, old);
     return 0;
 }
 
+/* Hand the table's reference to @item (leaving the table) to the open view or drop it. */
+static void retire(struct aegis_kv *kv, uint32_t tag, struct aegis_buf *item)
+{
+    if (kv->snap != NULL) {
+        aegis__kv_snap_retire(kv, tag, item);
+    } else {
+        aegis__buf_unref(item);
+    }
+}
+
 /* Empty slot @i and shift back the entries of the run after it that may move closer to
  * their home slot, so that no probe sequence crosses a hole. */
 static void remove_at(struct aegis_kv *kv, size_t i)
 {
-    struct aegis_kv_item *item = kv->slots[i].item;
+    struct aegis_kv_table *t = &kv->t;
+    struct aegis_buf *item = t->slots[i].item;
     size_t j = i;
 
     AEGIS_ASSERT(item != NULL);
-    AEGIS_ASSERT(kv->count > 0);
-    kv->count--;
-    kv->bytes -= (uint64_t)item->key_len + item->value->len;
-    item_free(kv, item);
-    for (size_t n = 0; n < kv->mask; n++) {
+    AEGIS_ASSERT(t->count > 0);
+    t->count--;
+    t->bytes -= item_bytes(item);
+    retire(kv, t->slots[i].tag, item);
+    for (size_t n = 0; n < t->mask; n++) {
         size_t home;
 
-        j = (j + 1) & kv->mask;
-        if (kv->slots[j].item == NULL) {
+        j = (j + 1) & t->mask;
+        if (t->slots[j].item == NULL) {
             break;
         }
-        home = (size_t)kv->slots[j].hash & kv->mask;
+        home = home_of(t, t->slots[j].tag);
         /* The entry at j stays when its home lies cyclically in (i, j]. */
         if (i <= j ? (home > i && home <= j) : (home > i || home <= j)) {
             continue;
         }
-        kv->slots[i] = kv->slots[j];
+        t->slots[i] = t->slots[j];
         i = j;
     }
-    kv->slots[i].item = NULL;
-    kv->slots[i].hash = 0;
+    t->slots[i].item = NULL;
+    t->slots[i].tag = 0;
+    t->slots[i].value_len = 0;
 }
 
 int aegis__kv_init(struct aegis_kv *kv, const struct aegis_allocator *alloc,
@@ -252,13 +345,14 @@ int aegis__kv_init(struct aegis_kv *kv, const struct aegis_allocator *alloc,
     /* Two key words from one seed: splitmix64's constant keeps them unrelated. */
     kv->seed[0] = hash_seed;
     kv->seed[1] = (hash_seed ^ 0x9e3779b97f4a7c15ull) * 0xbf58476d1ce4e5b9ull;
-    return aegis__kv_table_init(kv, 0);
+    return aegis__kv_table_init(kv, &kv->t, 0);
 }
 
 void aegis__kv_close(struct aegis_kv *kv)
 {
     AEGIS_ASSERT(kv->custom_index == 0);
-    aegis__kv_table_free(kv);
+    AEGIS_ASSERT(kv->snap == NULL); /* Close the view first. */
+    aegis__kv_table_free(&kv->t);
 }
 
 void aegis__kv_set_custom_handler(struct aegis_kv *kv, aegis_kv_custom_fn fn, void *data)
@@ -279,7 +373,7 @@ aegis_term aegis__kv_applied_term(const struct aegis_kv *kv)
 
 size_t aegis__kv_count(const struct aegis_kv *kv)
 {
-    return kv->count;
+    return kv->t.count;
 }
 
 void aegis__kv_result_release(struct aegis_kv_result *result)
@@ -291,104 +385,95 @@ void aegis__kv_result_release(struct aegis_kv_result *result)
 /* One pending write of @key: prepared (allocations made, nothing visible), then either
  * committed or aborted. */
 struct write {
-    const uint8_t *key;
-    size_t key_len;
     uint64_t hash;
-    struct aegis_buf *value;    /* Owned until committed. */
-    struct aegis_kv_item *item; /* Pre-allocated when the key was absent at prepare. */
+    struct aegis_buf *item; /* The new item (key, value, version); owned until committed. */
+    bool fresh;             /* The key was absent at prepare. */
 };
 
-/* Prepare writing @value (a reference handed over: on failure it is dropped). */
-static int write_prepare(struct aegis_kv *kv, struct write *w, struct aegis_kv_bytes key,
-                         struct aegis_buf *value)
+/* Prepare writing @item (a reference handed over: on failure it is dropped). A NULL @item
+ * is an allocation that already failed. */
+static int write_prepare(struct aegis_kv *kv, struct write *w, struct aegis_buf *item)
 {
-    w->key = key.data;
-    w->key_len = key.len;
-    w->hash = aegis__kv_hash(kv, key.data, key.len);
-    w->value = value;
+    w->item = item;
+    w->fresh = false;
+    if (item == NULL) {
+        return AEGIS_ENOMEM;
+    }
+    w->hash = aegis__kv_hash(kv, aegis__kv_item_key(item), aegis__kv_item_key_len(item));
+    w->fresh = aegis__kv_table_find(&kv->t, w->hash, aegis__kv_item_key(item),
+                                    aegis__kv_item_key_len(item)) == NULL;
+    return 0;
+}
+
+static void write_abort(struct write *w)
+{
+    aegis__buf_unref(w->item);
     w->item = NULL;
-    if (value == NULL) {
+}
+
+/* Make the write visible. Cannot fail: the table and the view have room for it. */
+static void write_commit(struct aegis_kv *kv, struct write *w)
+{
+    struct aegis_kv_table *t = &kv->t;
+    size_t i = probe(t, w->hash, aegis__kv_item_key(w->item), aegis__kv_item_key_len(w->item));
+    struct aegis_buf *old = t->slots[i].item;
+
+    if (old != NULL) {
+        /* Present (perhaps inserted by an earlier write of the same command). */
+        t->bytes -= old->len;
+        t->bytes += w->item->len;
+        t->slots[i].item = w->item;
+        t->slots[i].value_len = w->item->len;
+        retire(kv, t->slots[i].tag, old);
+    } else {
+        /* Absent: the probe stopped at the empty slot where the key belongs. */
+        AEGIS_ASSERT(t->count + 1 <= (t->mask + 1) / 4 * 3);
+        t->slots[i].tag = aegis__kv_tag(w->hash);
+        t->slots[i].value_len = w->item->len;
+        t->slots[i].item = w->item;
+        t->count++;
+        t->bytes += item_bytes(w->item);
+    }
+    w->item = NULL;
+}
+
+/* Room for @fresh new keys and for the view to keep @replaced old items. */
+static int write_reserve(struct aegis_kv *kv, size_t fresh, size_t replaced)
+{
+    if (fresh == 0 && kv->snap == NULL) {
+        return 0; /* The common case: an overwrite with no view open. */
+    }
+    if (aegis__kv_table_reserve(kv, &kv->t, fresh) != 0) {
         return AEGIS_ENOMEM;
     }
-    AEGIS_ASSERT(key.len <= AEGIS_KV_KEY_LEN_MAX);
-    if (aegis__kv_table_find(kv, w->hash, key.data, key.len) != NULL) {
-        return 0;
-    }
-    w->item = aegis__malloc(kv->alloc, sizeof(*w->item) + key.len);
-    if (w->item == NULL) {
-        aegis__buf_unref(value);
-        w->value = NULL;
-        return AEGIS_ENOMEM;
-    }
-    w->item->value = NULL;
-    w->item->version = 0;
-    w->item->key_len = (uint32_t)key.len;
-    if (key.len > 0) {
-        memcpy(w->item->key, key.data, key.len);
+    if (kv->snap != NULL && replaced > 0) {
+        return aegis__kv_snap_reserve(kv, replaced);
     }
     return 0;
 }
 
-static void write_abort(struct aegis_kv *kv, struct write *w)
-{
-    aegis__buf_unref(w->value);
-    aegis__free(kv->alloc, w->item);
-    w->value = NULL;
-    w->item = NULL;
-}
-
-/* Make the write visible. Cannot fail: reserve() made room for every prepared item. */
-static void write_commit(struct aegis_kv *kv, struct write *w, aegis_index index)
-{
-    size_t i = probe(kv, w->hash, w->key, w->key_len);
-    struct aegis_kv_item *item = kv->slots[i].item;
-
-    if (item != NULL) {
-        /* Present: replace the value; an item pre-allocated for it is not needed (the key
-         * was inserted by an earlier write of the same command). */
-        kv->bytes -= item->value->len;
-        kv->bytes += w->value->len;
-        aegis__buf_unref(item->value);
-        item->value = w->value;
-        item->version = index;
-        aegis__free(kv->alloc, w->item);
-    } else {
-        /* Absent: the probe stopped at the empty slot where the key belongs. */
-        AEGIS_ASSERT(w->item != NULL);
-        AEGIS_ASSERT(kv->count + 1 <= (kv->mask + 1) / 4 * 3);
-        w->item->value = w->value;
-        w->item->version = index;
-        kv->slots[i].hash = w->hash;
-        kv->slots[i].item = w->item;
-        kv->count++;
-        kv->bytes += (uint64_t)w->key_len + w->value->len;
-    }
-    w->value = NULL;
-    w->item = NULL;
-}
-
-/* Prepare, reserve and commit one write of a new buffer @value. */
-static int write_one(struct aegis_kv *kv, struct aegis_kv_bytes key, struct aegis_buf *value,
-                     aegis_index index)
+/* Prepare, reserve and commit one write of a new @item. */
+static int write_one(struct aegis_kv *kv, struct aegis_buf *item)
 {
     struct write w;
     int rv;
 
-    rv = write_prepare(kv, &w, key, value);
+    rv = write_prepare(kv, &w, item);
     if (rv != 0) {
         return rv;
     }
-    if (w.item != NULL && reserve(kv, 1) != 0) {
-        write_abort(kv, &w);
+    if (write_reserve(kv, w.fresh ? 1 : 0, w.fresh ? 0 : 1) != 0) {
+        write_abort(&w);
         return AEGIS_ENOMEM;
     }
-    write_commit(kv, &w, index);
+    write_commit(kv, &w);
     return 0;
 }
 
-static struct aegis_buf *copy_value(const struct aegis_kv *kv, struct aegis_kv_bytes value)
+static struct aegis_buf *new_item(const struct aegis_kv *kv, struct aegis_kv_bytes key,
+                                  struct aegis_kv_bytes value, aegis_index index)
 {
-    return aegis__buf_from(kv->alloc, value.data, value.len);
+    return aegis__kv_item_create(kv->alloc, key.data, key.len, value.data, value.len, index);
 }
 
 static int run_get(struct aegis_kv *kv, const struct aegis_kv_cmd *cmd,
@@ -400,7 +485,7 @@ static int run_get(struct aegis_kv *kv, const struct aegis_kv_cmd *cmd,
 static int run_set(struct aegis_kv *kv, aegis_index index, const struct aegis_kv_cmd *cmd,
                    struct aegis_kv_result *result)
 {
-    int rv = write_one(kv, cmd->key, copy_value(kv, cmd->value), index);
+    int rv = write_one(kv, new_item(kv, cmd->key, cmd->value, index));
 
     if (rv == 0) {
         result->version = index;
@@ -424,21 +509,23 @@ static int run_mset(struct aegis_kv *kv, aegis_index index, const struct aegis_k
     /* Bounded by cmd->count <= AEGIS_KV_MULTI_MAX. */
     while (aegis__kv_cmd_next(cmd, &offset, &key, &value)) {
         AEGIS_ASSERT(prepared < cmd->count);
-        rv = write_prepare(kv, &writes[prepared], key, copy_value(kv, value));
+        rv = write_prepare(kv, &writes[prepared], new_item(kv, key, value, index));
         if (rv != 0) {
             break;
         }
-        fresh += writes[prepared].item != NULL;
+        fresh += writes[prepared].fresh;
         prepared++;
     }
     if (rv == 0) {
-        rv = reserve(kv, fresh);
+        /* Every write may replace an item (a key repeated in the command replaces the
+         * item its earlier write inserted), so the view gets room for all of them. */
+        rv = write_reserve(kv, fresh, prepared);
     }
     for (size_t i = 0; i < prepared; i++) {
         if (rv == 0) {
-            write_commit(kv, &writes[i], index);
+            write_commit(kv, &writes[i]);
         } else {
-            write_abort(kv, &writes[i]);
+            write_abort(&writes[i]);
         }
     }
     aegis__free(kv->alloc, writes);
@@ -456,12 +543,16 @@ static int run_delete(struct aegis_kv *kv, const struct aegis_kv_cmd *cmd,
     struct aegis_kv_bytes key;
     size_t offset = 0;
 
+    AEGIS_ASSERT(cmd->count >= 1);
+    if (kv->snap != NULL && aegis__kv_snap_reserve(kv, cmd->count) != 0) {
+        return AEGIS_ENOMEM;
+    }
     /* Bounded by cmd->count <= AEGIS_KV_MULTI_MAX. */
     while (aegis__kv_cmd_next(cmd, &offset, &key, NULL)) {
         uint64_t hash = aegis__kv_hash(kv, key.data, key.len);
-        size_t i = probe(kv, hash, key.data, key.len);
+        size_t i = probe(&kv->t, hash, key.data, key.len);
 
-        if (kv->slots[i].item != NULL) {
+        if (kv->t.slots[i].item != NULL) {
             remove_at(kv, i);
             result->count++;
         }
@@ -478,23 +569,23 @@ static int run_cas(struct aegis_kv *kv, aegis_index index, const struct aegis_kv
                    struct aegis_kv_result *result)
 {
     uint64_t hash = aegis__kv_hash(kv, cmd->key.data, cmd->key.len);
-    struct aegis_kv_item *item = aegis__kv_table_find(kv, hash, cmd->key.data, cmd->key.len);
+    struct aegis_buf *item = aegis__kv_table_find(&kv->t, hash, cmd->key.data, cmd->key.len);
     bool match;
     int rv;
 
     if (item == NULL) {
         match = !cmd->expected_present;
     } else {
-        match = cmd->expected_present && value_equals(item->value, cmd->expected);
+        match = cmd->expected_present && value_equals(item, cmd->expected);
     }
     if (!match) {
         if (item != NULL) {
-            result->value = aegis__buf_ref(item->value);
-            result->version = item->version;
+            result->value = aegis__buf_ref(item);
+            result->version = aegis__kv_item_version(item);
         }
         return AEGIS_ECASMISMATCH;
     }
-    rv = write_one(kv, cmd->key, copy_value(kv, cmd->value), index);
+    rv = write_one(kv, new_item(kv, cmd->key, cmd->value, index));
     if (rv == 0) {
         result->swapped = true;
         result->version = index;
@@ -540,8 +631,9 @@ static bool parse_int64(const struct aegis_buf *b, int64_t *out)
     return true;
 }
 
-/* Format @v in decimal into a new buffer (NULL when memory ran out). */
-static struct aegis_buf *format_int64(const struct aegis_kv *kv, int64_t v)
+/* A new item for @key holding @v in decimal (NULL when memory ran out). */
+static struct aegis_buf *format_int64(const struct aegis_kv *kv, struct aegis_kv_bytes key,
+                                      int64_t v, aegis_index index)
 {
     uint8_t text[INT64_TEXT_LEN_MAX];
     size_t n = sizeof(text);
@@ -554,30 +646,30 @@ static struct aegis_buf *format_int64(const struct aegis_kv *kv, int64_t v)
     if (v < 0) {
         text[--n] = '-';
     }
-    return aegis__buf_from(kv->alloc, text + n, sizeof(text) - n);
+    return new_item(kv, key, (struct aegis_kv_bytes){text + n, sizeof(text) - n}, index);
 }
 
 static int run_increment(struct aegis_kv *kv, aegis_index index,
                          const struct aegis_kv_cmd *cmd, struct aegis_kv_result *result)
 {
     uint64_t hash = aegis__kv_hash(kv, cmd->key.data, cmd->key.len);
-    struct aegis_kv_item *item = aegis__kv_table_find(kv, hash, cmd->key.data, cmd->key.len);
+    struct aegis_buf *item = aegis__kv_table_find(&kv->t, hash, cmd->key.data, cmd->key.len);
     struct aegis_buf *text;
     int64_t current = 0, next;
     int rv;
 
-    if (item != NULL && !parse_int64(item->value, &current)) {
+    if (item != NULL && !parse_int64(item, &current)) {
         return AEGIS_ETYPE;
     }
     if (__builtin_add_overflow(current, cmd->delta, &next)) {
         return AEGIS_EOVERFLOW;
     }
-    text = format_int64(kv, next);
+    text = format_int64(kv, cmd->key, next, index);
     if (text == NULL) {
         return AEGIS_ENOMEM;
     }
     aegis__buf_ref(text); /* One for the store, one for the result. */
-    rv = write_one(kv, cmd->key, text, index);
+    rv = write_one(kv, text);
     if (rv != 0) {
         aegis__buf_unref(text);
         return rv;
@@ -675,23 +767,25 @@ int aegis__kv_get(const struct aegis_kv *kv, const void *key, size_t key_len,
                   struct aegis_buf **value_out, aegis_index *version_out)
 {
     uint64_t hash;
-    struct aegis_kv_item *item;
+    struct aegis_buf *item;
+    aegis_index version;
 
     if (key_len > AEGIS_KV_KEY_LEN_MAX) {
         return AEGIS_ENOTFOUND; /* No such key can have been written. */
     }
     hash = aegis__kv_hash(kv, key, key_len);
-    item = aegis__kv_table_find(kv, hash, key, key_len);
+    item = aegis__kv_table_find(&kv->t, hash, key, key_len);
     if (item == NULL) {
         return AEGIS_ENOTFOUND;
     }
-    AEGIS_ASSERT(item->version > 0);
-    AEGIS_ASSERT(item->version <= kv->applied_index || kv->custom_index != 0);
+    version = aegis__kv_item_version(item);
+    AEGIS_ASSERT(version > 0);
+    AEGIS_ASSERT(version <= kv->applied_index || kv->custom_index != 0);
     if (value_out != NULL) {
-        *value_out = aegis__buf_ref(item->value);
+        *value_out = aegis__buf_ref(item); /* The item is the value: shared, not copied. */
     }
     if (version_out != NULL) {
-        *version_out = item->version;
+        *version_out = version;
     }
     return 0;
 }
@@ -706,7 +800,7 @@ int aegis__kv_custom_put(struct aegis_kv *kv, const void *key, size_t key_len,
     if (key_len > AEGIS_KV_KEY_LEN_MAX || value_len > AEGIS_BUF_LEN_MAX) {
         return AEGIS_ETOOBIG;
     }
-    return write_one(kv, k, copy_value(kv, v), kv->custom_index);
+    return write_one(kv, new_item(kv, k, v, kv->custom_index));
 }
 
 int aegis__kv_custom_delete(struct aegis_kv *kv, const void *key, size_t key_len)
@@ -719,9 +813,12 @@ int aegis__kv_custom_delete(struct aegis_kv *kv, const void *key, size_t key_len
         return AEGIS_ENOTFOUND;
     }
     hash = aegis__kv_hash(kv, key, key_len);
-    i = probe(kv, hash, key, key_len);
-    if (kv->slots[i].item == NULL) {
+    i = probe(&kv->t, hash, key, key_len);
+    if (kv->t.slots[i].item == NULL) {
         return AEGIS_ENOTFOUND;
+    }
+    if (kv->snap != NULL && aegis__kv_snap_reserve(kv, 1) != 0) {
+        return AEGIS_ENOMEM;
     }
     remove_at(kv, i);
     return 0;
@@ -730,21 +827,25 @@ int aegis__kv_custom_delete(struct aegis_kv *kv, const void *key, size_t key_len
 bool aegis__kv_equal(const struct aegis_kv *a, const struct aegis_kv *b)
 {
     if (a->applied_index != b->applied_index || a->applied_term != b->applied_term ||
-        a->count != b->count || a->bytes != b->bytes) {
+        a->t.count != b->t.count || a->t.bytes != b->t.bytes) {
         return false;
     }
-    for (size_t i = 0; i <= a->mask; i++) {
-        const struct aegis_kv_item *x = a->slots[i].item;
-        const struct aegis_kv_item *y;
+    for (size_t i = 0; i <= a->t.mask; i++) {
+        const struct aegis_buf *x = a->t.slots[i].item;
+        const struct aegis_buf *y;
+        const uint8_t *key;
+        uint32_t key_len;
 
         if (x == NULL) {
             continue;
         }
-        y = aegis__kv_table_find(b, aegis__kv_hash(b, x->key, x->key_len), x->key, x->key_len);
-        if (y == NULL || y->version != x->version) {
+        key = aegis__kv_item_key(x);
+        key_len = aegis__kv_item_key_len(x);
+        y = aegis__kv_table_find(&b->t, aegis__kv_hash(b, key, key_len), key, key_len);
+        if (y == NULL || aegis__kv_item_version(y) != aegis__kv_item_version(x)) {
             return false;
         }
-        if (!value_equals(y->value, (struct aegis_kv_bytes){x->value->data, x->value->len})) {
+        if (!value_equals(y, (struct aegis_kv_bytes){x->data, x->len})) {
             return false;
         }
     }

@@ -11,9 +11,11 @@
  *   into the decoded buffer, nothing is copied.
  * - The store (kv.c) is an open-addressing hash table with linear probing and
  *   backward-shift deletion (no tombstones), hashed with SipHash-1-3 under a seed given
- *   at init so that a client cannot choose colliding keys. Each key owns one allocation
- *   (item header and key bytes) and a reference to its value, an immutable struct
- *   aegis_buf, so a GET reply shares the stored bytes instead of copying them.
+ *   at init so that a client cannot choose colliding keys. A slot holds the full hash and
+ *   one pointer; each key is one allocation, an immutable struct aegis_buf whose bytes
+ *   are the value with the version and key stored after them (struct layout below). A
+ *   lookup is one slot and one item; a GET reply is a reference to the item itself, so
+ *   values of any size are shared, never copied.
  * - Each key carries the index of its last write as its version. The machine carries the
  *   last applied index and term and applies entries strictly in order: index must be
  *   applied_index + 1, anything else is AEGIS_EORDER and changes nothing.
@@ -23,15 +25,19 @@
  *   Only AEGIS_EORDER and AEGIS_ENOMEM leave the machine untouched: every allocation a
  *   command needs is made before the first change, so running out of memory is reported
  *   with nothing changed and the same entry can be applied again.
- * - The snapshot (kv_snapshot.c) is one buffer: header, records in ascending key order
- *   (so two replicas at the same index produce identical bytes), CRC32C. Restore builds a
- *   new table aside and swaps it in only once the whole snapshot has been validated.
+ * - The snapshot (kv_snapshot.c) is a stream: header, records in table order, CRC32C. A
+ *   view is opened in O(1) and read in chunks while applies continue (copy-on-write of
+ *   the items written before the view reaches them); a load is fed in chunks, builds a
+ *   new table aside and swaps it in only once the whole stream has been validated. The
+ *   bytes depend on the hash seed and history, the state they carry does not.
  *
  * Threads: a struct aegis_kv belongs to one thread (the apply thread); nothing here locks.
  * Values handed out (result->value, get's value_out) are references that may travel to
  * other threads: buffer reference counts are atomic. */
 #ifndef AEGIS_KV_H
 #define AEGIS_KV_H
+
+#include <string.h>
 
 #include "engine/buf.h"
 #include "engine/entry.h"
@@ -112,28 +118,45 @@ typedef int (*aegis_kv_custom_fn)(struct aegis_kv *kv, aegis_index index,
                                   struct aegis_kv_bytes name, struct aegis_kv_bytes args,
                                   struct aegis_kv_result *result, void *data);
 
-/* One stored key. Private to kv*.c. */
-struct aegis_kv_item {
-    struct aegis_buf *value; /* One reference owned by the item; never NULL. */
-    aegis_index version;     /* Index of the entry that last wrote the key. */
-    uint32_t key_len;
-    uint8_t key[];
+/* One stored key is one allocation from the kv's allocator: a struct aegis_buf whose
+ * bytes [0, len) are the value, followed (hidden past len) by the item's metadata and key:
+ *
+ *   struct aegis_buf header (refs, len = V, alloc)   16 bytes
+ *   value                                            V bytes   <- what GET hands out
+ *   version (native-endian uint64, unaligned)        8 bytes
+ *   key length K (native-endian uint32, unaligned)   4 bytes
+ *   key                                              K bytes
+ *
+ * The item is immutable once in the table (a write makes a new item), so a GET reply, a
+ * CAS-mismatch result and a snapshot view share it by reference, without copying. The
+ * trailing bytes are written only by the creator before the item is shared and read only
+ * on the kv's thread; other threads see a plain buffer of len bytes. Private to kv*.c. */
+#define AEGIS_KV_ITEM_META_BYTES 12
+
+/* A table slot (16 bytes): empty when item is NULL. The tag (the hash's top 32 bits)
+ * skips key compares on other keys and places items on growth without rehashing them;
+ * the value length locates the key inside the item (after the value) straight from the
+ * slot, so a lookup's key compare does not wait for the item's header. */
+struct aegis_kv_slot {
+    uint32_t tag;
+    uint32_t value_len; /* == item->len. */
+    struct aegis_buf *item;
 };
 
-/* A table slot: empty when item is NULL. The hash is kept to skip most key compares and
- * to move items on growth without rehashing their keys. */
-struct aegis_kv_slot {
-    uint64_t hash;
-    struct aegis_kv_item *item;
+/* The hash table proper: linear probing, home slot = the top bits of the tag. */
+struct aegis_kv_table {
+    const struct aegis_allocator *alloc; /* The kv's. */
+    struct aegis_kv_slot *slots; /* Power-of-two count, mask + 1. */
+    size_t mask;
+    unsigned shift;              /* 32 - log2(mask + 1): home(tag) = tag >> shift. */
+    size_t count;                /* Keys stored; at most 3/4 of the slots. */
+    uint64_t bytes;              /* Sum of key and value lengths (sizes the snapshot). */
 };
 
 /* The state machine. Initialise with aegis__kv_init; fields are private. */
 struct aegis_kv {
     const struct aegis_allocator *alloc;
-    struct aegis_kv_slot *slots; /* Power-of-two count, mask + 1. */
-    size_t mask;
-    size_t count;               /* Keys stored; at most 3/4 of the slots. */
-    uint64_t bytes;             /* Sum of key and value lengths (sizes the snapshot). */
+    struct aegis_kv_table t;
     uint64_t seed[2];           /* SipHash key. */
     aegis_index applied_index;
     aegis_term applied_term;
@@ -151,7 +174,7 @@ int aegis__kv_init(struct aegis_kv *kv, const struct aegis_allocator *alloc,
                    uint64_t hash_seed);
 
 /* Free every key and drop every value reference held by @kv. References handed out
- * earlier stay valid. */
+ * earlier stay valid. Close any open view first (asserted). */
 void aegis__kv_close(struct aegis_kv *kv);
 
 /* Register (or with @fn NULL, remove) the custom command handler; @data is passed back. */
@@ -199,8 +222,9 @@ size_t aegis__kv_count(const struct aegis_kv *kv);
 bool aegis__kv_equal(const struct aegis_kv *a, const struct aegis_kv *b);
 
 /* Serialise the whole state into a new buffer (format in kv_snapshot.c) owned by the
- * caller. Returns 0, AEGIS_ETOOBIG (state larger than AEGIS_BUF_LEN_MAX) or
- * AEGIS_ENOMEM. The bytes depend only on the state, not on its history. */
+ * caller: a view read to the end at once. Returns 0, AEGIS_ETOOBIG (state larger than
+ * AEGIS_BUF_LEN_MAX) or AEGIS_ENOMEM. Records come in table order: two machines with the
+ * same state give the same length but not necessarily the same bytes. */
 int aegis__kv_snapshot(const struct aegis_kv *kv, struct aegis_buf **snapshot_out);
 
 /* Replace the whole state of @kv (keys, applied index and term) with the snapshot in
@@ -217,7 +241,12 @@ int aegis__kv_restore(struct aegis_kv *kv, const uint8_t *data, size_t len);
  * and the view still yields exactly the state at its index. Views are read on the kv's
  * own thread (the apply thread), between applies; at most one view is open at a time.
  * The bytes a view yields are the snapshot format of kv_snapshot.c; the total length is
- * known at open (aegis__kv_snap_size).
+ * known at open (aegis__kv_snap_size). Opening is O(1) and allocates only the view; a
+ * read costs O(bytes read + slots passed). While it is open, a write (or delete) of a key
+ * the view has not reached yet keeps the old item for the view (one pointer; the item is
+ * shared, not copied), so the view's extra memory is bounded by the keys written while it
+ * is open; writes may then also fail with AEGIS_ENOMEM (changing nothing) when that room
+ * cannot be made. A restore while a view is open hands the old table to the view.
  *
  * A load (struct aegis_kv_load) builds a new state aside from chunks of that format, in
  * any split; finish validates the whole (structure, CRC, limits, duplicates) and only
@@ -258,9 +287,11 @@ int aegis__kv_load_finish(struct aegis_kv_load *load, struct aegis_kv *kv);
 /* Drop a load without touching the store. NULL is a no-op. */
 void aegis__kv_load_abort(struct aegis_kv_load *load);
 
-/* Check that @data (@len bytes) would restore (every check of aegis__kv_restore, without
- * building anything) and give its applied index and term. Returns 0, AEGIS_ECORRUPT or
- * AEGIS_EVERSION. For a snapshot received from a peer, before it replaces anything. */
+/* Check that @data (@len bytes) would restore (every check of aegis__kv_restore) and give
+ * its applied index and term. Duplicate keys are only found by building the table, so
+ * this builds one aside on the heap and frees it: it costs what a restore costs. Returns
+ * 0, AEGIS_ECORRUPT, AEGIS_EVERSION or AEGIS_ENOMEM. For a snapshot received from a peer,
+ * before it replaces anything. */
 int aegis__kv_snapshot_check(const uint8_t *data, size_t len, aegis_index *index_out,
                              aegis_term *term_out);
 
@@ -302,13 +333,62 @@ int aegis__kv_encode_custom(const struct aegis_allocator *alloc, const void *nam
                             struct aegis_buf **out);
 
 /* Shared between kv.c and kv_snapshot.c; not for other modules. */
+static inline aegis_index aegis__kv_item_version(const struct aegis_buf *item)
+{
+    aegis_index v;
+
+    memcpy(&v, item->data + item->len, sizeof(v));
+    return v;
+}
+
+static inline uint32_t aegis__kv_item_key_len(const struct aegis_buf *item)
+{
+    uint32_t n;
+
+    memcpy(&n, item->data + item->len + 8, sizeof(n));
+    return n;
+}
+
+static inline const uint8_t *aegis__kv_item_key(const struct aegis_buf *item)
+{
+    return item->data + item->len + AEGIS_KV_ITEM_META_BYTES;
+}
+
+/* A new item (one reference, owned by the caller) for @key_len bytes of key and
+ * @value_len of value at @version. The key and value are copied when not NULL, else
+ * left for the caller to fill (aegis__kv_item_key_mut). NULL when memory ran out. */
+struct aegis_buf *aegis__kv_item_create(const struct aegis_allocator *alloc, const void *key,
+                                        size_t key_len, const void *value, size_t value_len,
+                                        aegis_index version);
+static inline uint8_t *aegis__kv_item_key_mut(struct aegis_buf *item)
+{
+    return item->data + item->len + AEGIS_KV_ITEM_META_BYTES;
+}
+
 uint64_t aegis__kv_hash(const struct aegis_kv *kv, const uint8_t *key, size_t key_len);
-int aegis__kv_table_init(struct aegis_kv *kv, size_t keys_count);
-void aegis__kv_table_free(struct aegis_kv *kv);
-/* Insert a key known to be absent; the item (with key and value) is handed over. The
- * table must have room (aegis__kv_table_init sized for it). */
-void aegis__kv_table_insert_new(struct aegis_kv *kv, uint64_t hash, struct aegis_kv_item *item);
-struct aegis_kv_item *aegis__kv_table_find(const struct aegis_kv *kv, uint64_t hash,
-                                           const uint8_t *key, size_t key_len);
+/* A slot's tag: the hash's top 32 bits. */
+static inline uint32_t aegis__kv_tag(uint64_t hash)
+{
+    return (uint32_t)(hash >> 32);
+}
+int aegis__kv_table_init(const struct aegis_kv *kv, struct aegis_kv_table *t,
+                         size_t keys_count);
+void aegis__kv_table_free(struct aegis_kv_table *t);
+/* Make room in @t for @extra more keys. Returns 0 or AEGIS_ENOMEM (table unchanged). */
+int aegis__kv_table_reserve(const struct aegis_kv *kv, struct aegis_kv_table *t, size_t extra);
+/* Insert an item whose key is known to be absent; the reference is handed over. The
+ * table must have room (aegis__kv_table_reserve). */
+void aegis__kv_table_insert_new(struct aegis_kv_table *t, uint64_t hash,
+                                struct aegis_buf *item);
+struct aegis_buf *aegis__kv_table_find(const struct aegis_kv_table *t, uint64_t hash,
+                                       const uint8_t *key, size_t key_len);
+
+/* Copy-on-write hooks of the open view (kv_snapshot.c), called by writers in kv.c.
+ * reserve makes room to preserve @count more items (0 or AEGIS_ENOMEM, called in the
+ * prepare step of a write); retire takes over the table's reference to an item being
+ * overwritten or deleted (@tag is its slot's): kept for the view if it still needs it,
+ * else dropped. */
+int aegis__kv_snap_reserve(struct aegis_kv *kv, size_t count);
+void aegis__kv_snap_retire(struct aegis_kv *kv, uint32_t tag, struct aegis_buf *item);
 
 #endif /* AEGIS_KV_H */

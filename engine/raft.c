@@ -257,6 +257,7 @@ int aegis__raft_create(struct aegis_raft **out, const struct aegis_raft_config *
     r->id = config->id;
     r->fresh = config->fresh && !aegis__raft_bug(r, AEGIS_RAFT_BUG_NO_AMNESIA_GUARD);
     aegis__log_init(&r->log, a);
+    aegis__log_set_cache_max(&r->log, config->log_cache_bytes);
     rv = alloc_state(r);
     if (rv == 0) {
         rv = restore(r, restore_from);
@@ -615,7 +616,8 @@ bool aegis__raft_has_ready(const struct aegis_raft *r)
     return !hs_equal(&hs, &r->hs_handed) ||
            r->unstable_from <= aegis__log_last_index(&r->log) || b->msgs_count > 0 ||
            b->after_count > 0 || b->reads_count > 0 || r->handed_commit < applicable_index(r) ||
-           r->snap_out || snapshot_wanted(r) || (r->fatal != 0 && !r->fatal_reported);
+           r->snap_out || snapshot_wanted(r) || (r->fatal != 0 && !r->fatal_reported) ||
+           (r->fetch.from != 0 && !r->fetch.handed);
 }
 
 static void ready_entries(struct aegis_raft *r, struct aegis_ready *rd)
@@ -682,6 +684,19 @@ void aegis__raft_ready(struct aegis_raft *r, struct aegis_ready *rd)
         rd->snapshot_wanted = true;
         r->snap_asked = true;
     }
+    if (r->fetch.from != 0 && !r->fetch.handed) {
+        aegis_index span = r->log.ring_base >= r->fetch.from
+                               ? r->log.ring_base - r->fetch.from + 1 : 1;
+
+        /* Only the disk region: durable and committed, so the storage holds it whole. */
+        rd->fetch.from = r->fetch.from;
+        rd->fetch.count_max = span < AEGIS_RAFT_FETCH_ENTRIES_MAX ? (uint32_t)span
+                                                                  : AEGIS_RAFT_FETCH_ENTRIES_MAX;
+        rd->fetch.bytes_max = AEGIS_RAFT_FETCH_BYTES_MAX;
+        r->fetch.handed = true;
+    }
+    /* Handed out to apply (with references of their own): may leave the cache now. */
+    (void)aegis__log_evict(&r->log, r->handed_commit);
     rd->fatal = r->fatal;
     r->fatal_reported = r->fatal != 0;
     r->cur ^= 1u;

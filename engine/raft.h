@@ -101,6 +101,13 @@ struct aegis_raft_config {
      * catch-up index within this many leader ticks is never promoted: aegis__raft_promote
      * proposes its removal and answers AEGIS_ECATCHUP. 0: no limit. */
     uint32_t catchup_timeout_ticks;
+    /* Entry cache bound in record bytes (40 + payload per entry); 0: unbounded, entries
+     * stay in memory until a snapshot compacts them (snapshot_trailing behind it). With
+     * a bound, older entries that are durable, committed and handed out to apply are
+     * evicted; the leader reads them back through rd.fetch when a follower lags, and the
+     * log is compacted only on the runtime's word (aegis__raft_compact: its storage no
+     * longer holds them), never by snapshot_trailing. docs/raft.md, "The log". */
+    uint64_t log_cache_bytes;
     uint32_t bugs;                /* AEGIS_RAFT_BUG_* bits; 0 in production. */
     /* Snapshot chunks a leader keeps in flight per follower (InstallSnapshot). */
     uint32_t snapshot_chunks_inflight_max;
@@ -145,6 +152,17 @@ struct aegis_read_state {
     aegis_index index;
 };
 
+/* A read of evicted entries the runtime must do (rd.fetch); from == 0: none. */
+struct aegis_log_fetch {
+    aegis_index from;
+    uint32_t count_max;
+    uint64_t bytes_max; /* Payload bytes; at least one entry is read. */
+};
+
+/* Entries read back per fetch. */
+#define AEGIS_RAFT_FETCH_ENTRIES_MAX 16384u
+#define AEGIS_RAFT_FETCH_BYTES_MAX ((uint64_t)8 << 20)
+
 struct aegis_ready {
     bool hs_changed;
     struct aegis_hard_state hs;
@@ -163,6 +181,7 @@ struct aegis_ready {
     uint32_t reads_count;
     struct aegis_read_state *reads;
     bool snapshot_wanted;               /* Applied passed the threshold: take a snapshot. */
+    struct aegis_log_fetch fetch;       /* Evicted entries to read back, or from 0. */
     int fatal; /* Non-zero (AEGIS_EAMNESIA): the node must stop; it ignores every message
                   from now on. Set in every ready once it happened. */
 };
@@ -274,6 +293,35 @@ void aegis__raft_snapshot_readable(struct aegis_raft *r);
  * one being finished (a newer offer replaced it, or this node leads): nothing changes. */
 int aegis__raft_snapshot_verified(struct aegis_raft *r, aegis_index index, aegis_term term,
                                   int status);
+
+/* The runtime's answer to rd.fetch (@from as asked): @n entries from @from on, in order,
+ * borrowed (the core takes its own references), or @err non-zero when they could not be
+ * read (AEGIS_ECOMPACTED: the storage no longer holds them; AEGIS_ECORRUPT, I/O errors).
+ * An answer to no pending request is ignored (0). On success the leader resumes sending
+ * to the followers that waited. On failure the core compacts its log up to its latest
+ * snapshot (a follower that needs those entries gets the snapshot instead) and asks
+ * again no sooner than an election timeout later. Returns 0, or the error that made the
+ * entries unusable (@err, or AEGIS_ECORRUPT when they do not match the log's terms). */
+int aegis__raft_fetched(struct aegis_raft *r, aegis_index from, const struct aegis_entry *entries,
+                        uint32_t n, int err);
+
+/* The runtime's storage no longer holds entries up to @index (its retention deleted
+ * them): compact the log there, no further than the latest snapshot. With a bounded
+ * cache this is the only compaction. */
+void aegis__raft_compact(struct aegis_raft *r, aegis_index index);
+
+/* The log's memory and read-back figures (for INFO and tests). */
+struct aegis_raft_log_stats {
+    uint64_t cache_bytes;       /* Record bytes cached. */
+    uint64_t cache_entries;
+    aegis_index first_index;    /* First index the log answers for (on disk or cached). */
+    aegis_index cache_first;    /* First cached index. */
+    uint64_t sent_from_cache;   /* Entries sent in AppendEntries from the cache. */
+    uint64_t sent_from_disk;    /* ... from entries read back (rd.fetch). */
+    uint64_t fetches;           /* Fetches answered with entries. */
+    uint64_t fetch_errors;      /* Fetches answered with an error. */
+};
+void aegis__raft_log_stats(const struct aegis_raft *r, struct aegis_raft_log_stats *out);
 
 /* Queries. */
 enum aegis_role aegis__raft_role(const struct aegis_raft *r);

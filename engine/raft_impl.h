@@ -134,6 +134,17 @@ struct aegis_raft {
         uint64_t received;
     } recv;
 
+    /* Reading evicted entries back (raft_replicate.c): one fetch at a time. */
+    struct {
+        aegis_index from;     /* Pending fetch (0: none). */
+        bool handed;          /* It went out in a ready. */
+        uint32_t backoff;     /* Ticks before asking again after a failure. */
+        uint64_t sent_cache;  /* Statistics (aegis__raft_log_stats). */
+        uint64_t sent_disk;
+        uint64_t done;
+        uint64_t errors;
+    } fetch;
+
     /* Output. */
     struct aegis_raft_box boxes[2];
     uint32_t cur; /* The collecting box; the other is handed out while ready_out. */
@@ -198,6 +209,7 @@ void aegis__raft_handle_heartbeat(struct aegis_raft *r, const struct aegis_msg *
 void aegis__raft_handle_heartbeat_resp(struct aegis_raft *r, struct aegis_progress *pr,
                                        const struct aegis_msg *m);
 void aegis__raft_tick_snapshots(struct aegis_raft *r);
+void aegis__raft_compact_log(struct aegis_raft *r, aegis_index index);
 
 /* raft_snapshot.c */
 void aegis__raft_send_snapshot_chunks(struct aegis_raft *r, struct aegis_progress *pr);

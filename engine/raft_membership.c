@@ -109,16 +109,15 @@ void aegis__raft_conf_appended(struct aegis_raft *r, const struct aegis_entry *e
 static aegis_index latest_conf(const struct aegis_raft *r, aegis_index index,
                                struct aegis_conf *out)
 {
+    const struct aegis_entry *e;
     struct aegis_conf_change cc;
 
-    for (aegis_index i = index; i > r->log.offset; i--) {
-        const struct aegis_entry *e = aegis__log_get(&r->log, i);
-
-        if (e->type == AEGIS_ENTRY_CONFIG_CHANGE &&
-            aegis__conf_decode(aegis__entry_data(e), aegis__entry_len(e), &cc) == 0) {
+    while ((e = aegis__log_last_conf(&r->log, index)) != NULL) {
+        if (aegis__conf_decode(aegis__entry_data(e), aegis__entry_len(e), &cc) == 0) {
             *out = cc.conf;
-            return i;
+            return e->index;
         }
+        index = e->index - 1;
     }
     *out = r->base_conf;
     return 0;

@@ -19,7 +19,21 @@
  * Commit (§5.4.2, Figure 8): the leader commits the highest index a quorum of voters
  * holds, and only if that entry belongs to its current term; earlier entries commit
  * indirectly. Heartbeats carry min(commit, the follower's match) so that a follower never
- * marks as committed an entry it may not hold. */
+ * marks as committed an entry it may not hold.
+ *
+ * Reading evicted entries back (config.log_cache_bytes, engine/log.h). When the entries a
+ * follower needs next are on disk only, the leader asks the runtime for a range through
+ * the ready (rd.fetch: from the follower's next index, AEGIS_RAFT_FETCH_ENTRIES_MAX
+ * entries or AEGIS_RAFT_FETCH_BYTES_MAX bytes) and sends nothing to that follower until
+ * the answer (aegis__raft_fetched) fills the log's read-back window; then every follower
+ * is offered what it can use. One fetch is outstanding at a time; a follower that sent
+ * the window's last entry asks for the next range at once, so disk reads overlap with
+ * the network. A follower whose next index is at or below the compaction point still
+ * gets the snapshot. A failed read compacts the log up to the latest snapshot (so the
+ * followers behind it get the snapshot) and backs off an election timeout before the
+ * next request, so a corrupt segment costs a loud error, never a busy loop. */
+#include <string.h>
+
 #include <aegis/error.h>
 
 #include "engine/assert.h"
@@ -68,6 +82,29 @@ static bool need_snapshot(struct aegis_raft *r, struct aegis_progress *pr)
     return true;
 }
 
+/* Ask the runtime for evicted entries from @from (one fetch at a time). */
+static void request_fetch(struct aegis_raft *r, aegis_index from)
+{
+    if (r->fetch.from != 0 || r->fetch.backoff > 0) {
+        return;
+    }
+    r->fetch.from = from;
+    r->fetch.handed = false;
+    aegis__raft_trace(r, "fetch", from, aegis__log_first_index(&r->log));
+}
+
+/* Count the entries of an AppendEntries by where they came from. */
+static void count_sent(struct aegis_raft *r, const struct aegis_entry *slots, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        if (aegis__log_in_window(&r->log, slots[i].index) && slots[i].index <= r->log.ring_base) {
+            r->fetch.sent_disk++;
+        } else {
+            r->fetch.sent_cache++;
+        }
+    }
+}
+
 /* Queue one AppendEntries to @pr if its state allows. Returns true when a message with
  * entries went out (so the caller may try another). */
 static bool send_one_append(struct aegis_raft *r, struct aegis_progress *pr, bool allow_empty)
@@ -88,6 +125,10 @@ static bool send_one_append(struct aegis_raft *r, struct aegis_progress *pr, boo
         pr->state == AEGIS_PROGRESS_REPLICATE) {
         return false;
     }
+    if (aegis__log_on_disk(&r->log, pr->next)) {
+        request_fetch(r, pr->next); /* Resumed by aegis__raft_fetched. */
+        return false;
+    }
     m = aegis__raft_push(r, AEGIS_MSG_APPEND_REQ, pr->id, false);
     if (m == NULL) {
         return false;
@@ -103,6 +144,10 @@ static bool send_one_append(struct aegis_raft *r, struct aegis_progress *pr, boo
     m->append_req.entries_count = n;
     for (uint32_t i = 0; i < n; i++) {
         bytes += aegis__entry_len(&slots[i]);
+    }
+    count_sent(r, slots, n);
+    if (n > 0 && aegis__log_on_disk(&r->log, pr->next + n)) {
+        request_fetch(r, pr->next + n); /* The next range, while this one travels. */
     }
     if (pr->state == AEGIS_PROGRESS_PROBE) {
         pr->probe_sent = true;
@@ -395,8 +440,83 @@ void aegis__raft_handle_heartbeat_resp(struct aegis_raft *r, struct aegis_progre
     }
 }
 
+void aegis__raft_compact_log(struct aegis_raft *r, aegis_index index)
+{
+    struct aegis_conf conf;
+    int rv;
+
+    AEGIS_ASSERT(index <= r->log.commit);
+    if (index <= r->log.offset) {
+        return;
+    }
+    rv = aegis__raft_conf_at(r, index, &conf);
+    AEGIS_ASSERT(rv == 0);
+    rv = aegis__log_compact(&r->log, index);
+    AEGIS_ASSERT(rv == 0);
+    r->base_conf = conf;
+    aegis__raft_trace(r, "compact", index, r->snap_meta.index);
+}
+
+void aegis__raft_compact(struct aegis_raft *r, aegis_index index)
+{
+    if (index > r->snap_meta.index) {
+        index = r->snap_meta.index; /* Only a snapshot stands for compacted entries. */
+    }
+    if (index > r->log.commit) {
+        index = r->log.commit;
+    }
+    aegis__raft_compact_log(r, index);
+}
+
+int aegis__raft_fetched(struct aegis_raft *r, aegis_index from, const struct aegis_entry *entries,
+                        uint32_t n, int err)
+{
+    if (r->fetch.from == 0 || from != r->fetch.from) {
+        return 0; /* Answers nothing pending (a request dropped by a reset). */
+    }
+    r->fetch.from = 0;
+    r->fetch.handed = false;
+    if (err == 0 && (n == 0 || entries[0].index != from)) {
+        err = n == 0 ? AEGIS_ECOMPACTED : AEGIS_ECORRUPT;
+    }
+    if (err == 0) {
+        err = aegis__log_window_set(&r->log, entries, n);
+    }
+    if (err != 0) {
+        aegis_index to = r->snap_meta.index < r->log.ring_base ? r->snap_meta.index
+                                                               : r->log.ring_base;
+
+        r->fetch.errors++;
+        r->fetch.backoff = r->cfg.election_timeout_min_ticks;
+        aegis__raft_trace(r, "fetch_failed", from, (uint64_t)(-err));
+        aegis__raft_compact_log(r, to < r->log.commit ? to : r->log.commit);
+    } else {
+        r->fetch.done++;
+    }
+    if (r->role == AEGIS_ROLE_LEADER) {
+        aegis__raft_broadcast_appends(r);
+    }
+    return err;
+}
+
+void aegis__raft_log_stats(const struct aegis_raft *r, struct aegis_raft_log_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->cache_bytes = r->log.cache_bytes;
+    out->cache_entries = r->log.count;
+    out->first_index = aegis__log_first_index(&r->log);
+    out->cache_first = r->log.ring_base + 1;
+    out->sent_from_cache = r->fetch.sent_cache;
+    out->sent_from_disk = r->fetch.sent_disk;
+    out->fetches = r->fetch.done;
+    out->fetch_errors = r->fetch.errors;
+}
+
 void aegis__raft_tick_snapshots(struct aegis_raft *r)
 {
+    if (r->fetch.backoff > 0) {
+        r->fetch.backoff--;
+    }
     for (uint32_t i = 0; i < AEGIS_MEMBERS_MAX; i++) {
         struct aegis_progress *pr = &r->prs[i];
 

@@ -11,7 +11,9 @@
  * snapshot_wanted (once). The runtime writes its state machine at some applied index and
  * calls aegis__raft_snapshot_taken() with its metadata and size: the core compacts its
  * log through index - snapshot_trailing, so a follower a little behind still catches up
- * from entries rather than the whole snapshot.
+ * from entries rather than the whole snapshot. With a bounded entry cache
+ * (config.log_cache_bytes) it does not: the runtime's retention compacts
+ * (aegis__raft_compact, raft_replicate.c).
  *
  * Sending one. A follower whose next entry is compacted enters SNAPSHOT (progress.h). The
  * leader asks the source for chunks of snapshot_chunk_bytes and sends them in order,
@@ -424,15 +426,10 @@ int aegis__raft_snapshot_taken(struct aegis_raft *r, const struct aegis_snapshot
     r->snap_meta.conf = conf; /* The core knows the membership at that index. */
     r->snap_asked = false;
     aegis__raft_trace(r, "snapshot_taken", meta->index, meta->term);
-    if (meta->index > r->cfg.snapshot_trailing) {
+    /* With a bounded cache the runtime's retention compacts (aegis__raft_compact). */
+    if (r->cfg.log_cache_bytes == 0 && meta->index > r->cfg.snapshot_trailing) {
         compact_to = meta->index - r->cfg.snapshot_trailing;
-        if (compact_to > r->log.offset) {
-            rv = aegis__raft_conf_at(r, compact_to, &conf);
-            AEGIS_ASSERT(rv == 0);
-            rv = aegis__log_compact(&r->log, compact_to);
-            AEGIS_ASSERT(rv == 0);
-            r->base_conf = conf;
-        }
+        aegis__raft_compact_log(r, compact_to);
     }
     return 0;
 }

@@ -16,9 +16,19 @@
  * fail definitely too. Registrations still pending after AEGIS_APPLY_PENDING_MS fail with
  * AEGIS_ELEADERLOST: the outcome is unknown.
  *
- * Snapshots are taken here, between entries, so the state is consistent without locks;
- * the other threads keep replicating meanwhile. The file is written by this thread too,
- * so the log thread's group commit never waits behind a large snapshot. */
+ * The state machine is a struct aegis_machine (pipeline/machine.h): the built-in KV or the
+ * embedder's, one path for both.
+ *
+ * Snapshots never stop applying. A snapshot opens a point-in-time view of the state
+ * machine between two entries (its index is the applied index then); after that, each
+ * pass of the loop reads one chunk of the view (the member address section first, then
+ * the machine's bytes) into a buffer of the snapshot writer's pool and hands it to the
+ * writer thread (pipeline/snap_writer.h), which appends it to the file. Applies go on
+ * between chunks; when the writer's few buffers are all in flight this thread just
+ * applies. Once the writer reports the file durable, the waiting AEGIS.SNAPSHOT callers
+ * are answered and the raft thread gets its report. Restores (at start, and snapshots
+ * installed from the leader) read the stream back chunk by chunk into the machine's
+ * restore, which replaces the state only once the whole stream was verified. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,12 +37,21 @@
 #include "pipeline/conn_order.h"
 #include "pipeline/envelope.h"
 #include "pipeline/logging.h"
+#include "pipeline/machine.h"
 #include "pipeline/node_int.h"
 #include "pipeline/probes.h"
+#include "pipeline/snap_writer.h"
 #include "pipeline/snapshot_file.h"
 
 #define AEGIS_APPLY_PENDING_MS 10000u
 #define AEGIS_APPLY_WAIT_MS 100
+/* Snapshot chunks: the bytes read from the view per pass of the loop, and how many may be
+ * queued to the writer at once (the snapshot's memory, whatever the state's size). */
+#define AEGIS_APPLY_SNAP_CHUNK_BYTES ((size_t)(1u << 20))
+#define AEGIS_APPLY_SNAP_CHUNKS 4u
+#define AEGIS_APPLY_SNAP_WAITERS 64u
+/* Restores read their source in slices of this size. */
+#define AEGIS_APPLY_RESTORE_SLICE ((size_t)(1u << 20))
 
 struct apply_reg {
     aegis_index index;
@@ -51,6 +70,22 @@ struct apply_read {
     void *data;
 };
 
+struct apply_waiter {
+    aegis_done_cb cb;
+    void *data;
+};
+
+/* The snapshot being taken: its view, the address section still to emit, its waiters. */
+struct apply_snap {
+    bool active;                  /* Begun at the writer, result not yet polled. */
+    void *view;                   /* The machine's view; NULL once read to the end. */
+    struct aegis_snapshot_meta meta;
+    uint8_t prefix[AEGIS_ENV_SNAP_PREFIX_MAX];
+    size_t prefix_len, prefix_off;
+    struct apply_waiter waiters[AEGIS_APPLY_SNAP_WAITERS];
+    uint32_t waiters_count;
+};
+
 struct aegis_apply_state {
     struct apply_reg *regs; /* Circular, power-of-two capacity. */
     uint32_t regs_head, regs_count, regs_mask;
@@ -64,6 +99,9 @@ struct aegis_apply_state {
     struct aegis_peer_addr addrs[AEGIS_PEERS_MAX];
     uint32_t addrs_count;
     struct aegis_apply_report pending_report; /* A snapshot report the ring refused. */
+    struct aegis_machine machine;
+    struct aegis_snap_writer *writer; /* Started at the first snapshot. */
+    struct apply_snap snap;
 };
 
 static uint64_t now_ms(void)
@@ -122,6 +160,11 @@ int aegis__apply_init(struct aegis_node *n)
         return AEGIS_ENOMEM;
     }
     s->regs_mask = cap - 1;
+    if (n->sm != NULL) {
+        aegis__machine_user(&s->machine, n->sm, n->alloc);
+    } else {
+        aegis__machine_kv(&s->machine, &n->kv, n->alloc);
+    }
     for (uint32_t i = 0; i < n->config.peers_count && i < AEGIS_PEERS_MAX; i++) {
         s->addrs[s->addrs_count++] = n->config.peers[i];
     }
@@ -168,7 +211,7 @@ void aegis__apply_close(struct aegis_node *n)
     for (uint32_t i = 0; i < s->reads_count; i++) {
         aegis__buf_unref(s->reads[i].query);
     }
-    aegis__buf_unref(s->pending_report.data);
+    AEGIS_ASSERT(s->writer == NULL && !s->snap.active); /* The apply thread ended them. */
     aegis__free(n->alloc, s->pending_report.meta);
     aegis__free(n->alloc, s->regs);
     aegis__free(n->alloc, s->reads);
@@ -270,36 +313,6 @@ static void handle_register(struct aegis_node *n, const struct aegis_apply_item 
     s->regs_count++;
 }
 
-static void result_from_kv(struct aegis_result *res, const struct aegis_kv_result *kr,
-                           const struct aegis_kv_cmd *cmd, aegis_index index)
-{
-    memset(res, 0, sizeof(*res));
-    res->status = kr->status;
-    res->index = index;
-    res->version = kr->version;
-    if (kr->value != NULL) {
-        res->value = kr->value->data;
-        res->value_len = kr->value->len;
-    }
-    switch (cmd != NULL ? cmd->type : 0) {
-    case AEGIS_KV_INCREMENT:
-        res->integer = kr->integer;
-        break;
-    case AEGIS_KV_CAS:
-        res->integer = kr->swapped ? 1 : 0;
-        if (kr->status == AEGIS_ECASMISMATCH) {
-            res->status = 0; /* A CAS that did not swap is an answer, not an error. */
-        }
-        break;
-    case AEGIS_KV_DELETE:
-    case AEGIS_KV_MSET:
-        res->integer = (int64_t)kr->count;
-        break;
-    default:
-        break;
-    }
-}
-
 static void learn_addr(struct aegis_node *n, const struct aegis_peer_addr *a);
 
 /* Apply one committed entry to the state machine; fill @res and return the value buffer
@@ -332,35 +345,9 @@ static struct aegis_buf *apply_entry(struct aegis_node *n, const struct aegis_en
         res->status = AEGIS_ECORRUPT;
         type = AEGIS_ENTRY_NOOP;
     }
-    if (n->sm != NULL) {
-        if (type == AEGIS_ENTRY_COMMAND) {
-            n->sm->apply(n->sm->data, e->index, p + 1, len - 1, res);
-            if (res->value != NULL) {
-                /* The embedder's bytes are valid only during apply: keep a copy for the
-                 * proposer's callback, and for the follower that forwarded it. */
-                value = aegis__buf_from(n->alloc, res->value, res->value_len);
-                res->value = value != NULL ? value->data : NULL;
-                res->value_len = value != NULL ? value->len : 0;
-            }
-        }
-    } else {
-        struct aegis_kv_result kr;
-        struct aegis_kv_cmd cmd;
-        bool is_cmd = type == AEGIS_ENTRY_COMMAND;
-        int rv;
-
-        rv = aegis__kv_apply(&n->kv, e->index, e->term, type, is_cmd ? p + 1 : NULL,
-                             is_cmd ? len - 1 : 0, &kr);
-        AEGIS_ASSERT(rv == 0); /* In order by construction; ENOMEM is fatal here. */
-        if (is_cmd) {
-            bool decoded = aegis__kv_cmd_decode(p + 1, len - 1, &cmd) == 0;
-
-            result_from_kv(res, &kr, decoded ? &cmd : NULL, e->index);
-            value = kr.value;
-            kr.value = NULL;
-        }
-        aegis__kv_result_release(&kr);
-    }
+    value = s->machine.ops->apply(&s->machine, e, type,
+                                  type == AEGIS_ENTRY_COMMAND ? p + 1 : NULL,
+                                  type == AEGIS_ENTRY_COMMAND ? len - 1 : 0, res);
     s->applied = e->index;
     s->applied_term = e->term;
     return value;
@@ -403,31 +390,10 @@ static void handle_entry(struct aegis_node *n, struct aegis_apply_item *it)
 static void serve_read(struct aegis_node *n, struct apply_read *rd)
 {
     struct aegis_result res = {.index = rd->index};
-    struct aegis_buf *value = NULL;
+    struct aegis_apply_state *s = n->apply_state;
+    struct aegis_buf *value;
 
-    if (n->sm != NULL) {
-        if (n->sm->read != NULL) {
-            n->sm->read(n->sm->data, rd->query->data, rd->query->len, &res);
-        } else {
-            res.status = AEGIS_ENOTSUP;
-        }
-    } else {
-        struct aegis_kv_cmd cmd;
-
-        if (aegis__kv_cmd_decode(rd->query->data, rd->query->len, &cmd) != 0 ||
-            cmd.type != AEGIS_KV_GET) {
-            res.status = AEGIS_EINVAL;
-        } else {
-            aegis_index version = 0;
-
-            res.status = aegis__kv_get(&n->kv, cmd.key.data, cmd.key.len, &value, &version);
-            res.version = version;
-            if (value != NULL) {
-                res.value = value->data;
-                res.value_len = value->len;
-            }
-        }
-    }
+    value = s->machine.ops->read(&s->machine, rd->query->data, rd->query->len, &res);
     if (rd->cb != NULL) {
         rd->cb(rd->data, &res);
     }
@@ -525,43 +491,126 @@ static void learn_addr(struct aegis_node *n, const struct aegis_peer_addr *a)
     aegis__net_post_from_apply(n, &p);
 }
 
+/* A source of snapshot stream bytes: a snapshot file, or a buffer read in slices. */
+struct restore_source {
+    struct aegis_snapshot_reader *file;
+    const struct aegis_buf *buf;
+    size_t off;
+};
+
+static int source_next(struct restore_source *src, const uint8_t **p, size_t *len)
+{
+    size_t left;
+
+    if (src->file != NULL) {
+        return aegis__snapshot_reader_next(src->file, p, len);
+    }
+    left = src->buf != NULL ? src->buf->len - src->off : 0;
+    *len = left < AEGIS_APPLY_RESTORE_SLICE ? left : AEGIS_APPLY_RESTORE_SLICE;
+    *p = *len > 0 ? src->buf->data + src->off : NULL;
+    src->off += *len;
+    return 0;
+}
+
+/* Restore the machine from the stream of @src: the address section into @addrs, the rest
+ * fed to the machine as it comes; the state is replaced only once the source reached its
+ * verified end. 0, AEGIS_ECORRUPT, an I/O error, or the machine's error (state kept). */
+static int restore_stream(struct aegis_node *n, struct restore_source *src,
+                          struct aegis_peer_addr *addrs, uint32_t *addrs_count_out)
+{
+    struct aegis_apply_state *s = n->apply_state;
+    struct aegis_machine *m = &s->machine;
+    struct aegis_env_snap_prefix *prefix;
+    void *rs = NULL;
+    const uint8_t *p;
+    size_t len, used;
+    int rv;
+
+    prefix = aegis__calloc(n->alloc, 1, sizeof(*prefix));
+    if (prefix == NULL) {
+        return AEGIS_ENOMEM;
+    }
+    rv = m->ops->restore_begin(m, &rs);
+    if (rv != 0) {
+        aegis__free(n->alloc, prefix);
+        return rv;
+    }
+    do {
+        rv = source_next(src, &p, &len);
+        if (rv == 0) {
+            rv = aegis__env_snap_prefix_feed(prefix, p, len, &used);
+        }
+        if (rv == 0 && len > used) {
+            rv = m->ops->restore_feed(m, rs, p + used, len - used);
+        }
+    } while (rv == 0 && len > 0);
+    if (rv == 0) {
+        rv = m->ops->restore_end(m, rs, true);
+    } else {
+        m->ops->restore_end(m, rs, false);
+    }
+    if (rv == 0) {
+        memcpy(addrs, prefix->addrs, prefix->count * sizeof(*addrs));
+        *addrs_count_out = prefix->count;
+    }
+    aegis__free(n->alloc, prefix);
+    return rv;
+}
+
 int aegis__apply_restore(struct aegis_node *n, const struct aegis_buf *data,
                          struct aegis_peer_addr *addrs, uint32_t *addrs_count_out)
 {
-    const uint8_t *sm;
-    size_t sm_len;
+    struct restore_source src = {.buf = data};
+
+    return restore_stream(n, &src, addrs, addrs_count_out);
+}
+
+int aegis__apply_restore_file(struct aegis_node *n, const char *path,
+                              const struct aegis_snapshot_meta *meta,
+                              struct aegis_peer_addr *addrs, uint32_t *addrs_count_out)
+{
+    struct aegis_snapshot_reader r;
+    struct restore_source src = {.file = &r};
+    char msg[AEGIS_SNAPSHOT_PATH_MAX + 128];
     int rv;
 
-    rv = aegis__env_snapshot_parse(data->data, data->len, addrs, addrs_count_out, &sm,
-                                   &sm_len);
-    if (rv != 0) {
-        return rv;
+    rv = aegis__snapshot_reader_open(&r, path, NULL, n->alloc, meta->index);
+    if (rv == 0) {
+        rv = restore_stream(n, &src, addrs, addrs_count_out);
+        aegis__snapshot_reader_close(&r);
     }
-    if (n->sm != NULL) {
-        return n->sm->restore(n->sm->data, sm, sm_len);
+    if (rv == AEGIS_ECORRUPT && r.why != NULL) {
+        aegis__snapshot_reader_error(&r, msg, sizeof(msg));
+        AEGIS_LOG(AEGIS_LOG_ERROR, "%s", msg);
+    } else if (rv != 0) {
+        AEGIS_LOG(AEGIS_LOG_ERROR, "snapshot %s: cannot restore: %s", path, aegis_strerror(rv));
     }
-    return aegis__kv_restore(&n->kv, sm, sm_len);
+    return rv;
 }
+
+static void snapshot_close_view(struct aegis_node *n);
 
 static void handle_install(struct aegis_node *n, struct aegis_apply_item *it)
 {
     struct aegis_apply_state *s = n->apply_state;
     struct aegis_peer_addr addrs[AEGIS_PEERS_MAX];
+    char path[AEGIS_SNAPSHOT_PATH_MAX];
     uint32_t count = 0;
     struct apply_reg *r;
-    int rv = 0;
+    int rv;
 
-    if (it->buf == NULL) {
-        /* snap-install: the received snapshot is a file now (pipeline/snap_transfer.h). */
-        struct aegis_snapshot_meta got;
-        bool found = false;
-
-        rv = aegis__snapshot_file_load(n->data_dir, NULL, n->alloc, &got, &it->buf, &found);
-        if (rv == 0 && (!found || got.index != it->meta->index)) {
-            rv = AEGIS_ECORRUPT;
-        }
+    /* A snapshot being taken is abandoned: the machine's view must not outlive the state
+     * it views, and the installed snapshot is newer anyway. Its waiters get ESTALE. */
+    if (s->snap.view != NULL) {
+        snapshot_close_view(n);
+        aegis__snap_writer_end(s->writer, AEGIS_ESTALE);
     }
-    rv = rv != 0 ? rv : aegis__apply_restore(n, it->buf, addrs, &count);
+    /* snap-install: the received snapshot is the file the log thread committed
+     * (snap_transfer.h), streamed into the machine like the one restored at start, every
+     * chunk verified, one chunk in memory. */
+    AEGIS_ASSERT(it->buf == NULL);
+    aegis__snapshot_file_path(n->data_dir, it->meta->index, path, sizeof(path));
+    rv = aegis__apply_restore_file(n, path, it->meta, addrs, &count);
     if (rv != 0) {
         aegis__node_fail(n, rv, "restoring a snapshot received from the leader");
     } else {
@@ -590,80 +639,260 @@ static void push_report(struct aegis_node *n, const struct aegis_apply_report *r
         /* Keep it; retried at the next pass. Only snapshot reports get here in practice:
          * applied reports are monotonic and a later one replaces a lost one. */
         if (rep->kind == AEGIS_REPORT_SNAPSHOT) {
+            AEGIS_ASSERT(s->pending_report.kind == 0);
             s->pending_report = *rep;
         }
     }
 }
 
-/* Serialise the state machine at the applied index, write the snapshot file and report
- * it to the raft thread. Returns 0 (reported, or a report already on its way) or the
- * error that stopped it. */
-static int make_snapshot(struct aegis_node *n)
+/* Answer every caller waiting for the snapshot in progress. */
+static void answer_waiters(struct aegis_node *n, int status, aegis_index index)
+{
+    struct apply_snap *sn = &n->apply_state->snap;
+    struct aegis_result res = {.status = status, .index = status == 0 ? index : 0};
+
+    for (uint32_t i = 0; i < sn->waiters_count; i++) {
+        sn->waiters[i].cb(sn->waiters[i].data, &res);
+    }
+    sn->waiters_count = 0;
+}
+
+/* The snapshot could not be taken or written: say so to its waiters and the raft thread,
+ * which retries later (the core asks only once). */
+static void snapshot_failed(struct aegis_node *n, int rv)
+{
+    AEGIS_LOG(AEGIS_LOG_WARN, "snapshot at index %llu failed: %s",
+              (unsigned long long)n->apply_state->applied, aegis_strerror(rv));
+    answer_waiters(n, rv, 0);
+    push_report(n, &(struct aegis_apply_report){.kind = AEGIS_REPORT_SNAPSHOT, .status = rv});
+}
+
+static void wake_apply(void *data)
+{
+    struct aegis_node *n = data;
+
+    aegis__waker_wake(&n->apply_waker);
+}
+
+static int writer_start(struct aegis_node *n)
 {
     struct aegis_apply_state *s = n->apply_state;
-    struct aegis_snapshot_meta *meta;
-    struct aegis_buf *sm_buf = NULL, *data;
-    void *raw = NULL;
-    size_t raw_len = 0;
-    int rv;
+    struct aegis_snap_writer_config c = {
+        .dir = n->data_dir,
+        .alloc = n->alloc,
+        .chunk_bytes = AEGIS_APPLY_SNAP_CHUNK_BYTES,
+        .chunks_in_flight = AEGIS_APPLY_SNAP_CHUNKS,
+        .stats = &n->snap_stats,
+        .wake = wake_apply,
+        .wake_data = n,
+    };
 
-    if (s->pending_report.kind != 0) {
+    const char *env = getenv("AEGIS_SNAPSHOT_CHUNK_BYTES");
+
+    if (s->writer != NULL) {
         return 0;
     }
+    /* Tests only (docs/runtime.md): smaller chunks, so that small states span many. */
+    if (env != NULL && strtoull(env, NULL, 10) >= 512 &&
+        strtoull(env, NULL, 10) <= AEGIS_SNAPSHOT_CHUNK_BYTES_MAX) {
+        c.chunk_bytes = (size_t)strtoull(env, NULL, 10);
+    }
+    return aegis__snap_writer_create(&s->writer, &c);
+}
+
+/* Begin a snapshot at the applied index: open the machine's view and the writer's job.
+ * The bytes follow, a chunk per pass (snapshot_pump). 0 or the error that stopped it. */
+static int snapshot_begin(struct aegis_node *n)
+{
+    struct aegis_apply_state *s = n->apply_state;
+    struct apply_snap *sn = &s->snap;
+    uint64_t size;
+    int rv;
+
     if (s->applied == 0) {
         return AEGIS_EUNAVAIL;
     }
-    if (n->sm != NULL) {
-        rv = n->sm->snapshot(n->sm->data, &raw, &raw_len);
-    } else {
-        rv = aegis__kv_snapshot(&n->kv, &sm_buf);
-        if (rv == 0) {
-            raw = sm_buf->data;
-            raw_len = sm_buf->len;
-        }
+    rv = writer_start(n);
+    if (rv == 0) {
+        rv = s->machine.ops->snap_open(&s->machine, &sn->view);
     }
     if (rv != 0) {
         return rv;
     }
-    data = aegis__env_snapshot(n->alloc, s->addrs, s->addrs_count, raw, raw_len);
-    if (sm_buf != NULL) {
-        aegis__buf_unref(sm_buf);
-    } else {
-        free(raw); /* The embedder's buffer, from malloc() as aegis.h says. */
-    }
-    meta = aegis__calloc(n->alloc, 1, sizeof(*meta));
-    if (data == NULL || meta == NULL) {
-        aegis__buf_unref(data);
-        aegis__free(n->alloc, meta);
-        return AEGIS_ENOMEM;
-    }
-    meta->index = s->applied;
-    meta->term = s->applied_term;
-    meta->conf = s->conf;
-    rv = aegis__snapshot_file_write(n->data_dir, NULL, meta, data->data, data->len);
-    if (rv != 0) {
-        aegis__buf_unref(data);
-        aegis__free(n->alloc, meta);
-        return rv;
-    }
-    AEGIS_STAT_INC(n->stats.snapshots_taken);
-    push_report(n, &(struct aegis_apply_report){.kind = AEGIS_REPORT_SNAPSHOT,
-                                                .meta = meta,
-                                                .data = data});
+    memset(&sn->meta, 0, sizeof(sn->meta));
+    sn->meta.index = s->applied;
+    sn->meta.term = s->applied_term;
+    sn->meta.conf = s->conf;
+    sn->prefix_len = aegis__env_snap_prefix_encode(s->addrs, s->addrs_count, sn->prefix);
+    sn->prefix_off = 0;
+    size = s->machine.ops->snap_size(&s->machine, sn->view);
+    rv = aegis__snap_writer_begin(s->writer, &sn->meta, size > 0 ? size + sn->prefix_len : 0);
+    AEGIS_ASSERT(rv == 0); /* No job is active: its result was polled. */
+    sn->active = true;
     return 0;
 }
 
-static void take_snapshot(struct aegis_node *n)
+/* Fill @buf (@cap bytes) with the next bytes of the snapshot stream: the rest of the
+ * address section, then the view's. *@end_out once the view is exhausted. */
+static int snapshot_fill(struct aegis_node *n, uint8_t *buf, size_t cap, size_t *len_out,
+                         bool *end_out)
 {
-    int rv = make_snapshot(n);
+    struct aegis_apply_state *s = n->apply_state;
+    struct apply_snap *sn = &s->snap;
+    size_t len = 0, got;
+    int rv = 0;
 
-    if (rv != 0) {
-        /* Tell the raft thread, which retries later: the core asks only once. */
-        AEGIS_LOG(AEGIS_LOG_WARN, "snapshot at index %llu failed: %s",
-                  (unsigned long long)n->apply_state->applied, aegis_strerror(rv));
-        push_report(n, &(struct aegis_apply_report){.kind = AEGIS_REPORT_SNAPSHOT,
-                                                    .status = rv});
+    *end_out = false;
+    if (sn->prefix_off < sn->prefix_len) {
+        len = sn->prefix_len - sn->prefix_off < cap ? sn->prefix_len - sn->prefix_off : cap;
+        memcpy(buf, sn->prefix + sn->prefix_off, len);
+        sn->prefix_off += len;
     }
+    while (len < cap) {
+        rv = s->machine.ops->snap_read(&s->machine, sn->view, buf + len, cap - len, &got);
+        if (rv != 0 || got == 0) {
+            *end_out = rv == 0;
+            break;
+        }
+        len += got;
+    }
+    *len_out = len;
+    return rv;
+}
+
+static void snapshot_close_view(struct aegis_node *n)
+{
+    struct aegis_apply_state *s = n->apply_state;
+
+    if (s->snap.view != NULL) {
+        s->machine.ops->snap_close(&s->machine, s->snap.view);
+        s->snap.view = NULL;
+    }
+}
+
+/* The writer finished the job: report it. */
+static void snapshot_done(struct aegis_node *n, struct aegis_snap_result *res)
+{
+    struct aegis_apply_state *s = n->apply_state;
+    struct aegis_snapshot_meta *meta;
+
+    s->snap.active = false;
+    if (res->status != 0) {
+        snapshot_failed(n, res->status);
+        return;
+    }
+    AEGIS_STAT_INC(n->stats.snapshots_taken);
+    AEGIS_LOG(AEGIS_LOG_INFO, "snapshot at index %llu durable: %llu bytes in %llu ms",
+              (unsigned long long)res->meta.index, (unsigned long long)res->file_bytes,
+              (unsigned long long)(res->duration_ns / 1000000u));
+    answer_waiters(n, 0, res->meta.index);
+    meta = aegis__malloc(n->alloc, sizeof(*meta));
+    if (meta == NULL) {
+        /* Durable on disk, but the core cannot hear of it: it retries later. */
+        push_report(n, &(struct aegis_apply_report){.kind = AEGIS_REPORT_SNAPSHOT,
+                                                    .status = AEGIS_ENOMEM});
+        return;
+    }
+    *meta = res->meta;
+    /* The file at meta->index is the snapshot: the core streams it to followers from
+     * there (snap_transfer.h), whatever its size. */
+    push_report(n, &(struct aegis_apply_report){.kind = AEGIS_REPORT_SNAPSHOT,
+                                                .meta = meta,
+                                                .file_bytes = res->file_bytes});
+}
+
+/* One pass of the snapshot in progress: at most one chunk read from the view and handed
+ * to the writer, and the writer's result polled. Returns true when it did something (the
+ * loop should come round again without sleeping). */
+static bool snapshot_pump(struct aegis_node *n)
+{
+    struct aegis_apply_state *s = n->apply_state;
+    struct apply_snap *sn = &s->snap;
+    struct aegis_snap_result res;
+    bool did = false;
+
+    if (!sn->active) {
+        return false;
+    }
+    if (sn->view != NULL) {
+        int err = aegis__snap_writer_error(s->writer);
+        uint8_t *buf = err == 0 ? aegis__snap_writer_buf(s->writer) : NULL;
+
+        if (err != 0) {
+            snapshot_close_view(n);
+            aegis__snap_writer_end(s->writer, err);
+        } else if (buf != NULL) {
+            size_t len = 0;
+            bool end = false;
+            int rv = snapshot_fill(n, buf, aegis__snap_writer_chunk_bytes(s->writer), &len,
+                                   &end);
+
+            aegis__snap_writer_push(s->writer, buf, rv == 0 ? len : 0);
+            if (rv != 0 || end) {
+                snapshot_close_view(n);
+                aegis__snap_writer_end(s->writer, rv);
+            }
+            did = true;
+        }
+    }
+    if (aegis__snap_writer_poll(s->writer, &res)) {
+        snapshot_done(n, &res);
+        did = true;
+    }
+    return did;
+}
+
+/* Whether the snapshot in progress has work for this thread now (checked after the
+ * waker's prepare: the writer wakes this thread when that changes). */
+static bool snapshot_ready(struct aegis_node *n)
+{
+    struct aegis_apply_state *s = n->apply_state;
+
+    return s->snap.active && aegis__snap_writer_ready(s->writer, s->snap.view != NULL);
+}
+
+/* AEGIS_APPLY_SNAPSHOT_NOW: begin a snapshot, or join the one in progress; @cb (if any)
+ * is answered once it is durable or failed. */
+static void take_snapshot(struct aegis_node *n, aegis_done_cb cb, void *data)
+{
+    struct aegis_apply_state *s = n->apply_state;
+    struct apply_snap *sn = &s->snap;
+    int rv;
+
+    if (cb != NULL) {
+        if (sn->waiters_count == AEGIS_APPLY_SNAP_WAITERS) {
+            cb(data, &(struct aegis_result){.status = AEGIS_EFULL});
+            return;
+        }
+        sn->waiters[sn->waiters_count++] = (struct apply_waiter){.cb = cb, .data = data};
+    }
+    if (sn->active) {
+        return; /* It answers when the snapshot in progress is durable. */
+    }
+    if (s->pending_report.kind != 0) {
+        /* The last snapshot is durable and its report on its way: that one it is. */
+        answer_waiters(n, s->pending_report.status,
+                       s->pending_report.meta != NULL ? s->pending_report.meta->index : 0);
+        return;
+    }
+    rv = snapshot_begin(n);
+    if (rv != 0) {
+        snapshot_close_view(n);
+        snapshot_failed(n, rv);
+    }
+}
+
+/* The thread is stopping: abandon the snapshot in progress (its temporary file removed)
+ * and stop the writer. */
+static void snapshot_stop(struct aegis_node *n)
+{
+    struct aegis_apply_state *s = n->apply_state;
+
+    snapshot_close_view(n);
+    answer_waiters(n, AEGIS_ESHUTDOWN, 0);
+    aegis__snap_writer_destroy(s->writer); /* Aborts the job in progress. */
+    s->writer = NULL;
+    s->snap.active = false;
 }
 
 static void handle_item(struct aegis_node *n, struct aegis_apply_item *it)
@@ -708,7 +937,7 @@ static void handle_item(struct aegis_node *n, struct aegis_apply_item *it)
         handle_install(n, it);
         break;
     case AEGIS_APPLY_SNAPSHOT_NOW:
-        take_snapshot(n);
+        take_snapshot(n, it->cb, it->data);
         break;
     default:
         AEGIS_UNREACHABLE();
@@ -745,7 +974,7 @@ static void fail_all(struct aegis_node *n)
         } else if (it.kind == AEGIS_APPLY_INSTALL) {
             aegis__buf_unref(it.buf);
             aegis__free(n->alloc, it.meta);
-        } else if (it.kind == AEGIS_APPLY_SNAPSHOT_NOW) {
+        } else if (it.kind == AEGIS_APPLY_SNAPSHOT_NOW && it.cb == NULL) {
             continue;
         } else {
             struct aegis_result res = {.status = AEGIS_ESHUTDOWN};
@@ -781,6 +1010,7 @@ void *aegis__apply_thread_main(void *arg)
     pthread_setname_np(pthread_self(), "aegis-apply");
     for (;;) {
         uint32_t batch = 0;
+        bool snap_did;
         uint64_t now, *applied_ctr = &n->metrics.shard[AEGIS_MT_APPLY].c[AEGIS_MC_APPLY_ENTRIES];
         uint64_t applied_before = *applied_ctr; /* Our own shard: a plain read. */
 
@@ -808,6 +1038,10 @@ void *aegis__apply_thread_main(void *arg)
             aegis__ring_report_push_sp(&n->report_ring, &s->pending_report)) {
             memset(&s->pending_report, 0, sizeof(s->pending_report));
         }
+        /* One chunk of the snapshot in progress between two batches. */
+        snap_did = snapshot_pump(n);
+        __atomic_store_n(&n->snap_stats.state_bytes,
+                         s->machine.ops->state_bytes(&s->machine), __ATOMIC_RELAXED);
         now = now_ms();
         if (now >= next_expire) {
             expire(n, now);
@@ -826,16 +1060,17 @@ void *aegis__apply_thread_main(void *arg)
         if (__atomic_load_n(&n->stopping, __ATOMIC_ACQUIRE) >= 2) {
             break;
         }
-        if (batch > 0) {
+        if (batch > 0 || snap_did) {
             continue;
         }
         aegis__waker_prepare(&n->apply_waker);
-        if (!aegis__ring_apply_empty(&n->apply_ring)) {
+        if (!aegis__ring_apply_empty(&n->apply_ring) || snapshot_ready(n)) {
             aegis__waker_cancel(&n->apply_waker);
             continue;
         }
         aegis__waker_wait(&n->apply_waker, AEGIS_APPLY_WAIT_MS);
     }
     fail_all(n);
+    snapshot_stop(n);
     return NULL;
 }

@@ -127,6 +127,35 @@ int aegis__args_u64(const char *flag, const char *s, uint64_t min, uint64_t max,
     return u64_span(flag, (struct span){s, strlen(s)}, min, max, out, err, err_bytes);
 }
 
+int aegis__args_bytes(const char *flag, const char *s, uint64_t min, uint64_t max,
+                      uint64_t *out, char *err, size_t err_bytes)
+{
+    static const char units[] = "KMGT";
+    size_t len = strlen(s);
+    const char *u = len > 0 ? strchr(units, s[len - 1] & ~0x20) : NULL;
+    unsigned shift = 0;
+    uint64_t v;
+    int rv;
+
+    if (u != NULL && *u != '\0') {
+        shift = 10u * (unsigned)(u - units + 1);
+        len--; /* "64M": the digits, then one unit of 1024^k. */
+    }
+    rv = u64_span(flag, (struct span){s, len}, 0, UINT64_MAX >> shift, &v, err, err_bytes);
+    if (rv == 0 && ((v << shift) < min || (v << shift) > max)) {
+        char ex[EXCERPT_MAX + 4];
+
+        excerpt((struct span){s, strlen(s)}, ex);
+        set_err(err, err_bytes, "%s: expected a size in [%" PRIu64 ", %" PRIu64 "] bytes, "
+                "got '%s' (out of range)", flag, min, max, ex);
+        rv = AEGIS_ERANGE;
+    }
+    if (rv == 0) {
+        *out = v << shift;
+    }
+    return rv;
+}
+
 static bool host_char(char c, bool bracketed)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) || c == '.' ||

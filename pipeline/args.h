@@ -38,6 +38,12 @@ struct aegis_peer_addr;
 int aegis__args_u64(const char *flag, const char *s, uint64_t min, uint64_t max,
                     uint64_t *out, char *err, size_t err_bytes);
 
+/* Parse a size in bytes: decimal digits, optionally followed by one unit K, M, G or T
+ * (either case; 1024, 1024^2, ...): "0", "65536", "64M", "2g". The value in bytes must be
+ * in [@min, @max]. Returns 0, AEGIS_EINVAL or AEGIS_ERANGE; @out is untouched on error. */
+int aegis__args_bytes(const char *flag, const char *s, uint64_t min, uint64_t max,
+                      uint64_t *out, char *err, size_t err_bytes);
+
 /* Parse HOST:PORT or [IPV6]:PORT at @s: the host (without brackets) into @host
  * (@host_bytes, at most AEGIS_HOST_MAX used), the port into @port. Returns 0 or
  * AEGIS_EINVAL / AEGIS_ERANGE; the outputs are untouched on error. */

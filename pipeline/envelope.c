@@ -4,6 +4,8 @@
 
 #include <string.h>
 
+#include "engine/assert.h"
+
 static void put_u16(uint8_t *p, uint16_t v)
 {
     p[0] = (uint8_t)v;
@@ -207,5 +209,94 @@ int aegis__env_snapshot_parse(const uint8_t *data, size_t len, struct aegis_peer
     *count_out = count;
     *sm_out = data + off;
     *sm_len_out = len - off;
+    return 0;
+}
+
+size_t aegis__env_snap_prefix_encode(const struct aegis_peer_addr *addrs, uint32_t count,
+                                     uint8_t *out)
+{
+    size_t off = 8;
+
+    AEGIS_ASSERT(count <= AEGIS_PEERS_MAX);
+    put_u32(out, AEGIS_ENV_SNAP_MAGIC);
+    put_u32(out + 4, count);
+    for (uint32_t i = 0; i < count; i++) {
+        size_t n = aegis__env_addr_encode(&addrs[i], out + off + 2);
+
+        put_u16(out + off, (uint16_t)n);
+        off += 2 + n;
+    }
+    AEGIS_ASSERT(off <= AEGIS_ENV_SNAP_PREFIX_MAX);
+    return off;
+}
+
+/* Scan the section in p->buf: 0 with its length in *@len_out once complete, 1 while more
+ * bytes are needed, or AEGIS_ECORRUPT. */
+static int prefix_scan(struct aegis_env_snap_prefix *p, size_t *len_out)
+{
+    size_t off = 8;
+    uint32_t count;
+
+    if (p->have < 8) {
+        return 1;
+    }
+    if (get_le(p->buf, 4) != AEGIS_ENV_SNAP_MAGIC) {
+        return AEGIS_ECORRUPT;
+    }
+    count = (uint32_t)get_le(p->buf + 4, 4);
+    if (count > AEGIS_PEERS_MAX) {
+        return AEGIS_ECORRUPT;
+    }
+    for (uint32_t i = 0; i < count; i++) {
+        size_t n;
+
+        if (p->have - off < 2) {
+            return 1;
+        }
+        n = (size_t)get_le(p->buf + off, 2);
+        if (n > AEGIS_ENV_ADDR_BYTES_MAX) {
+            return AEGIS_ECORRUPT;
+        }
+        if (p->have - off - 2 < n) {
+            return 1;
+        }
+        if (aegis__env_addr_decode(p->buf + off + 2, n, &p->addrs[i]) != 0) {
+            return AEGIS_ECORRUPT;
+        }
+        off += 2 + n;
+    }
+    p->count = count;
+    *len_out = off;
+    return 0;
+}
+
+int aegis__env_snap_prefix_feed(struct aegis_env_snap_prefix *p, const uint8_t *data,
+                                size_t len, size_t *used_out)
+{
+    size_t before = p->have, take, plen = 0;
+    int rv;
+
+    *used_out = 0;
+    if (p->done) {
+        return 0;
+    }
+    if (len == 0) {
+        return AEGIS_ECORRUPT; /* The stream ended inside the section. */
+    }
+    take = len < sizeof(p->buf) - p->have ? len : sizeof(p->buf) - p->have;
+    memcpy(p->buf + p->have, data, take);
+    p->have += take;
+    rv = prefix_scan(p, &plen);
+    if (rv == 1) {
+        /* A section never exceeds the buffer: a full buffer that is not one is corrupt. */
+        *used_out = take;
+        return p->have == sizeof(p->buf) ? AEGIS_ECORRUPT : 0;
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    AEGIS_ASSERT(plen > before && plen <= p->have);
+    p->done = true;
+    *used_out = plen - before;
     return 0;
 }

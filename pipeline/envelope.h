@@ -25,7 +25,11 @@
  *   0  4  magic "ASNP" (0x504e5341 little-endian)
  *   4  4  address record count n (0..AEGIS_PEERS_MAX)
  *   8  .. n address records as above, each prefixed by its 2-byte length
- *   .. .. the state machine's own snapshot bytes (to the end). */
+ *   .. .. the state machine's own snapshot bytes (to the end).
+ * The first part (magic, count, records) is the member address section, at most
+ * AEGIS_ENV_SNAP_PREFIX_MAX bytes; snapshot files store this stream in chunks
+ * (snapshot_file.c), and the apply thread produces and consumes it as a stream: the
+ * section, then the state machine's bytes as they come (aegis__env_snap_prefix_*). */
 #ifndef AEGIS_PIPELINE_ENVELOPE_H
 #define AEGIS_PIPELINE_ENVELOPE_H
 
@@ -38,6 +42,7 @@
 #define AEGIS_ENV_ADMIN ((uint8_t)'A')
 #define AEGIS_ENV_SNAP_MAGIC 0x504e5341u
 #define AEGIS_ENV_ADDR_BYTES_MAX (11u + AEGIS_HOST_MAX)
+#define AEGIS_ENV_SNAP_PREFIX_MAX (8u + AEGIS_PEERS_MAX * (2u + AEGIS_ENV_ADDR_BYTES_MAX))
 
 /* Wrap @len bytes at @cmd in a new buffer with the 'C' tag. NULL on exhaustion. */
 struct aegis_buf *aegis__env_command(const struct aegis_allocator *a, const void *cmd,
@@ -76,5 +81,26 @@ struct aegis_buf *aegis__env_snapshot(const struct aegis_allocator *a,
  * machine's bytes as a view into @data. 0 or AEGIS_ECORRUPT. */
 int aegis__env_snapshot_parse(const uint8_t *data, size_t len, struct aegis_peer_addr *addrs,
                               uint32_t *count_out, const uint8_t **sm_out, size_t *sm_len_out);
+
+/* Encode the member address section of a snapshot stream into @out; returns its length
+ * (at most AEGIS_ENV_SNAP_PREFIX_MAX). */
+size_t aegis__env_snap_prefix_encode(const struct aegis_peer_addr *addrs, uint32_t count,
+                                     uint8_t *out);
+
+/* The address section read incrementally from the start of a snapshot stream. */
+struct aegis_env_snap_prefix {
+    uint8_t buf[AEGIS_ENV_SNAP_PREFIX_MAX];
+    size_t have;                  /* Bytes of buf filled. */
+    bool done;                    /* The section is complete: addrs and count are set. */
+    uint32_t count;
+    struct aegis_peer_addr addrs[AEGIS_PEERS_MAX];
+};
+
+/* Feed the next @len bytes of the stream (@p zeroed before the first call). Returns 0
+ * with *@used_out the bytes of @data that belong to the section (the rest are the state
+ * machine's; p->done says the section is complete), or AEGIS_ECORRUPT. Call with @len 0
+ * at the end of the stream: AEGIS_ECORRUPT unless the section is complete. */
+int aegis__env_snap_prefix_feed(struct aegis_env_snap_prefix *p, const uint8_t *data,
+                                size_t len, size_t *used_out);
 
 #endif /* AEGIS_PIPELINE_ENVELOPE_H */

@@ -82,6 +82,9 @@ struct aegis_log_writer {
     int failed;                   /* Sticky error; 0 while healthy. */
     uint64_t failed_offset;
     char failed_file[AEGIS_LOG_REPORT_FILE_MAX];
+    uint64_t retention_bytes;     /* Retention (retain()); the two below are read */
+    aegis_index retained_first;   /* anywhere (relaxed). */
+    uint64_t retained_bytes;
     aegis_index none_index;       /* DURABILITY_NONE: last entry seen. */
     aegis_term none_term;
 #ifdef AEGIS_SIM_BUGS
@@ -649,6 +652,31 @@ static void flush_timed(struct aegis_log_writer *w, const struct aegis_hard_stat
     aegis__metrics_add(w->metrics, AEGIS_MT_LOG, AEGIS_MC_LOG_BYTES, bytes);
 }
 
+/* A snapshot at @snapshot_index is durable: keep the segments behind it up to
+ * retention_bytes (the oldest go first), then publish what the log holds now for the
+ * raft thread (log_reader.h) and INFO. */
+static void retain(struct aegis_log_writer *w, aegis_index snapshot_index)
+{
+    int rv;
+
+    if (flush(w, NULL) != 0) {
+        return;
+    }
+    rv = aegis__seglog_retain(&w->log, snapshot_index, w->retention_bytes);
+    if (rv != 0) {
+        set_failed(w, rv, w->log.dir, 0);
+        return;
+    }
+    __atomic_store_n(&w->retained_bytes, aegis__seglog_retained_bytes(&w->log),
+                     __ATOMIC_RELAXED);
+    /* With no retention the entries behind the snapshot are gone for the core even when
+     * the active segment still holds them. */
+    __atomic_store_n(&w->retained_first,
+                     w->log.segs_count > 0 && w->retention_bytes > 0 ? w->log.segs[0].first_index
+                                                                    : snapshot_index + 1,
+                     __ATOMIC_RELAXED);
+}
+
 static void process_batch(struct aegis_log_writer *w, uint32_t count)
 {
     struct aegis_hard_state hs;
@@ -683,13 +711,7 @@ static void process_batch(struct aegis_log_writer *w, uint32_t count)
             install_step(w, req);
             break;
         case AEGIS_LOG_OP_COMPACT:
-            if (flush(w, NULL) == 0) {
-                int rv = aegis__seglog_compact(&w->log, req->compact_index);
-
-                if (rv != 0) {
-                    set_failed(w, rv, w->log.dir, 0);
-                }
-            }
+            retain(w, req->compact_index);
             break;
         default:
             AEGIS_UNREACHABLE();
@@ -913,6 +935,7 @@ int aegis__log_writer_open(struct aegis_log_writer **out, const struct aegis_log
     w->alloc = c->alloc;
     w->io = c->io;
     w->metrics = c->metrics;
+    w->retention_bytes = c->retention_bytes;
     w->durability = c->durability != 0 ? c->durability : AEGIS_DURABILITY_BATCH;
     w->sync = c->sync != 0 ? c->sync : AEGIS_LOG_SYNC_DEFAULT;
     w->waker.fd = -1;
@@ -1026,6 +1049,12 @@ void aegis__log_writer_close(struct aegis_log_writer *w)
     aegis__free(w->alloc, w->headers);
     aegis__free(w->alloc, w->iov);
     aegis__free(w->alloc, w);
+}
+
+aegis_index aegis__log_writer_retained(struct aegis_log_writer *w, uint64_t *bytes_out)
+{
+    *bytes_out = __atomic_load_n(&w->retained_bytes, __ATOMIC_RELAXED);
+    return __atomic_load_n(&w->retained_first, __ATOMIC_RELAXED);
 }
 
 uint64_t aegis__log_writer_batches(struct aegis_log_writer *w)

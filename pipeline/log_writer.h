@@ -116,6 +116,8 @@ struct aegis_log_config {
     const struct aegis_allocator *alloc;
     struct aegis_metrics *metrics;    /* NULL: none. Borrowed; the log thread records its
                                          batches and group-commit times (metrics.h). */
+    uint64_t retention_bytes;         /* Segments kept behind the latest snapshot (COMPACT):
+                                         0 keeps none (aegis__seglog_retain). */
     uint32_t bugs;                    /* AEGIS_LOG_BUG_* bits; 0 in production (ignored by
                                          libaegis, see below). */
 };
@@ -188,6 +190,10 @@ void aegis__log_writer_stop(struct aegis_log_writer *w);
 
 /* Free the writer (stopped or never started); drops references of unconsumed requests. */
 void aegis__log_writer_close(struct aegis_log_writer *w);
+
+/* Retention (any thread, relaxed): the first index the segments hold (0 before the first
+ * COMPACT) and the bytes of the segments kept behind the snapshot in @bytes_out. */
+aegis_index aegis__log_writer_retained(struct aegis_log_writer *w, uint64_t *bytes_out);
 
 /* Statistics (any thread, relaxed): batches written and fdatasyncs issued. */
 uint64_t aegis__log_writer_batches(struct aegis_log_writer *w);

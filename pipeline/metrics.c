@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Metrics of one node: recording (the stamp ring of the raft thread), reading (merges of
  * live histograms, sums of counter shards) and the two text reports built from them: the
- * INFO sections "stats", "latency" and "persistence" (Redis' format) and the Prometheus
+ * INFO sections "stats", "latency", "persistence" and "memory" (Redis' format) and the Prometheus
  * text exposition format. See metrics.h for the design and the stages.
  *
  * Report formats.
@@ -20,6 +20,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "pipeline/log_reader.h"
 #include "pipeline/node_int.h"
 
 struct mhist_desc {
@@ -438,6 +439,23 @@ static void info_persistence(struct aegis_node *n, struct aegis_text *t, struct 
                        (unsigned long long)ctr(n, AEGIS_MC_LOG_ENTRIES),
                        (unsigned long long)ctr(n, AEGIS_MC_LOG_BYTES),
                        (unsigned long long)(n->log != NULL ? aegis__log_writer_syncs(n->log) : 0));
+    {   /* Log retention (log_reader.h). */
+        struct aegis_log_reader_stats ls;
+        uint64_t kept = 0;
+
+        aegis__log_reader_stats(n->reader, &ls);
+        if (n->log != NULL) {
+            (void)aegis__log_writer_retained(n->log, &kept);
+        }
+        aegis__text_printf(t, "log_cache_bytes:%llu\r\nlog_cache_entries:%llu\r\n"
+                              "log_retained_bytes:%llu\r\nlog_entries_sent_from_cache:%llu\r\n"
+                              "log_entries_sent_from_disk:%llu\r\nlog_reads:%llu\r\n"
+                              "log_read_errors:%llu\r\n",
+                           (unsigned long long)ls.cache_bytes, (unsigned long long)ls.cache_entries,
+                           (unsigned long long)kept, (unsigned long long)ls.sent_from_cache,
+                           (unsigned long long)ls.sent_from_disk, (unsigned long long)ls.reads,
+                           (unsigned long long)ls.errors);
+    }
     aegis__hist_init(x);
     aegis__metrics_hist_since_reset(&n->metrics, AEGIS_MH_LOG_SYNC, x);
     info_hist(t, "", AEGIS_MH_LOG_SYNC, x);
@@ -447,12 +465,43 @@ static void info_persistence(struct aegis_node *n, struct aegis_text *t, struct 
     aegis__text_printf(t, "\r\n");
 }
 
+/* INFO memory: what the state and the snapshot hold. state_bytes is the built-in KV's
+ * keys and values (0 for an embedder's machine); log_cache_entries estimates the entries
+ * the core keeps in memory (those after its snapshot's index less snapshot_trailing: the
+ * core does not count bytes yet); the snapshot_* lines come from the snapshot writer. */
+static void info_memory(struct aegis_node *n, struct aegis_text *t)
+{
+    struct aegis_snap_stats *ss = &n->snap_stats;
+    uint64_t trailing = n->config.snapshot_threshold / 10 + 16, floor;
+    struct aegis_status s;
+
+    aegis_node_status(n, &s);
+    floor = s.snapshot_index > trailing ? s.snapshot_index - trailing : 0;
+    aegis__text_printf(
+        t,
+        "# Memory\r\nstate_bytes:%llu\r\nlog_cache_entries:%llu\r\n"
+        "snapshot_in_progress:%llu\r\nsnapshot_bytes_written:%llu\r\n"
+        "snapshot_last_index:%llu\r\nsnapshot_last_bytes:%llu\r\n"
+        "snapshot_last_duration_ms:%llu\r\nsnapshots_failed:%llu\r\n\r\n",
+        (unsigned long long)stat_load(&ss->state_bytes),
+        (unsigned long long)(s.last_index > floor ? s.last_index - floor : 0),
+        (unsigned long long)stat_load(&ss->in_progress),
+        (unsigned long long)stat_load(&ss->written_bytes),
+        (unsigned long long)stat_load(&ss->last_index),
+        (unsigned long long)stat_load(&ss->last_bytes),
+        (unsigned long long)(stat_load(&ss->last_ns) / 1000000u),
+        (unsigned long long)stat_load(&ss->failed));
+}
+
 void aegis__metrics_info(struct aegis_node *n, const char *want, struct aegis_text *t)
 {
     struct aegis_hist *x = NULL;
 
     if (wanted(want, "stats")) {
         info_stats(n, t);
+    }
+    if (wanted(want, "memory")) {
+        info_memory(n, t);
     }
     if (!wanted(want, "latency") && !wanted(want, "persistence")) {
         return;

@@ -13,9 +13,11 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "pipeline/log_reader.h"
 #include "pipeline/envelope.h"
 #include "pipeline/logging.h"
 #include "pipeline/node_int.h"
+#include "pipeline/snapshot_file.h"
 
 #define RING_SLOTS 16384u
 
@@ -34,6 +36,8 @@ void aegis_node_config_init(struct aegis_node_config *c)
     c->max_pending = 65536;
     c->fail_stop_ms = 2000;
     c->catchup_timeout_ms = 60000;
+    c->log_cache_bytes = AEGIS_LOG_CACHE_BYTES_DEFAULT;
+    c->log_retention_bytes = AEGIS_LOG_RETENTION_BYTES_DEFAULT;
 }
 
 static int config_check(const struct aegis_node_config *c)
@@ -60,6 +64,13 @@ static int config_check(const struct aegis_node_config *c)
     if (!self || c->tick_ms == 0 || c->election_ticks <= c->heartbeat_ticks ||
         c->heartbeat_ticks == 0 || c->max_pending == 0 || c->fsync > AEGIS_FSYNC_NONE) {
         return AEGIS_ECONFIG;
+    }
+    if (c->sm != NULL && (c->sm->apply == NULL || /* Streaming sets: all or none (aegis.h). */
+                          (c->sm->snapshot_open == NULL) != (c->sm->snapshot_read == NULL) ||
+                          (c->sm->snapshot_open == NULL) != (c->sm->snapshot_close == NULL) ||
+                          (c->sm->restore_begin == NULL) != (c->sm->restore_feed == NULL) ||
+                          (c->sm->restore_begin == NULL) != (c->sm->restore_end == NULL))) {
+        return AEGIS_EINVAL;
     }
     return 0;
 }
@@ -144,6 +155,8 @@ static void raft_config_from(const struct aegis_node *n, struct aegis_raft_confi
                                     ? 0 /* No limit. */
                                     : n->config.catchup_timeout_ms / n->config.tick_ms + 1;
     rc->fresh = n->datadir_fresh && !n->config.join;
+    /* Log retention (log_reader.h): no segments to read back without durability. */
+    rc->log_cache_bytes = n->config.fsync == AEGIS_FSYNC_NONE ? 0 : n->config.log_cache_bytes;
 }
 
 /* Whether the data directory held nothing a peer could have counted on: no snapshot and
@@ -154,15 +167,18 @@ static bool datadir_fresh(const struct aegis_log_state *rec)
     return !rec->has_snapshot && rec->entries_count == 0;
 }
 
-/* Restore the state machine from the snapshot the node starts with. */
-static int restore_snapshot(struct aegis_node *n, const struct aegis_snapshot_meta *meta,
-                            const struct aegis_buf *data)
+/* Restore the state machine from the snapshot the node starts with, read from its file as
+ * a stream (the log writer verified it; it is read again chunk by chunk, so the state is
+ * never held twice). */
+static int restore_snapshot(struct aegis_node *n, const struct aegis_snapshot_meta *meta)
 {
     struct aegis_peer_addr addrs[AEGIS_PEERS_MAX];
+    char path[AEGIS_SNAPSHOT_PATH_MAX];
     uint32_t count = 0;
     int rv;
 
-    rv = aegis__apply_restore(n, data, addrs, &count);
+    aegis__snapshot_file_path(n->data_dir, meta->index, path, sizeof(path));
+    rv = aegis__apply_restore_file(n, path, meta, addrs, &count);
     if (rv != 0) {
         return rv;
     }
@@ -197,7 +213,11 @@ static int recover(struct aegis_node *n)
     lc.alloc = n->alloc;
     lc.report_waker = &n->raft_waker;
     lc.metrics = &n->metrics;
+    lc.retention_bytes = n->config.log_retention_bytes; /* Log retention. */
     rv = aegis__log_writer_open(&n->log, &lc, &rec);
+    if (rv == 0) {
+        rv = aegis__log_reader_create(&n->reader, n->data_dir, &n->raft_waker, n->alloc);
+    }
     if (rv == AEGIS_ENOSYS || rv == AEGIS_EPERM) {
         /* The log writer is the first user of io_uring: say plainly what is missing. */
         AEGIS_LOG(AEGIS_LOG_ERROR,
@@ -221,7 +241,7 @@ static int recover(struct aegis_node *n)
         restore.hs.vote = AEGIS_NODE_NONE;
     }
     if (rec.has_snapshot) {
-        rv = restore_snapshot(n, &rec.snapshot_meta, rec.snapshot_data);
+        rv = restore_snapshot(n, &rec.snapshot_meta);
         if (rv != 0) {
             AEGIS_LOG(AEGIS_LOG_ERROR, "cannot restore the snapshot at index %llu: %s",
                       (unsigned long long)rec.snapshot_meta.index, aegis_strerror(rv));
@@ -387,6 +407,9 @@ int aegis_node_start(struct aegis_node *n)
         return rv;
     }
     rv = aegis__log_writer_start(n->log);
+    if (rv == 0) {
+        rv = aegis__log_reader_start(n->reader); /* Log retention. */
+    }
     if (rv != 0) {
         return rv;
     }
@@ -582,11 +605,32 @@ int aegis__node_transfer(struct aegis_node *n, aegis_node_id target, aegis_done_
     return inbox_push(n, &q);
 }
 
-int aegis_node_snapshot(struct aegis_node *n)
+int aegis_node_snapshot_async(struct aegis_node *n, aegis_done_cb cb, void *data)
 {
-    struct aegis_req q = {.kind = AEGIS_REQ_SNAPSHOT};
+    struct aegis_req q = {.kind = AEGIS_REQ_SNAPSHOT, .cb = cb, .data = data};
 
     return inbox_push(n, &q);
+}
+
+int aegis_node_snapshot(struct aegis_node *n)
+{
+    struct sync_wait w = {.value_buf = NULL};
+    int rv;
+
+    pthread_mutex_init(&w.lock, NULL);
+    pthread_cond_init(&w.cond, NULL);
+    rv = aegis_node_snapshot_async(n, sync_done, &w);
+    if (rv == 0) {
+        pthread_mutex_lock(&w.lock);
+        while (!w.done) {
+            pthread_cond_wait(&w.cond, &w.lock);
+        }
+        pthread_mutex_unlock(&w.lock);
+        rv = w.res.status;
+    }
+    pthread_cond_destroy(&w.cond);
+    pthread_mutex_destroy(&w.lock);
+    return rv;
 }
 
 static void stop_stage(struct aegis_node *n, int stage)
@@ -609,6 +653,7 @@ int aegis_node_stop(struct aegis_node *n)
     stop_stage(n, 1);
     aegis__waker_wake(&n->raft_waker);
     pthread_join(n->raft_thread, NULL);
+    aegis__log_reader_stop(n->reader); /* Log retention: nothing reads back any more. */
     /* The log thread writes and fdatasyncs what was queued, then exits. */
     aegis__log_writer_stop(n->log);
     rv = __atomic_load_n(&n->fatal, __ATOMIC_ACQUIRE);
@@ -636,7 +681,6 @@ static void drain_leftovers(struct aegis_node *n)
         aegis__free(n->alloc, pm.msg);
     }
     while (aegis__ring_report_pop_sc(&n->report_ring, &rep)) {
-        aegis__buf_unref(rep.data);
         aegis__free(n->alloc, rep.meta);
     }
     for (uint32_t i = 0; i < n->held_count; i++) {
@@ -689,7 +733,7 @@ static void complete_leftovers(struct aegis_node *n)
             complete_one(it->cb, it->data, AEGIS_ELEADERLOST);
         } else if (it->kind == AEGIS_APPLY_COMPLETE || it->kind == AEGIS_APPLY_RESULT) {
             complete_one(it->cb, it->data, it->status); /* Decided: keep the answer. */
-        } else if (it->kind == AEGIS_APPLY_READ) {
+        } else if (it->kind == AEGIS_APPLY_READ || it->kind == AEGIS_APPLY_SNAPSHOT_NOW) {
             complete_one(it->cb, it->data, AEGIS_ESHUTDOWN);
         }
         aegis__entry_unref(&it->entry);
@@ -726,6 +770,7 @@ void aegis_node_destroy(struct aegis_node *n)
     if (n->log != NULL) {
         aegis__log_writer_close(n->log);
     }
+    aegis__log_reader_close(n->reader);
     aegis__apply_close(n);
     aegis__kv_close(&n->kv);
     aegis__ring_peer_msg_close(&n->peer_ring);

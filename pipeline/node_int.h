@@ -30,6 +30,7 @@
 #include "pipeline/metrics.h"
 #include "pipeline/ring.h"
 #include "pipeline/snap_transfer.h"
+#include "pipeline/snap_writer.h"
 
 struct aegis_node;
 
@@ -79,7 +80,10 @@ AEGIS_RING_DEFINE(apply, aegis_apply_item)
 
 enum aegis_report_kind {
     AEGIS_REPORT_APPLIED = 1,
-    AEGIS_REPORT_SNAPSHOT = 2, /* A snapshot file is durable: meta and data (owned). */
+    AEGIS_REPORT_SNAPSHOT = 2, /* A snapshot file is durable: meta (owned) and the whole
+                                * stream in data (owned), or data NULL when the stream
+                                * is over AEGIS_BUF_LEN_MAX (the file is the only copy);
+                                * meta NULL: it failed (status). */
     AEGIS_REPORT_FAILED = 3,   /* The state machine could not go on (restore failed). */
 };
 
@@ -89,7 +93,7 @@ struct aegis_apply_report {
     int32_t status;
     aegis_index applied;
     struct aegis_snapshot_meta *meta;
-    struct aegis_buf *data;
+    uint64_t file_bytes; /* AEGIS_REPORT_SNAPSHOT: the size of the file, the core's source. */
 };
 AEGIS_RING_DEFINE(report, aegis_apply_report)
 
@@ -248,6 +252,7 @@ struct aegis_node {
 
     /* Log thread (pipeline/log_writer.h). */
     struct aegis_log_writer *log;
+    struct aegis_log_reader *reader; /* Log retention: reads evicted entries back. */
     uint64_t log_reqs_pushed;           /* Raft thread: requests handed over, cumulative. */
     struct aegis_log_req *log_backlog;  /* Requests the ring had no room for, in order. */
     uint32_t log_backlog_count, log_backlog_cap;
@@ -291,6 +296,7 @@ struct aegis_node {
                                            addresses learned from the log and snapshots. */
     uint32_t addrs_count;
     struct aegis_node_stats stats;
+    struct aegis_snap_stats snap_stats; /* Apply thread and snapshot writer (INFO). */
     struct aegis_metrics metrics;       /* pipeline/metrics.h: each part names its writer. */
 };
 
@@ -342,6 +348,13 @@ uint16_t aegis__node_client_port(const struct aegis_node *n);
  * installing a snapshot from the leader. 0, AEGIS_ECORRUPT, or the restore's error. */
 int aegis__apply_restore(struct aegis_node *n, const struct aegis_buf *data,
                          struct aegis_peer_addr *addrs, uint32_t *addrs_count_out);
+
+/* Restore the state machine from the snapshot file @path (the snapshot @meta), read as a
+ * stream, every chunk verified; the member addresses go to @addrs. Errors are logged with
+ * the file and the offset. 0, AEGIS_ECORRUPT, an I/O error or the restore's error. */
+int aegis__apply_restore_file(struct aegis_node *n, const char *path,
+                              const struct aegis_snapshot_meta *meta,
+                              struct aegis_peer_addr *addrs, uint32_t *addrs_count_out);
 
 /* The address of member @id as this node knows it (from --peers, the log or a snapshot):
  * true and *out filled, or false. Any thread. */

@@ -34,6 +34,7 @@
 #include "engine/conf.h"
 #include "net/codec.h"
 #include "pipeline/envelope.h"
+#include "pipeline/log_reader.h"
 #include "pipeline/logging.h"
 #include "pipeline/node_int.h"
 #include "pipeline/probes.h"
@@ -554,6 +555,14 @@ static void fail_stop_check(struct aegis_node *n, uint64_t now)
     }
 }
 
+/* Log retention: the first index the segments still hold (0 before any compaction). */
+static aegis_index retained_first(struct aegis_node *n)
+{
+    uint64_t bytes;
+
+    return n->log != NULL ? aegis__log_writer_retained(n->log, &bytes) : 0;
+}
+
 static void drain_log(struct aegis_node *n)
 {
     struct aegis_log_report rep;
@@ -653,6 +662,9 @@ static void process_ready(struct aegis_node *n)
     if (hs_needs_write(n, &rd) || rd.entries_count > 0 || rd.snapshot_meta != NULL) {
         seq = log_submit(n, &rd);
     }
+    if (rd.fetch.from != 0) {
+        aegis__log_reader_submit(n->reader, &rd.fetch); /* Log retention (log_reader.h). */
+    }
     for (uint32_t i = 0; i < rd.msgs_count; i++) {
         send_copy(n, &rd.msgs[i]);
     }
@@ -711,14 +723,14 @@ static void drain_reports(struct aegis_node *n)
              * after its batch, behind this report: say it first, or the core refuses the
              * snapshot (index > applied) and, having asked once, never asks again. */
             aegis__raft_applied(n->raft, rep.meta->index);
-            if (aegis__snap_transfer_taken(&n->snapx, rep.meta) == 0) { /* snap-install */
+            /* snap-install: the file on disk is the core's source (snap_transfer.h). */
+            if (aegis__snap_transfer_taken(&n->snapx, rep.meta, rep.file_bytes) == 0) {
                 struct aegis_log_req req = {.op = AEGIS_LOG_OP_COMPACT};
 
                 n->snapshot_index = rep.meta->index;
                 req.compact_index = rep.meta->index;
                 log_push(n, &req);
             }
-            aegis__buf_unref(rep.data);
             aegis__free(n->alloc, rep.meta);
             break;
         default:
@@ -952,7 +964,7 @@ static void handle_req(struct aegis_node *n, struct aegis_req *q, uint64_t now)
     int rv;
 
     if (storage_failed(n)) {
-        if (q->kind != AEGIS_REQ_SNAPSHOT && (q->kind != AEGIS_REQ_TRANSFER || q->cb != NULL)) {
+        if (q->cb != NULL || (q->kind != AEGIS_REQ_SNAPSHOT && q->kind != AEGIS_REQ_TRANSFER)) {
             complete_now(n, q->cb, q->data, AEGIS_ESTORAGE, AEGIS_NODE_NONE);
         }
         aegis__buf_unref(q->buf);
@@ -1005,8 +1017,10 @@ static void handle_req(struct aegis_node *n, struct aegis_req *q, uint64_t now)
         }
         break;
     case AEGIS_REQ_SNAPSHOT:
-        if (!n->snapshot_requested) {
-            struct aegis_apply_item it = {.kind = AEGIS_APPLY_SNAPSHOT_NOW};
+        if (!n->snapshot_requested || q->cb != NULL) { /* A caller waits: the apply thread
+                                                        * answers it (apply.c). */
+            struct aegis_apply_item it = {.kind = AEGIS_APPLY_SNAPSHOT_NOW, .cb = q->cb,
+                                          .data = q->data};
 
             n->snapshot_requested = true;
             apply_push(n, &it);
@@ -1138,6 +1152,7 @@ static bool inputs_pending(struct aegis_node *n)
            !aegis__ring_report_empty(&n->report_ring) ||
            __atomic_load_n(&n->inbox.count, __ATOMIC_ACQUIRE) > 0 ||
            !aegis__log_writer_reports_empty(n->log) ||
+           !aegis__log_reader_idle(n->reader) || /* Log retention. */
            (!storage_failed(n) && aegis__raft_has_ready(n->raft));
 }
 
@@ -1182,6 +1197,7 @@ void *aegis__raft_thread_main(void *arg)
         }
         drain_peer(n);
         drain_log(n);
+        aegis__log_reader_pump(n->reader, n->raft, retained_first(n)); /* Log retention. */
         drain_reports(n);
         drain_inbox(n);
         while (!storage_failed(n) && aegis__raft_has_ready(n->raft)) {

@@ -4,6 +4,11 @@
  * suffix truncation, removal below a snapshot). The byte-by-byte format is specified in
  * segment.c and mirrored in docs/storage.md.
  *
+ * The read path (struct aegis_segment_reader) reads ranges of durable entries back from
+ * the segment files on another thread (the log reader, pipeline/log_reader.c) while the
+ * log thread writes: it only opens files by name and preads them, and a segment deleted
+ * under it reads as compacted.
+ *
  * struct aegis_seglog is owned by one thread at a time: the opener, then the log thread
  * (pipeline/log_writer.c), which calls the synchronous operations here for everything
  * but the hot append, which it submits through io_uring around aegis__seglog_commit(). */
@@ -160,6 +165,51 @@ int aegis__seglog_compact(struct aegis_seglog *log, aegis_index index);
 /* Remove every segment (newest first, then sync the directory): the log restarts empty
  * and its next record may have any index; @next_index is recorded as the expected one. */
 int aegis__seglog_reset(struct aegis_seglog *log, aegis_index next_index);
+
+/* Retention: delete the oldest segments wholly at or below @snapshot_index (never the
+ * active one) while those behind the snapshot take more than @retain_bytes (counted as
+ * segment_bytes per file: what a preallocated segment takes on disk), then sync the
+ * directory. 0 deletes every segment behind the snapshot (aegis__seglog_compact). */
+int aegis__seglog_retain(struct aegis_seglog *log, aegis_index snapshot_index,
+                         uint64_t retain_bytes);
+
+/* Bytes of the segments wholly behind the last snapshot given to retain/compact. */
+uint64_t aegis__seglog_retained_bytes(const struct aegis_seglog *log);
+
+/* Read path. One reader per thread; see the file comment. */
+#define AEGIS_SEGMENT_READ_CHUNK ((size_t)1 << 20)
+
+struct aegis_segment_reader {
+    char dir[4096];
+    const struct aegis_allocator *alloc;
+    int fd;               /* The open segment, -1 when none. */
+    aegis_index first;    /* Its first index. */
+    aegis_index next;     /* Index of the record at off. */
+    aegis_term last_term; /* Of the record before off (0 at the segment's start). */
+    uint64_t off;         /* Cursor: offset of the next record. */
+    uint8_t *buf;         /* Chunk: buf_len bytes of the file from buf_off. */
+    size_t cap;
+    size_t buf_len;
+    uint64_t buf_off;
+    /* After AEGIS_ECORRUPT: where and why. */
+    char path[4200];
+    uint64_t bad_offset;
+    const char *why;
+};
+
+void aegis__segment_reader_init(struct aegis_segment_reader *rd, const char *dir,
+                                const struct aegis_allocator *a);
+void aegis__segment_reader_close(struct aegis_segment_reader *rd);
+
+/* Read up to @count_max entries from @from on, crossing segment boundaries, stopping
+ * before the payload total would pass @bytes_max (at least one entry), into @out (each
+ * with a fresh payload buffer the caller owns); *@n_out gets the count. Every record is
+ * checked (CRCs, type, index sequence, terms). Returns 0 (at least one entry),
+ * AEGIS_ECOMPACTED (no segment holds @from), AEGIS_ECORRUPT (rd->path, rd->bad_offset and
+ * rd->why say where and why), AEGIS_ENOMEM or an I/O error; on error *@n_out is 0. */
+int aegis__segment_reader_read(struct aegis_segment_reader *rd, aegis_index from,
+                               uint32_t count_max, uint64_t bytes_max, struct aegis_entry *out,
+                               uint32_t *n_out);
 
 /* Path of the active segment into @out (for error reports). */
 void aegis__seglog_active_path(const struct aegis_seglog *log, char *out, size_t len);

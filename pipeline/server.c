@@ -1057,11 +1057,11 @@ static void cmd_admin(struct srv_conn *c, const struct aegis_resp_cmd *cmd)
         }
         admin_submit(c, aegis__node_transfer(n, id, op_done, op), op);
     } else if (arg_is(&a[0], "aegis.snapshot") && cmd->argc == 1) {
-        if (aegis_node_snapshot(n) == 0) {
-            REPLY_LIT(c, "+OK\r\n");
-        } else {
-            REPLY_LIT(c, "-TRYAGAIN node busy\r\n");
+        /* Answers once the snapshot is durable, or with the error that stopped it. */
+        if ((op = admin_op(c)) == NULL) {
+            return;
         }
+        admin_submit(c, aegis_node_snapshot_async(n, op_done, op), op);
     } else {
         reply_wrong_args(c, &a[0]);
     }

@@ -11,17 +11,15 @@
 #include <aegis/error.h>
 
 #include "engine/assert.h"
-#include "engine/crc32c.h"
 #include "pipeline/logging.h"
 #include "pipeline/node_int.h"
 #include "pipeline/snapshot_file.h"
 
-#define VERIFY_BUF_BYTES (1u << 20)
 #define PATH_BYTES 4608 /* A data directory (up to 4096) and a file name. */
 
 static void final_path(const char *dir, aegis_index index, char *out, size_t len)
 {
-    snprintf(out, len, "%s/%020llu.snap", dir, (unsigned long long)index);
+    aegis__snapshot_file_path(dir, index, out, len);
 }
 
 static void recv_path(const char *dir, const struct aegis_snapshot_meta *meta,
@@ -106,46 +104,35 @@ static void remove_older(const char *dir, struct aegis_fileio *io, aegis_index i
 int aegis__snap_file_verify(const char *path, struct aegis_fileio *io,
                             const struct aegis_snapshot_meta *meta)
 {
-    uint8_t header[AEGIS_SNAPSHOT_HEADER_BYTES];
-    struct aegis_snapshot_meta got;
-    uint64_t size, data_len, done = 0;
-    uint32_t data_crc, crc = 0;
-    uint8_t *buf;
-    int fd, rv;
+    struct aegis_snapshot_reader r;
+    char msg[AEGIS_SNAPSHOT_PATH_MAX + 128];
+    const uint8_t *p;
+    size_t len;
+    int rv;
 
-    fd = aegis__fileio_open(io, path, O_RDONLY, 0);
-    if (fd < 0) {
-        return fd;
+    /* The check the load does (snapshot_file.h): the header, then every chunk's length,
+     * CRC and sequence, the end chunk and the stream CRC, one chunk in memory at a time.
+     * Budget: one pass over the file, bounded by its size. */
+    rv = aegis__snapshot_reader_open(&r, path, io, NULL, meta->index);
+    if (rv != 0) {
+        if (rv == AEGIS_ECORRUPT && r.why != NULL) {
+            aegis__snapshot_reader_error(&r, msg, sizeof(msg));
+            AEGIS_LOG(AEGIS_LOG_WARN, "%s", msg);
+        }
+        return rv;
     }
-    rv = aegis__fileio_size(io, fd, &size);
-    if (rv == 0) {
-        rv = aegis__fileio_pread_all(io, fd, header, sizeof(header), 0);
+    if (r.meta.term != meta->term) {
+        aegis__snapshot_reader_close(&r);
+        return AEGIS_ECORRUPT;
     }
-    if (rv == 0) {
-        rv = aegis__snapshot_header_decode(header, sizeof(header), &got, &data_len, &data_crc);
+    do {
+        rv = aegis__snapshot_reader_next(&r, &p, &len);
+    } while (rv == 0 && len > 0);
+    if (rv == AEGIS_ECORRUPT && r.why != NULL) {
+        aegis__snapshot_reader_error(&r, msg, sizeof(msg));
+        AEGIS_LOG(AEGIS_LOG_WARN, "%s", msg);
     }
-    if (rv == 0 && (got.index != meta->index || got.term != meta->term ||
-                    size != AEGIS_SNAPSHOT_HEADER_BYTES + data_len)) {
-        rv = AEGIS_ECORRUPT;
-    }
-    buf = rv == 0 ? aegis__malloc(NULL, VERIFY_BUF_BYTES) : NULL;
-    if (rv == 0 && buf == NULL) {
-        rv = AEGIS_ENOMEM;
-    }
-    /* Budget: data_len / VERIFY_BUF_BYTES reads of one bounded buffer. */
-    while (rv == 0 && done < data_len) {
-        size_t len = data_len - done < VERIFY_BUF_BYTES ? (size_t)(data_len - done)
-                                                        : VERIFY_BUF_BYTES;
-
-        rv = aegis__fileio_pread_all(io, fd, buf, len, AEGIS_SNAPSHOT_HEADER_BYTES + done);
-        crc = rv == 0 ? aegis__crc32c(crc, buf, len) : crc;
-        done += len;
-    }
-    if (rv == 0 && crc != data_crc) {
-        rv = AEGIS_ECORRUPT;
-    }
-    aegis__free(NULL, buf);
-    aegis__fileio_close(io, fd);
+    aegis__snapshot_reader_close(&r);
     return rv;
 }
 
@@ -346,14 +333,12 @@ uint64_t aegis__snap_transfer_file_bytes(const struct aegis_node *n, aegis_index
 }
 
 int aegis__snap_transfer_taken(struct aegis_snap_transfer *t,
-                               const struct aegis_snapshot_meta *meta)
+                               const struct aegis_snapshot_meta *meta, uint64_t file_bytes)
 {
-    uint64_t size = aegis__snap_transfer_file_bytes(t->n, meta->index);
-
-    if (size == 0) {
-        return AEGIS_ENOENT; /* Every snapshot file has a header: it is gone. */
+    if (file_bytes == 0 || aegis__snap_transfer_file_bytes(t->n, meta->index) != file_bytes) {
+        return AEGIS_ENOENT; /* Every snapshot file has a header: it is gone (replaced). */
     }
-    return aegis__raft_snapshot_taken(t->n->raft, meta, size);
+    return aegis__raft_snapshot_taken(t->n->raft, meta, file_bytes);
 }
 
 static int src_read(void *data, const struct aegis_snapshot_meta *meta, uint64_t offset,

@@ -19,9 +19,11 @@
  *   OPEN    remove any partial snapshot, create "snap-<index>-<term>-<leader>-<size>.recv";
  *   CHUNK   pwrite one chunk at its offset (the core's acknowledgement of it goes in
  *           msgs_after_persist: it leaves once the log thread has passed this step);
- *   VERIFY  fdatasync the file and check it whole (header, size, CRC; streamed through a
- *           bounded buffer); the verdict comes back as a log report (SNAPSHOT) and goes to
- *           aegis__raft_snapshot_verified(); a refused file is removed;
+ *   VERIFY  fdatasync the file and check it whole with the snapshot file reader, as the
+ *           load does (snapshot_file.h: header, every chunk's length, CRC and sequence,
+ *           the end chunk, the stream CRC; one chunk in memory); the verdict comes back as
+ *           a log report (SNAPSHOT) and goes to aegis__raft_snapshot_verified(); a refused
+ *           file is removed;
  *   COMMIT  (from the ready that names the snapshot) rename it to "<index>.snap", fsync the
  *           directory, remove older snapshots; then the log writer drops the whole log.
  * The apply thread's INSTALL (which loads the file) is held on the raft thread until the
@@ -36,7 +38,7 @@
  *
  * Memory: sender chunk x window per follower; receiver the chunks queued to the log
  * thread (at most the leader's window, since each is acknowledged only once written)
- * plus one 1 MiB verify buffer. */
+ * plus the reader's one chunk (at most 4 MiB) while verifying. */
 #ifndef AEGIS_PIPELINE_SNAP_TRANSFER_H
 #define AEGIS_PIPELINE_SNAP_TRANSFER_H
 
@@ -69,8 +71,9 @@ int aegis__snap_step_run(const char *dir, struct aegis_fileio *io, const struct 
                          int *verdict_out);
 void aegis__snap_step_free(struct aegis_snap_step *s, const struct aegis_allocator *a);
 
-/* The whole-file check of a received snapshot at @path for @meta. Returns 0,
- * AEGIS_ECORRUPT or an I/O error. (Format-specific: follows snapshot_file.c.) */
+/* The whole-file check of a received snapshot at @path for @meta: the snapshot file
+ * reader's (snapshot_file.h), every chunk read and checked. Returns 0, AEGIS_ECORRUPT
+ * (logged with the file and offset) or an I/O error. */
 int aegis__snap_file_verify(const char *path, struct aegis_fileio *io,
                             const struct aegis_snapshot_meta *meta);
 
@@ -98,11 +101,11 @@ void aegis__snap_transfer_io(struct aegis_snap_transfer *t, struct aegis_snapsho
 uint64_t aegis__snap_transfer_file_bytes(const struct aegis_node *n, aegis_index index);
 
 /* Raft thread hooks (raft_thread.c, marked "snap-install"). */
-/* The apply thread wrote the snapshot file for @meta: tell the core, with the file's
- * size. AEGIS_ENOENT when the file is already gone (a newer snapshot replaced it), else
- * what aegis__raft_snapshot_taken() answers. */
+/* The snapshot writer made the file for @meta durable, @file_bytes long (the report):
+ * tell the core, with that size. AEGIS_ENOENT when the file is already gone (a newer
+ * snapshot replaced it), else what aegis__raft_snapshot_taken() answers. */
 int aegis__snap_transfer_taken(struct aegis_snap_transfer *t,
-                               const struct aegis_snapshot_meta *meta);
+                               const struct aegis_snapshot_meta *meta, uint64_t file_bytes);
 void aegis__snap_transfer_commit(struct aegis_snap_transfer *t,
                                  const struct aegis_snapshot_meta *meta);
 void aegis__snap_transfer_installed(struct aegis_snap_transfer *t,

@@ -55,23 +55,59 @@ struct aegis_result {
 
 typedef void (*aegis_done_cb)(void *data, const struct aegis_result *res);
 
-/** The embedder's state machine. Every callback runs on the apply thread. */
+/** The embedder's state machine. Every callback runs on the apply thread.
+ *
+ * Snapshots are streams. The library takes one between two applies: it calls
+ * snapshot_open, then snapshot_read again and again, with applies of later commands in
+ * between, until it returns 0 bytes, then snapshot_close. The bytes read must be the
+ * state exactly as it was at snapshot_open (point in time), however many applies ran
+ * since: keeping that view (copy-on-write, versions, or a copy made at open) is the
+ * embedder's job. The library writes them to the snapshot file in checksummed chunks as
+ * they come and sends them to followers; nothing holds the whole snapshot in memory.
+ * Restoring is a stream too: restore_begin, restore_feed with the bytes in any split,
+ * then restore_end(commit true) once every byte has arrived and been verified, which
+ * replaces the state; restore_end(commit false) drops what was fed, leaving the state as
+ * it was. Set all three snapshot_* or none, and all three restore_* or none.
+ *
+ * The whole-buffer callbacks snapshot and restore (the older interface) are used when
+ * the streaming ones are NULL: the library reads snapshot's buffer in chunks, and
+ * gathers the fed bytes into one buffer for restore. */
 struct aegis_sm {
     /** Apply the command @cmd (@len bytes, borrowed) committed at @index. Fill @res
      * (status, value, integer); @res->value must stay valid until the call returns. An
      * error status is reported to the proposer; it does not stop the node. */
     void (*apply)(void *data, aegis_index index, const void *cmd, size_t len,
                   struct aegis_result *res);
-    /** Serialise the whole state: return 0 and a buffer from malloc() in @buf_out (the
-     * library frees it), or a negative code to skip this snapshot. */
+    /** Whole-buffer snapshot (when snapshot_open is NULL): serialise the whole state,
+     * return 0 and a buffer from malloc() in @buf_out (the library frees it), or a
+     * negative code to skip this snapshot. */
     int (*snapshot)(void *data, void **buf_out, size_t *len_out);
-    /** Replace the whole state with a snapshot (@buf borrowed). Return 0 or an error:
-     * on error the state must be left as it was, and the node stops. */
+    /** Whole-buffer restore (when restore_begin is NULL): replace the whole state with a
+     * snapshot (@buf borrowed). Return 0 or an error: on error the state must be left as
+     * it was, and the node stops. */
     int (*restore)(void *data, const void *buf, size_t len);
     /** Linearizable read: called on the apply thread once the read is safe; @query is the
      * embedder's own (borrowed). Fill @res. May be NULL when reads are not used. */
     void (*read)(void *data, const void *query, size_t len, struct aegis_result *res);
     void *data;
+    /** Streaming snapshot (optional): open a point-in-time view of the state and return
+     * it in @snap_out (0), or a negative code to skip this snapshot. */
+    int (*snapshot_open)(void *data, void **snap_out);
+    /** Copy the next bytes of the view into @buf (at most @cap) and set *@len_out: at
+     * least 1 until the end, 0 at the end. Return 0 or a negative code (the snapshot is
+     * abandoned; snapshot_close still runs). */
+    int (*snapshot_read)(void *data, void *snap, void *buf, size_t cap, size_t *len_out);
+    /** Release a view (read to the end or not). */
+    void (*snapshot_close)(void *data, void *snap);
+    /** Streaming restore (optional): start building a new state aside (@restore_out). */
+    int (*restore_begin)(void *data, void **restore_out);
+    /** The next @len bytes (borrowed) of the snapshot. 0 or a negative code (then
+     * restore_end(commit false) follows). */
+    int (*restore_feed)(void *data, void *restore, const void *buf, size_t len);
+    /** @commit true: every byte was fed and verified, replace the state (return 0 or an
+     * error: on error the state must be left as it was, and the node stops). @commit
+     * false: drop what was fed (the return value is ignored). */
+    int (*restore_end)(void *data, void *restore, bool commit);
 };
 
 struct aegis_node_config {
@@ -114,6 +150,16 @@ struct aegis_node_config {
     const char *tls_key;
     const char *tls_ca;
     bool client_tls;                  /* The client port speaks TLS too (same files). */
+    /* Log memory and retention (docs/operations.md). The Raft log keeps at most about
+     * log_cache_bytes of entries in memory (record bytes: 40 + payload each; entries not
+     * yet durable or applied stay whatever the bound); older ones are read back from the
+     * segment files for lagging followers. Default 64 MiB; 0: unbounded (every entry
+     * since the last snapshot stays in memory, as before). With fsync none the cache is
+     * unbounded (there are no segments to read back). Segments behind the latest snapshot
+     * are kept up to log_retention_bytes so a follower that was away catches up from the
+     * log rather than a snapshot. Default 2 GiB; 0: none kept. */
+    uint64_t log_cache_bytes;
+    uint64_t log_retention_bytes;
 };
 
 /** The library's version, "MAJOR.MINOR.PATCH" (e.g. "0.2.0"): a static string, the same
@@ -196,8 +242,18 @@ AEGIS_API int aegis_node_remove_member(struct aegis_node *n, aegis_node_id id,
 /** Hand leadership to @target (Raft thesis §3.10). Leader only. Any thread. */
 AEGIS_API int aegis_node_transfer_leadership(struct aegis_node *n, aegis_node_id target);
 
-/** Take a snapshot now (the apply thread does it, without stalling the others). */
+/** Take a snapshot now and wait until it is durable on this node's disk (the apply thread
+ * starts it between two applies and goes on applying while another thread writes it).
+ * Returns 0 once the snapshot file is durable, or the error that stopped it (e.g.
+ * AEGIS_ENOSPC, AEGIS_EUNAVAIL when nothing was applied yet, AEGIS_ESHUTDOWN). When a
+ * snapshot is already being written, this waits for that one. Must not be called from a
+ * callback. */
 AEGIS_API int aegis_node_snapshot(struct aegis_node *n);
+
+/** The same, asynchronously: @cb runs on the apply thread with status 0 and the
+ * snapshot's index in res->index once it is durable, or with the error that stopped it.
+ * Returns 0 (the callback will run) or AEGIS_EFULL / AEGIS_ESHUTDOWN. Any thread. */
+AEGIS_API int aegis_node_snapshot_async(struct aegis_node *n, aegis_done_cb cb, void *data);
 
 /** Stop gracefully: stop taking work, drain the rings, fsync, close connections, join
  * the threads. Pending callbacks run with AEGIS_ESHUTDOWN or AEGIS_ELEADERLOST. Call

@@ -2,8 +2,10 @@
 """Issue 14, item 3: a node added to a compacted cluster catches up through a snapshot
 streamed in small chunks, and a transfer cut by a crash of the receiver resumes.
 
-Three nodes with --snapshot-threshold 200 and --snapshot-chunk-bytes 4096 (about a
-thousand chunks per transfer: the streaming path, not one message). 4000 keys of 1000
+Three nodes with --snapshot-threshold 200, --snapshot-chunk-bytes 4096 (about a
+thousand chunks per transfer: the streaming path, not one message) and
+--log-retention-bytes 0 (no segments kept behind a snapshot: else node 4 would catch up
+from the log read back from disk). 4000 keys of 1000
 bytes are written (4 MB of state), so the leader has taken snapshots and compacted its
 log far past index 1. Node 4 starts empty with --join and is added with AEGIS.ADD: it can
 only catch up through InstallSnapshot. As soon as its partial file
@@ -48,7 +50,8 @@ def partial(node):
 
 
 def scenario(opts):
-    flags = ["--snapshot-threshold", "200", "--snapshot-chunk-bytes", "4096"]
+    flags = ["--snapshot-threshold", "200", "--snapshot-chunk-bytes", "4096",
+             "--log-retention-bytes", "0"]
     with Cluster(opts, 3, flags=flags, name="snapstream") as c:
         c.start()
         leader = c.leader()

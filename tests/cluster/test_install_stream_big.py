@@ -2,7 +2,8 @@
 """Issue 14, item 3 (label slow; runs only with AEGIS_SLOW=1, else skipped): memory of a
 streamed InstallSnapshot of more than 64 MiB, on the sender and on the receiver.
 
-Three nodes with --snapshot-threshold 20000 (default 1 MiB chunks, 4 in flight). 90,000
+Three nodes with --snapshot-threshold 20000 and --log-retention-bytes 0 (so the new node
+needs the snapshot; default 1 MiB chunks, 4 in flight). 90,000
 keys of 1 KiB are written (about 95 MiB of state; its last snapshot, at 80,000 entries,
 is larger than 64 MiB, checked). Once the leader's snapshots have settled, node 4 starts empty with --join
 and is added with AEGIS.ADD; it catches up only through the snapshot. While its partial
@@ -52,7 +53,8 @@ def scenario(opts):
     if os.environ.get("AEGIS_SLOW") != "1":
         log("slow scenario: set AEGIS_SLOW=1 to run it")
         return SKIP
-    with Cluster(opts, 3, flags=["--snapshot-threshold", "20000"], name="snapbig") as c:
+    flags = ["--snapshot-threshold", "20000", "--log-retention-bytes", "0"]
+    with Cluster(opts, 3, flags=flags, name="snapbig") as c:
         c.start()
         leader = c.leader()
         fill_big(leader, KEYS, VALUE_BYTES)

@@ -2,7 +2,7 @@
 """Scenario 7: a follower restarted after falling behind the compaction point catches up
 through a snapshot.
 
-Three nodes with --snapshot-threshold 200. 300 keys are written, one follower is stopped
+Three nodes with --snapshot-threshold 200 and --log-retention-bytes 0. 300 keys are written, one follower is stopped
 (SIGTERM), 3000 more keys, counters and deletes are written, so the leader takes several
 snapshots and compacts its log past the stopped follower's last index (checked through
 INFO: the leader's snapshot_index is above it). The follower is restarted from its data
@@ -23,7 +23,10 @@ from aegis_cluster import (Cluster, check, fill, log, main, verify_data,  # noqa
 
 
 def scenario(opts):
-    with Cluster(opts, 3, flags=["--snapshot-threshold", "200"], name="snapshot") as c:
+    # No log retention: the follower's entries must be gone so that it needs the snapshot
+    # (with retention it catches up from the log: cluster.log_catchup).
+    with Cluster(opts, 3, flags=["--snapshot-threshold", "200", "--log-retention-bytes", "0"],
+                 name="snapshot") as c:
         c.start()
         leader = c.leader()
         lag = c.followers(leader)[0]

@@ -434,6 +434,8 @@ static void take_snapshot(struct sim_world *w, struct sim_node *nd)
     sim_trace(w, nd->id, "sim.snapshot_taken", meta.index, meta.term);
     AEGIS_ASSERT(aegis__raft_snapshot_taken(nd->raft, &meta, data->len) == 0);
     aegis__snapshot_mem_set(&nd->snapio, &meta, data); /* snap-install */
+    /* Log retention: the disk dropped the entries the snapshot covers (disk_compact). */
+    aegis__raft_compact(nd->raft, meta.index);
     aegis__buf_unref(data);
 }
 
@@ -541,10 +543,35 @@ static void amnesia_stop(struct sim_world *w, struct sim_node *nd)
     nd->wiped_out = true;
 }
 
+/* Log retention: answer the core's read of evicted entries at once, from the durable
+ * log (the runtime's log reader, synchronous here). */
+static void answer_fetch(struct sim_node *nd, const struct aegis_log_fetch *f)
+{
+    struct sim_disk *d = &nd->disk;
+    uint64_t bytes = 0;
+    uint32_t n = 0;
+
+    if (d->count == 0 || f->from < d->first || f->from > disk_last(d)) {
+        (void)aegis__raft_fetched(nd->raft, f->from, NULL, 0, AEGIS_ECOMPACTED);
+        return;
+    }
+    while (f->from + n <= disk_last(d) && n < f->count_max) {
+        uint32_t len = aegis__entry_len(&d->entries[f->from - d->first + n]);
+
+        if (n > 0 && bytes + len > f->bytes_max) {
+            break;
+        }
+        bytes += len;
+        n++;
+    }
+    (void)aegis__raft_fetched(nd->raft, f->from, &d->entries[f->from - d->first], n, 0);
+}
+
 void sim_drive(struct sim_world *w, struct sim_node *nd)
 {
     for (uint32_t rounds = 0; nd->up && aegis__raft_has_ready(nd->raft); rounds++) {
         struct aegis_ready rd;
+        struct aegis_log_fetch fetch;
         bool want;
         int fatal;
 
@@ -557,6 +584,7 @@ void sim_drive(struct sim_world *w, struct sim_node *nd)
         aegis__raft_ready(nd->raft, &rd);
         want = rd.snapshot_wanted;
         fatal = rd.fatal;
+        fetch = rd.fetch;
         if (!handle_ready(w, nd, &rd)) {
             return; /* Crashed: the core is gone, with its ready. */
         }
@@ -564,6 +592,9 @@ void sim_drive(struct sim_world *w, struct sim_node *nd)
         if (fatal != 0) {
             amnesia_stop(w, nd);
             return;
+        }
+        if (fetch.from != 0) {
+            answer_fetch(nd, &fetch);
         }
         if (nd->applied != nd->applied_reported) {
             nd->applied_reported = nd->applied;
@@ -1129,6 +1160,9 @@ static void draw_config(struct sim_world *w)
     c->inflight_bytes_max = rnd(w, 0, 3) == 0 ? rnd(w, 128, 2048) : rnd(w, 256, 65536);
     c->append_bytes_max = rnd(w, 0, 2) == 0 ? 1 : rnd(w, 40, 4096);
     c->snapshot_chunk_bytes = (uint32_t)rnd(w, 8, 256);
+    /* Log retention: a tiny entry cache (a few entries, read back from the durable log) in
+     * half the seeds, derived from a draw above so the random stream stays as it was. */
+    c->log_cache_bytes = c->snapshot_chunk_bytes % 2 == 0 ? 8u * c->snapshot_chunk_bytes : 0;
     c->pre_vote = rnd(w, 0, 3) != 0;
     c->check_quorum = rnd(w, 0, 3) != 0;
     if (w->profile == SIM_PROFILE_FIGURE8) {

@@ -52,6 +52,12 @@ struct cl_node {
     struct aegis_read_state reads[CL_READS_MAX];
     uint32_t reads_count;
     bool hold; /* Do not process this node's readies (its disk is stalled). */
+    /* Reading evicted entries back (rd.fetch), from the durable copy: answered at once
+     * unless fetch_defer (then cl_answer_fetch); fetch_fail answers with that error. */
+    struct aegis_log_fetch fetch;
+    bool fetch_defer;
+    int fetch_fail;
+    uint32_t fetches;
 };
 
 struct cluster;
@@ -232,6 +238,38 @@ static inline void cl_apply(struct cl_node *nd, const struct aegis_ready *rd)
     }
 }
 
+/* Answer node @id's pending fetch from its durable copy (or with fetch_fail). */
+static inline void cl_answer_fetch(struct cluster *c, aegis_node_id id)
+{
+    struct cl_node *nd = &c->nodes[id];
+    struct aegis_log_fetch f = nd->fetch;
+    aegis_index first = nd->has_snap ? nd->snap_meta.index + 1 : 1;
+    uint64_t bytes = 0;
+    uint32_t n = 0;
+    int err = nd->fetch_fail;
+
+    if (f.from == 0 || nd->r == NULL) {
+        return;
+    }
+    memset(&nd->fetch, 0, sizeof(nd->fetch));
+    nd->fetches++;
+    if (err == 0 && (f.from < first || f.from >= first + nd->log_count)) {
+        err = AEGIS_ECOMPACTED;
+    }
+    if (err == 0) {
+        size_t k = (size_t)(f.from - first);
+
+        while (k + n < nd->log_count && n < f.count_max &&
+               (n == 0 || bytes + aegis__entry_len(&nd->log[k + n]) <= f.bytes_max)) {
+            bytes += aegis__entry_len(&nd->log[k + n]);
+            n++;
+        }
+        (void)aegis__raft_fetched(nd->r, f.from, &nd->log[k], n, 0);
+        return;
+    }
+    (void)aegis__raft_fetched(nd->r, f.from, NULL, 0, err);
+}
+
 /* Run one ready/advance cycle on node @id. Returns whether there was one. */
 static inline bool cl_process(struct cluster *c, aegis_node_id id)
 {
@@ -250,6 +288,9 @@ static inline bool cl_process(struct cluster *c, aegis_node_id id)
         cl_enqueue(c, &rd.msgs_after_persist[i]);
     }
     cl_apply(nd, &rd);
+    if (rd.fetch.from != 0) {
+        nd->fetch = rd.fetch;
+    }
     if (rd.entries_count > 0) {
         aegis_index index = rd.entries[rd.entries_count - 1].index;
         aegis_term term = rd.entries[rd.entries_count - 1].term;
@@ -260,6 +301,9 @@ static inline bool cl_process(struct cluster *c, aegis_node_id id)
         aegis__raft_advance(nd->r, &rd);
     }
     aegis__raft_applied(nd->r, nd->applied_index);
+    if (!nd->fetch_defer) {
+        cl_answer_fetch(c, id);
+    }
     return true;
 }
 

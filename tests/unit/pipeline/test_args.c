@@ -39,6 +39,35 @@ TEST(args, numbers_refuse_sign_spaces_empty_overflow)
     return TEST_PASS;
 }
 
+TEST(args, sizes_with_units)
+{
+    char err[AEGIS_ARGS_ERR_BYTES];
+    uint64_t v = 7;
+
+    ASSERT_OK(aegis__args_bytes("--log-cache-bytes", "0", 0, UINT64_MAX, &v, err, sizeof(err)));
+    ASSERT_EQ_U64(v, 0);
+    ASSERT_OK(aegis__args_bytes("--x", "65536", 0, UINT64_MAX, &v, err, sizeof(err)));
+    ASSERT_EQ_U64(v, 65536);
+    ASSERT_OK(aegis__args_bytes("--x", "64M", 0, UINT64_MAX, &v, err, sizeof(err)));
+    ASSERT_EQ_U64(v, 64u << 20);
+    ASSERT_OK(aegis__args_bytes("--x", "2g", 0, UINT64_MAX, &v, err, sizeof(err)));
+    ASSERT_EQ_U64(v, (uint64_t)2 << 30);
+    ASSERT_OK(aegis__args_bytes("--x", "3k", 0, UINT64_MAX, &v, err, sizeof(err)));
+    ASSERT_EQ_U64(v, 3072);
+    v = 7;
+    ASSERT_ERR(aegis__args_bytes("--x", "M", 0, UINT64_MAX, &v, err, sizeof(err)), AEGIS_EINVAL);
+    ASSERT_ERR(aegis__args_bytes("--x", "", 0, UINT64_MAX, &v, err, sizeof(err)), AEGIS_EINVAL);
+    ASSERT_ERR(aegis__args_bytes("--x", "1MB", 0, UINT64_MAX, &v, err, sizeof(err)), AEGIS_EINVAL);
+    ASSERT_ERR(aegis__args_bytes("--x", "-1", 0, UINT64_MAX, &v, err, sizeof(err)), AEGIS_EINVAL);
+    ASSERT_ERR(aegis__args_bytes("--x", "17179869184T", 0, UINT64_MAX, &v, err, sizeof(err)),
+               AEGIS_ERANGE);
+    ASSERT_ERR(aegis__args_bytes("--x", "1K", 4096, UINT64_MAX, &v, err, sizeof(err)),
+               AEGIS_ERANGE);
+    ASSERT_TRUE(strstr(err, "--x") != NULL && strstr(err, "'1K'") != NULL);
+    ASSERT_EQ_U64(v, 7);
+    return TEST_PASS;
+}
+
 TEST(args, numbers_in_range)
 {
     char err[AEGIS_ARGS_ERR_BYTES];

@@ -131,6 +131,9 @@ struct tcluster {
     char dir[NODES][64];
     uint16_t port[NODES];
     uint64_t snapshot_threshold;
+    bool log_set; /* Log retention: use the two below instead of the defaults. */
+    uint64_t log_cache_bytes;
+    uint64_t log_retention_bytes;
 };
 
 static int tc_start(struct tcluster *c, int i)
@@ -152,6 +155,10 @@ static int tc_start(struct tcluster *c, int i)
     cfg.heartbeat_ticks = 4;
     cfg.snapshot_threshold = c->snapshot_threshold;
     cfg.segment_bytes = 4u << 20; /* Small segments: compaction can delete whole ones. */
+    if (c->log_set) {
+        cfg.log_cache_bytes = c->log_cache_bytes;
+        cfg.log_retention_bytes = c->log_retention_bytes;
+    }
     rv = aegis_node_create(&c->n[i], &cfg);
     if (rv != 0) {
         c->n[i] = NULL;
@@ -484,6 +491,11 @@ TEST(node, snapshot_catchup)
     int leader, follower;
 
     ASSERT_OK(tc_init(&c, threshold));
+    /* No segment kept behind a snapshot and a small cache: the follower's entries are
+     * gone, so it must take the snapshot (with retention it would read the log). */
+    c.log_set = true;
+    c.log_cache_bytes = 1u << 20;
+    c.log_retention_bytes = 0;
     for (int i = 0; i < NODES; i++) {
         ASSERT_OK(tc_start(&c, i));
     }
@@ -632,6 +644,11 @@ static enum test_result bounded_run(bool paused)
     int leader, away = NODES - 1; /* The highest id: the others dial it. */
 
     ASSERT_OK(tc_init(&c, threshold));
+    /* A log cache under the entry bound below (log retention: the default 64 MiB per
+     * node is more than this test's whole heap bound). */
+    c.log_set = true;
+    c.log_cache_bytes = 4u << 20;
+    c.log_retention_bytes = 64u << 20;
     if (paused) {
         ASSERT_OK(fake_peer_start(&fake, c.port[away], (aegis_node_id)(away + 1)));
     }
