@@ -2,7 +2,8 @@
 // Shared by the bm_*.cc micro-benchmarks: the C headers of Aegis seen from C++, and small
 // helpers (payload buffers, Redis-style keys).
 //
-// The C headers have no C++ guards, so they are included inside extern "C". They compile
+// The public headers (aegis/*.h) have their own C++ guards; the private ones (engine/) have
+// none, so they are included inside extern "C". They compile
 // as C++17 with one adjustment: engine/assert.h declares aegis__assert_fail _Noreturn,
 // a C11 keyword C++ lacks, which [[noreturn]] replaces. Flexible array members
 // (struct aegis_buf, struct aegis_kv_item) are a GNU extension in C++ that g++ accepts
@@ -11,10 +12,10 @@
 #ifndef AEGIS_BENCH_BM_COMMON_H
 #define AEGIS_BENCH_BM_COMMON_H
 
-#define _Noreturn [[noreturn]]
-extern "C" {
 #include <aegis/error.h>
 
+#define _Noreturn [[noreturn]]
+extern "C" {
 #include "engine/buf.h"
 #include "engine/entry.h"
 }

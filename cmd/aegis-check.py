@@ -30,8 +30,15 @@ tooling; the tests drive faults in-process through Checker(faults=...). For each
 report gives the time from the fault to the completion of the first write invoked after it
 and acknowledged (failover).
 
+Spawn. --spawn N starts N aegisd processes on 127.0.0.1 (or [::1] with --ipv6) in a
+temporary directory (LocalCluster), injects process faults from the seed -- kill -9 and a
+restart, SIGSTOP and SIGCONT, SIGTERM and a restart, on the leader or a follower -- while
+the workload runs, and removes everything afterwards (--keep, or an anomaly, keeps the
+directory with the nodes' logs). The seed is printed; --seed replays the fault schedule.
+
 Usage:
   aegis-check --targets HOST:PORT,... --duration SECONDS [--json FILE] [--clients N] ...
+  aegis-check --spawn N [--aegisd PATH] --duration SECONDS [--faults kill,stop,restart]
   aegis-check --check-history FILE      check a history saved with --json
 Exit status: 0 linearizable and nothing acknowledged lost, 1 an anomaly was found, 2 bad
 usage or no target reachable. Only the python3 standard library is used.
@@ -40,10 +47,14 @@ usage or no target reachable. Only the python3 standard library is used.
 import argparse
 import json
 import math
+import os
 import random
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -450,6 +461,8 @@ class Checker:
             before = time.monotonic_ns()
             self.log("[%6.2fs] fault: %s" % ((before - self.t0) / 1e9, name))
             took = fn()
+            if isinstance(took, tuple):
+                took, name = took  # (time it took effect, a name naming the node)
             # A fault function may return when (monotonic_ns) the fault took effect.
             self.fault_log.append((took if isinstance(took, int) else before, name))
         rest = end - time.monotonic()
@@ -514,6 +527,247 @@ def nemesis_faults(cmd, interval, duration):
     return faults
 
 
+# ---------------------------------------------------------------------------------------
+# --spawn: a local cluster of aegisd processes, and process faults on it
+
+
+def _die_with_parent():
+    # The nodes die with aegis-check even when it is SIGKILLed (PR_SET_PDEATHSIG).
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _free_port(host, used):
+    """A port free on @host now and not in @used. Taken below the kernel's ephemeral range
+    when there is room, so a killed node's port cannot become some connection's source
+    port before the node restarts."""
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        lo = 32768
+    rng = random.Random()
+    for attempt in range(400):
+        port = rng.randrange(10000, lo) if lo > 12000 and attempt < 200 else 0
+        s = socket.socket(fam, socket.SOCK_STREAM)
+        try:
+            s.bind((host, port))
+            port = s.getsockname()[1]
+        except OSError:
+            continue
+        finally:
+            s.close()
+        if port not in used:
+            used.add(port)
+            return port
+    raise OSError("no free port on %s" % host)
+
+
+def _fmt_addr(host, port):
+    return "[%s]:%d" % (host, port) if ":" in host else "%s:%d" % (host, port)
+
+
+class LocalCluster:
+    """@n aegisd processes on @host (127.0.0.1 or ::1) in a fresh temporary directory, each
+    with its data directory and log there. close() SIGKILLs them and removes the directory
+    (kept with keep=True or when a node failed to start)."""
+
+    def __init__(self, aegisd, n, host="127.0.0.1", keep=False, log=None):
+        self.aegisd, self.host, self.keep = aegisd, host, keep
+        self.log = log or (lambda m: sys.stderr.write(m + "\n"))
+        self.dir = tempfile.mkdtemp(prefix="aegis-check.")
+        used = set()
+        self.ids = list(range(1, n + 1))
+        self.peer_port = {i: _free_port(host, used) for i in self.ids}
+        self.client_port = {i: _free_port(host, used) for i in self.ids}
+        self.proc = {}
+        self.stopped = set()   # SIGSTOPped node ids
+
+    def peers(self):
+        return ",".join("%d=%s" % (i, _fmt_addr(self.host, self.peer_port[i]))
+                        for i in self.ids)
+
+    def targets(self):
+        return [(self.host, self.client_port[i]) for i in self.ids]
+
+    def start(self, i):
+        d = os.path.join(self.dir, "n%d" % i)
+        os.makedirs(d, exist_ok=True)
+        args = [self.aegisd, "--id", str(i), "--peers", self.peers(),
+                "--client", _fmt_addr(self.host, self.client_port[i]),
+                "--data-dir", os.path.join(d, "data")]
+        with open(os.path.join(d, "aegisd.log"), "ab") as logf:
+            logf.write(("=== start: %s\n" % " ".join(args)).encode())
+            logf.flush()
+            self.proc[i] = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=logf,
+                                            stderr=logf, preexec_fn=_die_with_parent)
+
+    def alive(self, i):
+        return i in self.proc and self.proc[i].poll() is None
+
+    def info(self, i):
+        c = Conn(self.host, self.client_port[i], 1.0)
+        try:
+            r = c.call("INFO", "replication")
+        finally:
+            c.close()
+        if isinstance(r, RespError):
+            raise OSError(r.msg)
+        return dict(l.split(":", 1) for l in r.split("\r\n") if ":" in l)
+
+    def leader(self):
+        """The id of a node that says it is leader, or None."""
+        for i in self.ids:
+            if self.alive(i) and i not in self.stopped:
+                try:
+                    if self.info(i).get("role") == "leader":
+                        return i
+                except (OSError, ValueError):
+                    pass
+        return None
+
+    def start_all(self, timeout=30.0):
+        for i in self.ids:
+            self.start(i)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            dead = [i for i in self.ids if not self.alive(i)]
+            if dead:
+                raise OSError("node %d exited at start (log in %s)" % (dead[0], self.dir))
+            if self.leader() is not None:
+                return
+            time.sleep(0.05)
+        raise OSError("no leader within %.0fs (logs in %s)" % (timeout, self.dir))
+
+    def kill(self, i):
+        if self.alive(i):
+            self.proc[i].send_signal(signal.SIGKILL)
+        self.proc[i].wait()
+        self.stopped.discard(i)
+
+    def close(self, failed=False):
+        for i in self.ids:
+            if self.alive(i):
+                self.proc[i].send_signal(signal.SIGKILL)
+                self.proc[i].wait()
+        if self.keep or failed:
+            self.log("aegis-check: cluster directory kept: %s" % self.dir)
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+FAULT_KINDS = ("kill", "stop", "restart")
+
+
+def process_faults(cluster, kinds, duration, seed, interval=None, hold=None):
+    """A schedule of process faults for @cluster from @seed: every @interval seconds one
+    fault of a kind from @kinds on the leader or a follower (chosen from the seed; the node
+    id is resolved when the fault fires), healed @hold seconds later:
+      kill     SIGKILL, then a restart on the same data directory;
+      stop     SIGSTOP, then SIGCONT (a paused process: its sockets stay open);
+      restart  SIGTERM (graceful stop), then a restart.
+    Returns [(at_seconds, name, fn)] for Checker(faults=...). The last heal comes at least
+    a second before the end, so the final reads see a whole cluster."""
+    rng = random.Random(seed ^ 0x5eed)
+    interval = interval or max(2.0, duration / 4.0)
+    hold = hold or min(2.0, interval / 2.0)
+    faults, t = [], interval * 0.5
+    while t + hold + 1.0 <= duration and kinds:
+        kind = rng.choice(kinds)
+        role = rng.choice(("leader", "leader", "follower"))
+        pick = rng.randrange(1 << 16)
+        victim = {}
+
+        def fire(kind=kind, role=role, pick=pick, victim=victim):
+            lead = cluster.leader()
+            up = [i for i in cluster.ids if cluster.alive(i) and i not in cluster.stopped]
+            cands = [lead] if role == "leader" and lead else \
+                [i for i in up if i != lead] or up
+            i = victim["id"] = cands[pick % len(cands)]
+            cluster.log("aegis-check: %s node %d (%s)" % (kind, i, role))
+            if kind == "kill":
+                cluster.kill(i)
+            elif kind == "stop":
+                cluster.proc[i].send_signal(signal.SIGSTOP)
+                cluster.stopped.add(i)
+            else:
+                cluster.proc[i].send_signal(signal.SIGTERM)
+                try:
+                    cluster.proc[i].wait(10)
+                except subprocess.TimeoutExpired:
+                    cluster.kill(i)
+            return time.monotonic_ns(), "%s node %d (%s)" % (kind, i, role)
+
+        def heal(kind=kind, victim=victim):
+            i = victim.get("id")
+            if i is None:
+                return None
+            if kind == "stop":
+                cluster.proc[i].send_signal(signal.SIGCONT)
+                cluster.stopped.discard(i)
+            elif not cluster.alive(i):
+                cluster.start(i)
+            return time.monotonic_ns(), "heal %s node %d" % (kind, i)
+
+        faults.append((t, "%s %s" % (kind, role), fire))
+        faults.append((t + hold, "heal %s %s" % (kind, role), heal))
+        t += interval
+    return faults
+
+
+def find_aegisd(given):
+    if given:
+        return given
+    here = os.path.dirname(os.path.realpath(__file__))
+    for cand in (os.path.join(here, "aegisd"), shutil.which("aegisd")):
+        if cand and os.access(cand, os.X_OK):
+            return cand
+    return None
+
+
+def run_spawned(a):
+    """--spawn N: start a local cluster, run the workload with process faults, report."""
+    aegisd = find_aegisd(a.aegisd)
+    if not aegisd or not os.access(aegisd, os.X_OK):
+        sys.stderr.write("aegis-check: aegisd not found (give --aegisd PATH)\n")
+        return 2, None, None
+    kinds = [k for k in a.faults.split(",") if k and k != "none"]
+    bad = [k for k in kinds if k not in FAULT_KINDS]
+    if bad or not 1 <= a.spawn <= 9:
+        sys.stderr.write("aegis-check: bad --faults %s or --spawn %d (1..9)\n" %
+                         (",".join(bad), a.spawn))
+        return 2, None, None
+    seed = a.seed if a.seed is not None else random.randrange(1 << 30)
+    sys.stderr.write("aegis-check: seed %d (--seed %d replays the fault schedule)\n" %
+                     (seed, seed))
+    host = "::1" if a.ipv6 else "127.0.0.1"
+    cluster = LocalCluster(aegisd, a.spawn, host=host, keep=a.keep)
+    failed = True
+    try:
+        try:
+            cluster.start_all()
+        except OSError as e:
+            sys.stderr.write("aegis-check: cannot start the cluster: %s\n" % e)
+            return 2, None, None
+        faults = process_faults(cluster, kinds if a.spawn > 1 else [], a.duration, seed,
+                                a.fault_interval, a.fault_hold)
+        chk = Checker(cluster.targets(), a.duration, clients=a.clients, keys=a.keys,
+                      ops_per_generation=a.ops_per_generation, seed=seed,
+                      timeout=a.timeout, faults=faults)
+        rep = chk.run()
+        failed = bool(rep["anomalies"])
+        return None, rep, chk
+    finally:
+        for i in list(cluster.stopped):
+            if cluster.alive(i):
+                cluster.proc[i].send_signal(signal.SIGCONT)
+        cluster.close(failed)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="aegis-check", description=__doc__.split("\n\n")[0])
     p.add_argument("--targets", help="HOST:PORT,HOST:PORT,... (client ports)")
@@ -529,6 +783,19 @@ def main(argv=None):
     p.add_argument("--json", help="write the report and history to FILE")
     p.add_argument("--check-history", metavar="FILE",
                    help="only check the history in FILE (written by --json)")
+    p.add_argument("--spawn", type=int, metavar="N",
+                   help="start N local aegisd processes on loopback and check them")
+    p.add_argument("--aegisd", help="with --spawn: the aegisd binary (default: beside "
+                   "this program, then $PATH)")
+    p.add_argument("--faults", default="kill,stop,restart",
+                   help="with --spawn: process faults to inject (kill,stop,restart|none)")
+    p.add_argument("--fault-interval", type=float, help="with --spawn: seconds between "
+                   "faults (default: duration/4, at least 2)")
+    p.add_argument("--fault-hold", type=float, help="with --spawn: seconds until a fault "
+                   "is healed (default: min(2, interval/2))")
+    p.add_argument("--ipv6", action="store_true", help="with --spawn: run on [::1]")
+    p.add_argument("--keep", action="store_true",
+                   help="with --spawn: keep the cluster directory (logs, data)")
     try:
         a = p.parse_args(argv)
     except SystemExit as e:
@@ -548,9 +815,13 @@ def main(argv=None):
                          ("NOT linearizable" if anomalies else "linearizable", len(history),
                           stats["keys"]))
         return 1 if anomalies else 0
-    if not a.targets or a.duration <= 0 or a.clients < 1 or a.keys < 1:
-        sys.stderr.write("aegis-check: --targets and a positive --duration are needed\n")
+    if a.duration <= 0 or a.clients < 1 or a.keys < 1 or bool(a.targets) == bool(a.spawn):
+        sys.stderr.write("aegis-check: --targets or --spawn N (one of them) and a positive "
+                         "--duration are needed\n")
         return 2
+    if a.spawn:
+        rc, rep, chk = run_spawned(a)
+        return rc if rc is not None else finish(a, rep, chk)
     try:
         targets = [parse_hostport(t) for t in a.targets.split(",") if t]
     except ValueError as e:
@@ -564,7 +835,11 @@ def main(argv=None):
     chk = Checker(targets, a.duration, clients=a.clients, keys=a.keys,
                   ops_per_generation=a.ops_per_generation, seed=a.seed, timeout=a.timeout,
                   password=password, faults=faults)
-    rep = chk.run()
+    return finish(a, chk.run(), chk)
+
+
+def finish(a, rep, chk):
+    """Print the report, write --json, and return the exit status."""
     ok_ops = sum(v for k, v in rep["outcomes"].items() if k.endswith(" ok"))
     print_report(rep)
     if a.json:

@@ -11,7 +11,9 @@
  * the RESP2 server, starts the node's threads, then waits for SIGTERM or SIGINT with
  * sigwait() and stops gracefully (drain, fsync, close). The signals are blocked before
  * any thread starts, so only the main thread ever receives them. SIGHUP is taken the same
- * way and only logged (there is no log file to reopen yet): it does not stop the node.
+ * way: it reopens the --log-file (logrotate) and does not stop the node. --config FILE
+ * reads flags from a file first (pipeline/args.h has its rules); the command line
+ * overrides it.
  * After SIGKILL a restart with the same --id, --peers and --data-dir recovers every durable entry.
  *
  * Exit status: 0 after SIGTERM/SIGINT, 1 when the node cannot start (bad data directory,
@@ -24,6 +26,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +57,7 @@ struct opts {
     const char *users_file;
     const char *requirepass_file;
     bool insecure;
+    const char *log_file; /* --log-file; NULL: stderr. */
 };
 
 static void usage(FILE *f)
@@ -85,8 +89,11 @@ static void usage(FILE *f)
             "  --admin-reserve N          connections of --max-clients kept for admins,\n"
             "                             at most a quarter of them (16)\n"
             "  --log-level LEVEL          debug, info, warn or error (info)\n");
-    /* Two strings: one would pass the 4095 bytes C11 guarantees. */
-    fputs(
+    fprintf(f,
+            "  --log-file PATH            append log lines to PATH instead of stderr;\n"
+            "                             SIGHUP reopens it (logrotate)\n"
+            "  --config FILE              read flags from FILE, one 'name value' per line\n"
+            "                             (# comments); the command line overrides it\n"
             "  --tick-ms N                Raft tick length in ms (10)\n"
             "  --election-ticks N         minimum election timeout in ticks; the maximum is\n"
             "                             twice it (30)\n"
@@ -112,6 +119,7 @@ static void usage(FILE *f)
             "  --catchup-timeout-ms N     AEGIS.ADD: a new member that has not caught up\n"
             "                             by then is removed, never made a voter (60000)\n"
             "  --metrics HOST:PORT        serve Prometheus metrics at http://HOST:PORT/metrics\n"
+            "                             and the health check at /health\n"
             "  --tls-cert FILE            this node's certificate (PEM); with --tls-key and\n"
             "                             --tls-ca, peer links use mutual TLS: the\n"
             "                             certificate must name the node as the SAN URI\n"
@@ -121,8 +129,23 @@ static void usage(FILE *f)
             "                             chain to\n"
             "  --client-tls               the client port speaks TLS too, with the same\n"
             "                             files; client certificates optional\n"
-            "  --help                     this text\n",
-            f);
+            "  --help                     this text\n");
+}
+
+/* Where the value being parsed came from: "" for the command line, "FILE:LINE: " for a
+ * --config line; every message about a value starts with it. */
+static char where[AEGIS_ARGS_ERR_BYTES + 32];
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void say(const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "aegisd: %s", where);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
 }
 
 /* The value parsers live in pipeline/args.c (shared with the other programs and fuzzed);
@@ -132,7 +155,7 @@ static int parse_bytes(const char *flag, const char *s, uint64_t *out)
     char err[AEGIS_ARGS_ERR_BYTES];
 
     if (aegis__args_bytes(flag, s, 0, UINT64_MAX, out, err, sizeof(err)) != 0) {
-        fprintf(stderr, "aegisd: %s\n", err);
+        say("%s\n", err);
         return -1;
     }
     return 0;
@@ -144,7 +167,7 @@ static int parse_hostport(const char *flag, const char *s, char *host, size_t ho
     char err[AEGIS_ARGS_ERR_BYTES];
 
     if (aegis__args_hostport(flag, s, host, host_cap, port, err, sizeof(err)) != 0) {
-        fprintf(stderr, "aegisd: %s\n", err);
+        say("%s\n", err);
         return -1;
     }
     return 0;
@@ -158,7 +181,7 @@ static int parse_peers(const char *s, struct aegis_node_config *c)
 
     if (aegis__args_peers("--peers", s, c->peers, AEGIS_PEERS_MAX, &count, err,
                           sizeof(err)) != 0) {
-        fprintf(stderr, "aegisd: %s\n", err);
+        say("%s\n", err);
         return -1;
     }
     c->peers_count = count;
@@ -170,7 +193,7 @@ static int parse_u64(const char *flag, const char *s, uint64_t min, uint64_t max
     char err[AEGIS_ARGS_ERR_BYTES];
 
     if (aegis__args_u64(flag, s, min, max, out, err, sizeof(err)) != 0) {
-        fprintf(stderr, "aegisd: %s\n", err);
+        say("%s\n", err);
         return -1;
     }
     return 0;
@@ -186,7 +209,10 @@ enum {
     OPT_USERS, OPT_PASSFILE, OPT_INSECURE, OPT_IDLE, OPT_REQUEST, OPT_RESERVE,
     OPT_CATCHUP,
     OPT_LOG_CACHE, OPT_LOG_RETENTION, /* Log retention. */
+    OPT_CONFIG, OPT_LOGFILE,          /* Operations (issue 18). */
 };
+
+#define AEGIS_CONFIG_FILE_MAX (1u << 20) /* --config: the largest file read. */
 
 static const struct option long_opts[] = {
     {"id", required_argument, NULL, OPT_ID},
@@ -227,6 +253,8 @@ static const struct option long_opts[] = {
     {"catchup-timeout-ms", required_argument, NULL, OPT_CATCHUP},
     {"log-cache-bytes", required_argument, NULL, OPT_LOG_CACHE},
     {"log-retention-bytes", required_argument, NULL, OPT_LOG_RETENTION},
+    {"config", required_argument, NULL, OPT_CONFIG},
+    {"log-file", required_argument, NULL, OPT_LOGFILE},
     {NULL, 0, NULL, 0},
 };
 
@@ -339,18 +367,166 @@ static int check_tls_opts(const struct opts *o)
     int set = (o->node.tls_cert != NULL) + (o->node.tls_key != NULL) + (o->node.tls_ca != NULL);
 
     if (set != 0 && set != 3) {
-        fprintf(stderr, "aegisd: --tls-cert, --tls-key and --tls-ca go together\n");
+        say("--tls-cert, --tls-key and --tls-ca go together\n");
         return -1;
     }
     if (o->node.client_tls && set == 0) {
-        fprintf(stderr, "aegisd: --client-tls needs --tls-cert, --tls-key and --tls-ca\n");
+        say("--client-tls needs --tls-cert, --tls-key and --tls-ca\n");
         return -1;
     }
     return 0;
 }
 
+/* Apply one flag @opt with its value @arg (NULL for none). Returns 0 or -1 (message
+ * printed). --help and --version exit here. */
+static int handle_opt(int opt, const char *arg, struct opts *o)
+{
+    switch (opt) {
+    case OPT_PEERS:
+        if (parse_peers(arg, &o->node) != 0) {
+            return -1;
+        }
+        break;
+    case OPT_CLIENT:
+        if (parse_hostport("--client", arg, o->client_host, sizeof(o->client_host),
+                           &o->server.port) != 0) {
+            return -1;
+        }
+        break;
+    case OPT_METRICS:
+        if (parse_hostport("--metrics", arg, o->metrics_host, sizeof(o->metrics_host),
+                           &o->metrics_port) != 0) {
+            return -1;
+        }
+        break;
+    case OPT_DATA_DIR:
+        o->node.data_dir = arg;
+        break;
+    case OPT_FSYNC:
+        if (strcmp(arg, "batch") == 0) {
+            o->node.fsync = AEGIS_FSYNC_BATCH;
+        } else if (strcmp(arg, "none") == 0) {
+            o->node.fsync = AEGIS_FSYNC_NONE;
+        } else {
+            say("--fsync: expected batch or none, got '%s'\n", arg);
+            return -1;
+        }
+        break;
+    case OPT_JOIN:
+        o->node.join = true;
+        break;
+    case OPT_PASS:
+        say("--requirepass was removed: a password in the arguments is "
+                        "visible to every local user (/proc/PID/cmdline); put it in a file "
+                        "readable by aegisd only and pass --requirepass-file FILE, or set "
+                        "AEGIS_REQUIREPASS\n");
+        return -1;
+    case OPT_USERS:
+        o->users_file = arg;
+        break;
+    case OPT_PASSFILE:
+        o->requirepass_file = arg;
+        break;
+    case OPT_INSECURE:
+        o->insecure = true;
+        break;
+    case OPT_LOG:
+        o->log_level = aegis__log_level_parse(arg);
+        if (o->log_level < 0) {
+            say("--log-level: expected debug, info, warn or error\n");
+            return -1;
+        }
+        break;
+    case OPT_HELP:
+    case 'h':
+        usage(stdout);
+        exit(0);
+    case OPT_VERSION:
+        aegis__version_print("aegisd");
+        exit(0);
+    case OPT_CONFIG:
+        break; /* Read before the other flags (load_config). */
+    case OPT_LOGFILE:
+        o->log_file = arg;
+        break;
+    case '?':
+        usage(stderr);
+        return -1;
+    default:
+        if (parse_tls_opt(opt, arg, o)) {
+            break;
+        }
+        if (parse_number_opt(opt, arg, o) != 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Read the --config file @path and apply its flags, each message naming FILE:LINE. The
+ * text stays allocated for the process's life: values (paths) point into it. */
+static int load_config(const char *path, struct opts *o)
+{
+    static struct aegis_args_conf_entry e[AEGIS_ARGS_CONF_MAX];
+    char err[AEGIS_ARGS_ERR_BYTES + 64];
+    uint32_t count = 0;
+    FILE *f = fopen(path, "re");
+    char *text = malloc(AEGIS_CONFIG_FILE_MAX + 1);
+    size_t len;
+
+    if (f == NULL || text == NULL) {
+        say("--config: cannot open %s: %s\n", path, strerror(f == NULL ? errno : ENOMEM));
+        free(text);
+        if (f != NULL) {
+            fclose(f);
+        }
+        return -1;
+    }
+    len = fread(text, 1, AEGIS_CONFIG_FILE_MAX + 1, f);
+    fclose(f);
+    if (len > AEGIS_CONFIG_FILE_MAX) {
+        say("--config: %s is larger than %u bytes\n", path, AEGIS_CONFIG_FILE_MAX);
+        free(text);
+        return -1;
+    }
+    if (aegis__args_config(path, text, len, long_opts, e, AEGIS_ARGS_CONF_MAX, &count, err,
+                           sizeof(err)) != 0) {
+        say("--config: %s\n", err);
+        free(text);
+        return -1;
+    }
+    for (uint32_t i = 0; i < count; i++) {
+        snprintf(where, sizeof(where), "%s:%u: ", path, e[i].line);
+        if (handle_opt(e[i].opt->val, e[i].value, o) != 0) {
+            return -1;
+        }
+    }
+    where[0] = '\0';
+    return 0;
+}
+
+/* The --config FILE of the command line, if any (getopt_long, so "--config=FILE" and
+ * abbreviations count too); NULL, or "" when given twice (refused). */
+static const char *find_config(int argc, char **argv)
+{
+    const char *path = NULL;
+    int opt, seen = 0;
+
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
+        if (opt == OPT_CONFIG) {
+            path = optarg;
+            seen++;
+        }
+    }
+    opterr = 1;
+    optind = 0; /* glibc: start over, fully reinitialised. */
+    return seen > 1 ? "" : path;
+}
+
 static int parse_args(int argc, char **argv, struct opts *o)
 {
+    const char *config;
     int opt;
 
     aegis_node_config_init(&o->node);
@@ -361,88 +537,27 @@ static int parse_args(int argc, char **argv, struct opts *o)
     snprintf(o->client_host, sizeof(o->client_host), "127.0.0.1");
     o->server.port = 6379;
     o->log_level = AEGIS_LOG_INFO;
+    /* The file first, then the command line: a flag given in both takes the command
+     * line's value (each flag's handler overwrites; --peers replaces the list). */
+    config = find_config(argc, argv);
+    if (config != NULL && config[0] == '\0') {
+        say("--config: given more than once\n");
+        return -1;
+    }
+    if (config != NULL && load_config(config, o) != 0) {
+        return -1;
+    }
     while ((opt = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
-        switch (opt) {
-        case OPT_PEERS:
-            if (parse_peers(optarg, &o->node) != 0) {
-                return -1;
-            }
-            break;
-        case OPT_CLIENT:
-            if (parse_hostport("--client", optarg, o->client_host, sizeof(o->client_host),
-                               &o->server.port) != 0) {
-                return -1;
-            }
-            break;
-        case OPT_METRICS:
-            if (parse_hostport("--metrics", optarg, o->metrics_host, sizeof(o->metrics_host),
-                               &o->metrics_port) != 0) {
-                return -1;
-            }
-            break;
-        case OPT_DATA_DIR:
-            o->node.data_dir = optarg;
-            break;
-        case OPT_FSYNC:
-            if (strcmp(optarg, "batch") == 0) {
-                o->node.fsync = AEGIS_FSYNC_BATCH;
-            } else if (strcmp(optarg, "none") == 0) {
-                o->node.fsync = AEGIS_FSYNC_NONE;
-            } else {
-                fprintf(stderr, "aegisd: --fsync: expected batch or none, got '%s'\n", optarg);
-                return -1;
-            }
-            break;
-        case OPT_JOIN:
-            o->node.join = true;
-            break;
-        case OPT_PASS:
-            fprintf(stderr, "aegisd: --requirepass was removed: a password in the arguments is "
-                            "visible to every local user (/proc/PID/cmdline); put it in a file "
-                            "readable by aegisd only and pass --requirepass-file FILE, or set "
-                            "AEGIS_REQUIREPASS\n");
+        if (handle_opt(opt, optarg, o) != 0) {
             return -1;
-        case OPT_USERS:
-            o->users_file = optarg;
-            break;
-        case OPT_PASSFILE:
-            o->requirepass_file = optarg;
-            break;
-        case OPT_INSECURE:
-            o->insecure = true;
-            break;
-        case OPT_LOG:
-            o->log_level = aegis__log_level_parse(optarg);
-            if (o->log_level < 0) {
-                fprintf(stderr, "aegisd: --log-level: expected debug, info, warn or error\n");
-                return -1;
-            }
-            break;
-        case OPT_HELP:
-        case 'h':
-            usage(stdout);
-            exit(0);
-        case OPT_VERSION:
-            aegis__version_print("aegisd");
-            exit(0);
-        case '?':
-            usage(stderr);
-            return -1;
-        default:
-            if (parse_tls_opt(opt, optarg, o)) {
-                break;
-            }
-            if (parse_number_opt(opt, optarg, o) != 0) {
-                return -1;
-            }
         }
     }
     if (optind < argc) {
-        fprintf(stderr, "aegisd: unexpected argument '%s'\n", argv[optind]);
+        say("unexpected argument '%s'\n", argv[optind]);
         return -1;
     }
     if (o->node.id == 0 || o->node.peers_count == 0 || o->node.data_dir == NULL) {
-        fprintf(stderr, "aegisd: --id, --peers and --data-dir are required (see --help)\n");
+        say("--id, --peers and --data-dir are required (see --help)\n");
         return -1;
     }
     if (check_tls_opts(o) != 0) {
@@ -682,6 +797,11 @@ int main(int argc, char **argv)
         return 2;
     }
     aegis__log_setup(o.log_level, o.node.id);
+    if (o.log_file != NULL && (rv = aegis__log_open_file(o.log_file)) != 0) {
+        fprintf(stderr, "aegisd: --log-file: cannot open %s: %s\n", o.log_file,
+                strerror(-rv));
+        return 2;
+    }
     o.node.on_fatal = on_fatal;
     /* Block the shutdown signals in every thread (the node's threads inherit this mask);
      * the main thread takes them with sigwait(). A peer that hangs up must not kill us. */
@@ -707,7 +827,8 @@ int main(int argc, char **argv)
         if (rv == 0) {
             aegis__args_format_hostport(o.metrics_host, aegis__metrics_http_port(metrics), addr,
                                         sizeof(addr));
-            AEGIS_LOG(AEGIS_LOG_INFO, "serving Prometheus metrics on http://%s/metrics", addr);
+            AEGIS_LOG_EVENT(AEGIS_LOG_INFO, "listening", "what=metrics url=http://%s/metrics",
+                            addr);
         }
     }
     if (rv != 0) {
@@ -718,21 +839,29 @@ int main(int argc, char **argv)
         return 1;
     }
     aegis__args_format_hostport(o.client_host, aegis__node_client_port(node), addr, sizeof(addr));
-    AEGIS_LOG(AEGIS_LOG_INFO, "serving RESP2 clients on %s", addr);
-    /* SIGHUP is the conventional "reopen your files" (logrotate): nothing to reopen yet
-     * (logs go to stderr), so it is logged and the node keeps serving. */
+    AEGIS_LOG_EVENT(AEGIS_LOG_INFO, "listening", "what=clients addr=%s", addr);
+    /* SIGHUP is the conventional "reopen your files" (logrotate): the --log-file is
+     * reopened at its path and the node keeps serving. */
     while (sigwait(&set, &sig) == 0 && sig == SIGHUP &&
            __atomic_load_n(&fatal_err, __ATOMIC_ACQUIRE) == 0) {
-        AEGIS_LOG(AEGIS_LOG_INFO, "SIGHUP: nothing to reopen");
+        rv = aegis__log_reopen();
+        if (rv != 0) {
+            AEGIS_LOG_EVENT(AEGIS_LOG_ERROR, "log_reopen_failed", "path=%s err=\"%s\"",
+                            o.log_file, strerror(-rv));
+        } else {
+            AEGIS_LOG_EVENT(AEGIS_LOG_INFO, "sighup", "log_file=%s",
+                            o.log_file != NULL ? o.log_file : "-");
+        }
     }
     /* Stopped for the storage: on_fatal was given the storage error itself. */
     fatal = __atomic_load_n(&fatal_err, __ATOMIC_ACQUIRE);
     storage = fatal != 0 && fatal == aegis__node_storage_error(node);
     if (storage) {
-        AEGIS_LOG(AEGIS_LOG_ERROR, "storage failed (%s): exiting with status %d",
-                  aegis_strerror(aegis__node_storage_error(node)), EXIT_STORAGE);
+        AEGIS_LOG_EVENT(AEGIS_LOG_ERROR, "exiting", "reason=storage err=\"%s\" status=%d",
+                        aegis_strerror(aegis__node_storage_error(node)), EXIT_STORAGE);
     } else {
-        AEGIS_LOG(AEGIS_LOG_INFO, "%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        AEGIS_LOG_EVENT(AEGIS_LOG_INFO, "stopping", "signal=%s",
+                        sig == SIGINT ? "SIGINT" : "SIGTERM");
     }
     /* A fatal condition of the node (aegis_node_stop returns it) makes the exit 1. */
     aegis__metrics_http_stop(metrics);

@@ -31,7 +31,7 @@
 
 #include "engine/node.h"
 
-#define AEGIS_CLUSTER_NODES_MAX 16 /* Equals AEGIS_MEMBERS_MAX (engine/entry.h). */
+#define AEGIS_CLUSTER_NODES_MAX AEGIS_PEERS_MAX /* <aegis/types.h>, as AEGIS_MEMBERS_MAX */
 #define AEGIS_CLUSTER_NAME_MAX  64 /* Including the NUL. */
 
 /* ClusterConfig of the seed. */

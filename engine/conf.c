@@ -8,6 +8,11 @@
 #include <aegis/error.h>
 
 #include "engine/assert.h"
+#include "engine/byteorder.h"
+
+/* The layout of engine/conf.h: version, op, node id, count; members of id and role. */
+_Static_assert(AEGIS_CONF_HEADER_BYTES == 1 + 1 + 8 + 4, "conf header layout");
+_Static_assert(AEGIS_CONF_MEMBER_BYTES == 8 + 1, "conf member layout");
 
 const struct aegis_member *aegis__conf_find(const struct aegis_conf *c, aegis_node_id id)
 {
@@ -140,40 +145,6 @@ int aegis__conf_change(const struct aegis_conf *c, uint8_t op, aegis_node_id id,
     return 0;
 }
 
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) {
-        p[i] = (uint8_t)(v >> (8 * i));
-    }
-}
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++) {
-        p[i] = (uint8_t)(v >> (8 * i));
-    }
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-
-    for (int i = 7; i >= 0; i--) {
-        v = (v << 8) | p[i];
-    }
-    return v;
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    uint32_t v = 0;
-
-    for (int i = 3; i >= 0; i--) {
-        v = (v << 8) | p[i];
-    }
-    return v;
-}
-
 size_t aegis__conf_encoded_size(const struct aegis_conf_change *cc)
 {
     AEGIS_ASSERT(cc->conf.count <= AEGIS_MEMBERS_MAX);
@@ -189,12 +160,12 @@ size_t aegis__conf_encode(const struct aegis_conf_change *cc, uint8_t *buf)
     AEGIS_ASSERT(cc->id != AEGIS_NODE_NONE);
     *p++ = AEGIS_CONF_VERSION;
     *p++ = cc->op;
-    put_u64(p, cc->id);
+    aegis__put_le64(p, cc->id);
     p += 8;
-    put_u32(p, cc->conf.count);
+    aegis__put_le32(p, cc->conf.count);
     p += 4;
     for (uint32_t i = 0; i < cc->conf.count; i++) {
-        put_u64(p, cc->conf.members[i].id);
+        aegis__put_le64(p, cc->conf.members[i].id);
         p[8] = cc->conf.members[i].role;
         p += AEGIS_CONF_MEMBER_BYTES;
     }
@@ -223,8 +194,8 @@ int aegis__conf_decode(const uint8_t *data, size_t len, struct aegis_conf_change
         return AEGIS_ECORRUPT;
     }
     cc.op = data[1];
-    cc.id = get_u64(data + 2);
-    count = get_u32(data + 10);
+    cc.id = aegis__get_le64(data + 2);
+    count = aegis__get_le32(data + 10);
     if (cc.op < AEGIS_CONF_ADD_LEARNER || cc.op > AEGIS_CONF_REMOVE ||
         cc.id == AEGIS_NODE_NONE || count > AEGIS_MEMBERS_MAX ||
         len != AEGIS_CONF_HEADER_BYTES + (size_t)AEGIS_CONF_MEMBER_BYTES * count) {
@@ -234,7 +205,7 @@ int aegis__conf_decode(const uint8_t *data, size_t len, struct aegis_conf_change
     for (uint32_t i = 0; i < count; i++) {
         const uint8_t *p = data + AEGIS_CONF_HEADER_BYTES + (size_t)AEGIS_CONF_MEMBER_BYTES * i;
 
-        cc.conf.members[i].id = get_u64(p);
+        cc.conf.members[i].id = aegis__get_le64(p);
         cc.conf.members[i].role = p[8];
     }
     if (!aegis__conf_valid(&cc.conf)) {

@@ -50,7 +50,7 @@ static inline void aegis__entry_unref(struct aegis_entry *e)
 
 /* Membership. A configuration is a small fixed-size set: no allocation, copied by value.
  * It lives in ConfigChange entries and in snapshot metadata. */
-#define AEGIS_MEMBERS_MAX 16
+#define AEGIS_MEMBERS_MAX AEGIS_PEERS_MAX /* <aegis/types.h> */
 
 enum aegis_member_role {
     AEGIS_MEMBER_VOTER = 1,

@@ -41,13 +41,8 @@ enum aegis_node_status {
     AEGIS_NODE_LEFT = 6,     /* Removed; final. */
 };
 
-/* NodeRole of the seed (a node's part in Raft, as the cluster last saw it). */
-enum aegis_node_role {
-    AEGIS_NODE_FOLLOWER = 1,
-    AEGIS_NODE_CANDIDATE = 2,
-    AEGIS_NODE_LEADER = 3,
-    AEGIS_NODE_LEARNER = 4, /* Receives the log, never votes. */
-};
+/* NodeRole of the seed (a node's part in Raft, as the cluster last saw it) is the public
+ * enum aegis_node_role of <aegis/types.h>. */
 
 struct aegis_node_tag {
     char key[AEGIS_NODE_TAG_KEY_MAX];     /* Empty key: unused slot. */

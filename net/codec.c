@@ -58,6 +58,11 @@
 #include <aegis/error.h>
 
 #include "engine/assert.h"
+#include "engine/byteorder.h"
+
+/* The header layout of the file comment: magic, version, type, flags, body_len, from, to,
+ * term. */
+_Static_assert(AEGIS_CODEC_HEADER_BYTES == 4 + 1 + 1 + 2 + 4 + 8 + 8 + 8, "frame header layout");
 
 AEGIS_STATIC_ASSERT(AEGIS_MEMBERS_MAX <= UINT8_MAX);
 AEGIS_STATIC_ASSERT(AEGIS_BUF_LEN_MAX <= UINT32_MAX);
@@ -128,42 +133,6 @@ static bool type_valid(unsigned type)
     return type >= AEGIS_MSG_TYPE_MIN && type <= AEGIS_MSG_TYPE_MAX;
 }
 
-static void store_u16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static void store_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++) {
-        p[i] = (uint8_t)(v >> (8 * i));
-    }
-}
-
-static void store_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) {
-        p[i] = (uint8_t)(v >> (8 * i));
-    }
-}
-
-static uint16_t load_u16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | (p[1] << 8));
-}
-
-static uint32_t load_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
-           ((uint32_t)p[3] << 24);
-}
-
-static uint64_t load_u64(const uint8_t *p)
-{
-    return (uint64_t)load_u32(p) | ((uint64_t)load_u32(p + 4) << 32);
-}
-
 enum enc_mode { ENC_MEASURE, ENC_IOV, ENC_FLAT };
 
 /* One encoding walk. In MEASURE mode nothing is written; the counters still advance. */
@@ -211,7 +180,7 @@ static void enc_u32(struct enc *e, uint32_t v)
     uint8_t *p = enc_reserve(e, 4);
 
     if (p != NULL) {
-        store_u32(p, v);
+        aegis__put_le32(p, v);
     }
 }
 
@@ -220,7 +189,7 @@ static void enc_u64(struct enc *e, uint64_t v)
     uint8_t *p = enc_reserve(e, 8);
 
     if (p != NULL) {
-        store_u64(p, v);
+        aegis__put_le64(p, v);
     }
 }
 
@@ -395,14 +364,14 @@ static void enc_header(struct enc *e, const struct aegis_msg *m, uint32_t body_l
     if (p == NULL) {
         return;
     }
-    store_u32(p + 0, AEGIS_CODEC_MAGIC);
+    aegis__put_le32(p + 0, AEGIS_CODEC_MAGIC);
     p[4] = (uint8_t)AEGIS_CODEC_VERSION;
     p[5] = m->type;
-    store_u16(p + 6, 0);
-    store_u32(p + 8, body_len);
-    store_u64(p + 12, m->from);
-    store_u64(p + 20, m->to);
-    store_u64(p + 28, m->term);
+    aegis__put_le16(p + 6, 0);
+    aegis__put_le32(p + 8, body_len);
+    aegis__put_le64(p + 12, m->from);
+    aegis__put_le64(p + 20, m->to);
+    aegis__put_le64(p + 28, m->term);
 }
 
 /* The whole walk: header (with @body_len, unknown and 0 in MEASURE mode), then body. */
@@ -504,7 +473,7 @@ int aegis__codec_peek(const void *bytes, size_t len, size_t frame_bytes_max,
     uint8_t type;
 
     *frame_len_out = AEGIS_CODEC_HEADER_BYTES;
-    if (len >= 4 && load_u32(p) != AEGIS_CODEC_MAGIC) {
+    if (len >= 4 && aegis__get_le32(p) != AEGIS_CODEC_MAGIC) {
         return AEGIS_ECORRUPT;
     }
     if (len >= 5 && p[4] != AEGIS_CODEC_VERSION) {
@@ -513,14 +482,14 @@ int aegis__codec_peek(const void *bytes, size_t len, size_t frame_bytes_max,
     if (len >= 6 && !type_valid(p[5])) {
         return AEGIS_ECORRUPT;
     }
-    if (len >= 8 && load_u16(p + 6) != 0) {
+    if (len >= 8 && aegis__get_le16(p + 6) != 0) {
         return AEGIS_ECORRUPT;
     }
     if (len < 12) {
         return 0;
     }
     type = p[5];
-    body_len = load_u32(p + 8);
+    body_len = aegis__get_le32(p + 8);
     if (body_len < body_rules[type].min) {
         return AEGIS_ECORRUPT;
     }
@@ -568,7 +537,7 @@ static bool get_u32(struct dec *d, uint32_t *v)
     if (d->left < 4) {
         return false;
     }
-    *v = load_u32(d->p);
+    *v = aegis__get_le32(d->p);
     d->p += 4;
     d->left -= 4;
     return true;
@@ -579,7 +548,7 @@ static bool get_u64(struct dec *d, uint64_t *v)
     if (d->left < 8) {
         return false;
     }
-    *v = load_u64(d->p);
+    *v = aegis__get_le64(d->p);
     d->p += 8;
     d->left -= 8;
     return true;
@@ -816,9 +785,9 @@ int aegis__codec_decode(const void *bytes, size_t len, struct aegis_msg *out,
         return AEGIS_ECORRUPT;
     }
     out->type = p[5];
-    out->from = load_u64(p + 12);
-    out->to = load_u64(p + 20);
-    out->term = load_u64(p + 28);
+    out->from = aegis__get_le64(p + 12);
+    out->to = aegis__get_le64(p + 20);
+    out->term = aegis__get_le64(p + 28);
     d.p = p + AEGIS_CODEC_HEADER_BYTES;
     d.left = len - AEGIS_CODEC_HEADER_BYTES;
     rv = dec_body(&d, out, a);

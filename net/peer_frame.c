@@ -2,6 +2,9 @@
 /* The hello and frame reassembly as pure functions; the format is in peer_frame.h. */
 #include "net/peer_frame.h"
 
+#include <stdio.h>
+
+#include <aegis/aegis.h>
 #include <aegis/error.h>
 
 #include "engine/assert.h"
@@ -77,6 +80,25 @@ int aegis__hello_decode(const uint8_t *in, size_t len, struct aegis_hello *h)
         return AEGIS_ECORRUPT; /* Reserved: a version-1 sender never sets one. */
     }
     return 0;
+}
+
+void aegis__hello_describe(int rv, const struct aegis_hello *h, char *out, size_t out_bytes)
+{
+    if (out_bytes == 0) {
+        return;
+    }
+    if (rv == AEGIS_EVERSION) {
+        snprintf(out, out_bytes,
+                 "hello protocol version %u from the peer, this node speaks %u (aegis %s)",
+                 (unsigned)h->version, AEGIS_HELLO_VERSION, aegis_version());
+    } else if (rv == AEGIS_ECORRUPT && h->magic != AEGIS_HELLO_MAGIC) {
+        snprintf(out, out_bytes, "not an Aegis peer hello (magic 0x%08x, expected 0x%08x)",
+                 (unsigned)h->magic, AEGIS_HELLO_MAGIC);
+    } else if (rv == AEGIS_ECORRUPT) {
+        snprintf(out, out_bytes, "hello with reserved flags 0x%04x set", (unsigned)h->flags);
+    } else {
+        snprintf(out, out_bytes, "%s", aegis_strerror(rv));
+    }
 }
 
 int aegis__hello_check(const struct aegis_hello *h, const struct aegis_hello_expect *e)

@@ -9,7 +9,8 @@
  *
  *   offset  size  field
  *        0     4  magic 0x4e474541, the bytes "AEGN"
- *        4     2  version, 1
+ *        4     2  protocol version, 1 (AEGIS_HELLO_VERSION: changes only when the peer
+ *                 wire format does; a mismatch is refused, naming both versions)
  *        6     2  flags: reserved, must be 0
  *        8     8  cluster id; must equal the receiver's
  *       16     8  sender's node id; non-zero, not the receiver's own
@@ -56,6 +57,13 @@ void aegis__hello_encode(uint8_t *out, uint64_t cluster_id, aegis_node_id sender
  * AEGIS_EAGAIN (fewer than 32 bytes: wait for more; @h untouched), or for a hello that is
  * not one: AEGIS_ECORRUPT (wrong magic, or a reserved flag set), AEGIS_EVERSION. */
 int aegis__hello_decode(const uint8_t *in, size_t len, struct aegis_hello *h);
+
+/* Why a hello was refused, as one printable line for the log, into @out (@out_bytes,
+ * always terminated when non-zero): for AEGIS_EVERSION both versions, "hello protocol
+ * version 2 from the peer, this node speaks 1 (aegis 0.2.0)"; for AEGIS_ECORRUPT the
+ * magic or the reserved flags seen; otherwise aegis_strerror(@rv). @h is what
+ * aegis__hello_decode filled (it fills the fields even on a refusal). Pure. */
+void aegis__hello_describe(int rv, const struct aegis_hello *h, char *out, size_t out_bytes);
 
 /* Check a decoded hello against @e. Returns 0, AEGIS_ECLUSTER (another cluster id),
  * AEGIS_EUNKNOWNNODE (receiver is not self, sender 0 or self, or not e->sender_id). */

@@ -18,6 +18,8 @@
 #include "net/resp.h"
 
 #include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <aegis/error.h>
@@ -484,6 +486,15 @@ void aegis__resp_wbuf_consume(struct aegis_resp_wbuf *w, size_t n)
     w->len -= n;
 }
 
+void aegis__resp_wbuf_swap(struct aegis_resp_wbuf *a, struct aegis_resp_wbuf *b)
+{
+    struct aegis_resp_wbuf t = *a;
+
+    AEGIS_ASSERT(a != b);
+    *a = *b;
+    *b = t;
+}
+
 /* Make room for @n more bytes; returns where they go, or NULL with *rv set. */
 static char *wbuf_reserve(struct aegis_resp_wbuf *w, size_t n, int *rv)
 {
@@ -592,6 +603,41 @@ int aegis__resp_add_simple(struct aegis_resp_wbuf *w, const char *s)
 int aegis__resp_add_error(struct aegis_resp_wbuf *w, const char *s)
 {
     return add_line_text(w, '-', s);
+}
+
+/* Format into @line (512 bytes); returns the length kept (cut at 511), 0 on error. */
+static size_t vformat_line(char *line, const char *fmt, va_list ap)
+{
+    int n = vsnprintf(line, 512, fmt, ap);
+
+    if (n < 0) {
+        line[0] = '\0';
+        return 0;
+    }
+    return (size_t)n < 512 ? (size_t)n : 511;
+}
+
+int aegis__resp_add_errorf(struct aegis_resp_wbuf *w, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    (void)vformat_line(line, fmt, ap);
+    va_end(ap);
+    return aegis__resp_add_error(w, line);
+}
+
+int aegis__resp_add_rawf(struct aegis_resp_wbuf *w, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+    size_t n;
+
+    va_start(ap, fmt);
+    n = vformat_line(line, fmt, ap);
+    va_end(ap);
+    return aegis__resp_add_raw(w, line, n);
 }
 
 int aegis__resp_add_int(struct aegis_resp_wbuf *w, int64_t v)

@@ -112,6 +112,9 @@ void aegis__resp_wbuf_init(struct aegis_resp_wbuf *w, const struct aegis_allocat
                            size_t bytes_max);
 void aegis__resp_wbuf_close(struct aegis_resp_wbuf *w);
 
+/* Exchange the contents of two buffers (a server fills one while the other is written). */
+void aegis__resp_wbuf_swap(struct aegis_resp_wbuf *a, struct aegis_resp_wbuf *b);
+
 /* Drop the first @n bytes (sent). */
 void aegis__resp_wbuf_consume(struct aegis_resp_wbuf *w, size_t n);
 
@@ -122,6 +125,12 @@ int aegis__resp_add_simple(struct aegis_resp_wbuf *w, const char *s);
 /* "-@s\r\n"; @s starts with its code ("ERR ...", "WRONGTYPE ..."). CR and LF in @s become
  * spaces, as Redis does. */
 int aegis__resp_add_error(struct aegis_resp_wbuf *w, const char *s);
+/* As add_error, with the text from printf format @fmt; a text over 511 bytes is cut. */
+int aegis__resp_add_errorf(struct aegis_resp_wbuf *w, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* printf-formatted raw bytes (INFO lines); a line over 511 bytes is cut. */
+int aegis__resp_add_rawf(struct aegis_resp_wbuf *w, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 int aegis__resp_add_int(struct aegis_resp_wbuf *w, int64_t v);          /* ":v\r\n" */
 int aegis__resp_add_bulk(struct aegis_resp_wbuf *w, const void *data, size_t len);
 /* "$len\r\n" alone, for a caller that sends the bytes itself (vectored) then "\r\n". */

@@ -85,8 +85,11 @@ void aegis__uring_log(struct aegis_uring_loop *loop, int level, const char *fmt,
     if (level > loop->config.log_level) {
         return;
     }
-    n = snprintf(line, sizeof(line), "net[%" PRIu64 "] %s: ", loop->config.self_id,
-                 names[level & 3]);
+    /* With a callback (aegisd: pipeline/logging.c) the line's head already says the
+     * node and the level; the prefix is for the bare stderr fallback only. */
+    n = loop->cb.on_log != NULL ? 0
+                                : snprintf(line, sizeof(line), "net[%" PRIu64 "] %s: ",
+                                           loop->config.self_id, names[level & 3]);
     va_start(ap, fmt);
     vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
     va_end(ap);

@@ -178,7 +178,8 @@ void aegis__uring_peer_detach(struct aegis_uring_conn *conn, int status)
     if (status == AEGIS_ESHUTDOWN) {
         return; /* Removed or shutting down: no news, no callback. */
     }
-    aegis__uring_log(loop, was_up ? AEGIS_URING_LOG_WARN : failure_level(peer->attempts),
+    /* A lost link is reported once by on_peer_state's line: here it is a debug detail. */
+    aegis__uring_log(loop, was_up ? AEGIS_URING_LOG_DEBUG : failure_level(peer->attempts),
                      "peer %" PRIu64 " (%s:%u) %s: %s; attempt %u, next dial in %" PRIu64 " ms",
                      peer->id, peer->host, (unsigned)peer->port,
                      was_up ? "link lost" : "unreachable", aegis__uring_errtext(status),
@@ -277,7 +278,7 @@ static void link_up(struct aegis_uring_conn *conn, struct aegis_peer *peer)
     conn->hello_in = true;
     conn->ready = true;
     aegis__conn_pool_on_connected(&loop->pool, peer);
-    aegis__uring_log(loop, AEGIS_URING_LOG_INFO, "peer %" PRIu64 " link up (%s)", peer->id,
+    aegis__uring_log(loop, AEGIS_URING_LOG_DEBUG, "peer %" PRIu64 " link up (%s)", peer->id,
                      conn->kind == URING_CONN_PEER_OUT ? "dialed" : "accepted");
     aegis__uring_conn_dirty(conn);
     if (loop->cb.on_peer_state != NULL) {
@@ -299,11 +300,14 @@ static void hello_refuse(struct aegis_uring_conn *conn, const struct aegis_hello
                                  "names node %" PRIu64,
                                  h->sender, conn->tls_node);
     } else {
+        char why[160];
+
+        aegis__hello_describe(status, h, why, sizeof(why)); /* Both versions on EVERSION. */
         aegis__uring_log_limited(loop, &loop->rl_peer, AEGIS_URING_LOG_WARN,
                                  "refused hello from node %" PRIu64 " (cluster %" PRIu64
                                  ", to node %" PRIu64 "%s): %s",
                                  h->sender, h->cluster_id, h->receiver,
-                                 conn->tls != NULL ? ", TLS" : "", aegis_strerror(status));
+                                 conn->tls != NULL ? ", TLS" : "", why);
     }
     aegis__uring_conn_close(conn, status);
 }
@@ -428,11 +432,14 @@ void aegis__uring_peer_read(struct aegis_uring_conn *conn)
         if (rv != 0 && conn->kind == URING_CONN_PEER_IN) {
             hello_refuse(conn, &h, rv);
         } else if (rv != 0) {
+            char why[160];
+
+            aegis__hello_describe(rv, &h, why, sizeof(why));
             conn->peer->stats.handshake_rejects++;
             aegis__uring_log(conn->loop, failure_level(conn->peer->attempts + 1),
                              "peer %" PRIu64 " at %s:%u answered with a bad hello: %s",
                              conn->peer->id, conn->peer->host, (unsigned)conn->peer->port,
-                             aegis_strerror(rv));
+                             why);
             aegis__uring_conn_close(conn, rv);
         } else if (conn->kind == URING_CONN_PEER_IN) {
             hello_accept(conn, &h);

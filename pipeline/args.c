@@ -9,6 +9,7 @@
  * so that a hostile argument cannot write escape sequences to a terminal. */
 #include "pipeline/args.h"
 
+#include <getopt.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -366,4 +367,132 @@ size_t aegis__args_format_peers(const struct aegis_peer_addr *peers, uint32_t co
         off += (size_t)n;
     }
     return off;
+}
+
+/* ---- Config files (aegisd --config): rules in args.h. ---- */
+
+static bool is_blank(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+static const struct option *conf_find(const struct option *opts, struct span name)
+{
+    for (const struct option *o = opts; o->name != NULL; o++) {
+        if (strlen(o->name) == name.len && memcmp(o->name, name.p, name.len) == 0) {
+            return o;
+        }
+    }
+    return NULL;
+}
+
+/* Why line @l (NUL-terminated in place by the caller's split) is refused, or NULL; a flag
+ * line fills @e. @l.p is writable. */
+static const char *conf_line(char *p, size_t len, const struct option *opts,
+                             struct aegis_args_conf_entry *e, bool *is_flag)
+{
+    static const char *const refused[] = {"config", "help", "version"};
+    size_t i = 0, name_end, v;
+    struct span name;
+
+    *is_flag = false;
+    if (len > AEGIS_ARGS_CONF_LINE_MAX) {
+        return "line too long";
+    }
+    for (size_t k = 0; k < len; k++) {
+        unsigned char c = (unsigned char)p[k];
+
+        if ((c < 0x20 && c != '\t' && !(c == '\r' && k + 1 == len)) || c == 0x7f) {
+            return "a control byte (or NUL) in the line";
+        }
+    }
+    if (len > 0 && p[len - 1] == '\r') {
+        len--; /* A file written on Windows. */
+    }
+    while (i < len && is_blank(p[i])) {
+        i++;
+    }
+    if (i == len || p[i] == '#') {
+        return NULL;
+    }
+    name_end = i;
+    while (name_end < len && !is_blank(p[name_end])) {
+        name_end++;
+    }
+    name = (struct span){p + i, name_end - i};
+    if (name.len >= 2 && name.p[0] == '-' && name.p[1] == '-') {
+        return "write the flag's name without '--'";
+    }
+    for (size_t k = 0; k < sizeof(refused) / sizeof(refused[0]); k++) {
+        if (strlen(refused[k]) == name.len && memcmp(refused[k], name.p, name.len) == 0) {
+            return "this flag is for the command line only";
+        }
+    }
+    e->opt = conf_find(opts, name);
+    if (e->opt == NULL) {
+        return "unknown flag";
+    }
+    v = name_end;
+    while (v < len && is_blank(p[v])) {
+        v++;
+    }
+    while (len > v && is_blank(p[len - 1])) {
+        len--;
+    }
+    p[name_end] = '\0';
+    if (e->opt->has_arg == no_argument && v < len) {
+        return "this flag takes no value";
+    }
+    if (e->opt->has_arg == required_argument && v == len) {
+        return "missing value";
+    }
+    p[len] = '\0';
+    e->value = v < len ? p + v : NULL;
+    *is_flag = true;
+    return NULL;
+}
+
+int aegis__args_config(const char *path, char *text, size_t len, const struct option *opts,
+                       struct aegis_args_conf_entry *out, uint32_t out_max,
+                       uint32_t *count_out, char *err, size_t err_bytes)
+{
+    uint32_t count = 0, line = 0;
+    size_t off = 0;
+
+    text[len] = '\0';
+    /* Bounded by @len: each round consumes one line. */
+    while (off < len) {
+        char *nl = memchr(text + off, '\n', len - off);
+        size_t l = nl == NULL ? len - off : (size_t)(nl - (text + off));
+        struct aegis_args_conf_entry e = {0};
+        const char *why;
+        bool is_flag;
+
+        line++;
+        why = conf_line(text + off, l, opts, &e, &is_flag);
+        if (why == NULL && is_flag) {
+            for (uint32_t k = 0; k < count; k++) {
+                if (out[k].opt == e.opt) {
+                    why = "given twice in the file";
+                }
+            }
+            if (why == NULL && count == out_max) {
+                why = "too many flags";
+            }
+        }
+        if (why != NULL) {
+            char ex[EXCERPT_MAX + 4];
+
+            excerpt((struct span){text + off, strnlen(text + off, l)}, ex);
+            set_err(err, err_bytes, "%s:%" PRIu32 ": %s: '%s'", path, line, why, ex);
+            return AEGIS_EINVAL;
+        }
+        if (is_flag) {
+            e.line = line;
+            out[count++] = e;
+        }
+        off += l + 1;
+    }
+    *count_out = count;
+    return 0;
 }

@@ -16,7 +16,17 @@
  *   - a peer list is ID=HOST:PORT,... with 1..AEGIS_PEERS_MAX entries, no empty entry,
  *     ids >= 1, no id or address given twice.
  * Each accepted value formats back (aegis__args_format_*) to a string that parses to the
- * same value. */
+ * same value.
+ *
+ * A config file (aegisd --config FILE) is read by aegis__args_config: one flag per line,
+ * "name value" (the flag's long name without "--", then spaces or tabs, then the value
+ * to the end of the line, trailing spaces cut) or "name" alone for a flag that takes no
+ * value. Blank lines and lines whose first non-blank byte is '#' are skipped ('#' later
+ * in a line is part of the value). Refused, with "FILE:LINE: reason": a name not in the
+ * program's table, "config", "help" or "version", a name given twice in the file, a value
+ * missing or one given to a flag that takes none, a control byte (but tab) or NUL, a
+ * line over AEGIS_ARGS_CONF_LINE_MAX bytes, more than AEGIS_ARGS_CONF_MAX lines with a
+ * flag. Values are checked by the program's own flag parsers afterwards, like argv's. */
 #ifndef AEGIS_PIPELINE_ARGS_H
 #define AEGIS_PIPELINE_ARGS_H
 
@@ -26,6 +36,7 @@
 /* From <aegis/aegis.h>, declared only: aegis-demo includes engine/ headers that clash with
  * that header, and needs nothing but the number parser. */
 struct aegis_peer_addr;
+struct option;
 
 /* Room for any message these functions write (longer ones are cut, still terminated). */
 #define AEGIS_ARGS_ERR_BYTES 256u
@@ -65,5 +76,25 @@ size_t aegis__args_format_hostport(const char *host, uint16_t port, char *out,
  * does not fit in @out_bytes. */
 size_t aegis__args_format_peers(const struct aegis_peer_addr *peers, uint32_t count, char *out,
                                 size_t out_bytes);
+
+#define AEGIS_ARGS_CONF_MAX 128u       /* Flags in one config file. */
+#define AEGIS_ARGS_CONF_LINE_MAX 4096u /* Bytes in one line, newline excluded. */
+
+/* One flag read from a config file: its entry in the option table and its value (NULL
+ * for a flag without one), pointing into the caller's text. */
+struct aegis_args_conf_entry {
+    const struct option *opt;
+    const char *value;
+    uint32_t line; /* From 1. */
+};
+
+/* Parse the config file @text (@len bytes, modified in place: names and values are
+ * NUL-terminated where they end; @text[@len] must be writable and is set to NUL) named
+ * @path (for messages) against @opts (a getopt_long table ending with a NULL name) into
+ * @out (capacity @out_max) and *@count_out. Returns 0 or AEGIS_EINVAL with the message
+ * "@path:LINE: ..." in @err; @out and *@count_out are then unspecified. */
+int aegis__args_config(const char *path, char *text, size_t len, const struct option *opts,
+                       struct aegis_args_conf_entry *out, uint32_t out_max,
+                       uint32_t *count_out, char *err, size_t err_bytes);
 
 #endif /* AEGIS_PIPELINE_ARGS_H */

@@ -25,6 +25,7 @@
 
 #include <aegis/error.h>
 
+#include "engine/byteorder.h"
 #include "engine/crc32c.h"
 #include "pipeline/logging.h"
 
@@ -32,24 +33,10 @@
 #define ID_TMP_NAME "identity.tmp"
 #define LOCK_NAME "lock"
 
+/* The identity layout of the file comment: magic, version, 2 ids, UUID, reserved, CRC. */
+_Static_assert(AEGIS_IDENTITY_BYTES == 4 + 4 + 2 * 8 + 16 + 20 + 4, "identity layout");
+
 static const uint8_t id_magic[4] = {'A', 'G', 'I', 'D'};
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) {
-        p[i] = (uint8_t)(v >> (8 * i));
-    }
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v = 0;
-
-    for (int i = 7; i >= 0; i--) {
-        v = (v << 8) | p[i];
-    }
-    return v;
-}
 
 void aegis__identity_encode(const struct aegis_identity *id, uint8_t out[AEGIS_IDENTITY_BYTES])
 {
@@ -58,8 +45,8 @@ void aegis__identity_encode(const struct aegis_identity *id, uint8_t out[AEGIS_I
     memset(out, 0, AEGIS_IDENTITY_BYTES);
     memcpy(out, id_magic, 4);
     out[4] = 1;
-    put64(out + 8, id->cluster_id);
-    put64(out + 16, id->node_id);
+    aegis__put_le64(out + 8, id->cluster_id);
+    aegis__put_le64(out + 16, id->node_id);
     memcpy(out + 24, id->uuid, 16);
     crc = aegis__crc32c(0, out, 60);
     for (int i = 0; i < 4; i++) {
@@ -86,8 +73,8 @@ int aegis__identity_decode(const uint8_t *buf, size_t len, struct aegis_identity
     if (crc != aegis__crc32c(0, buf, 60)) {
         return AEGIS_ECORRUPT;
     }
-    out->cluster_id = get64(buf + 8);
-    out->node_id = get64(buf + 16);
+    out->cluster_id = aegis__get_le64(buf + 8);
+    out->node_id = aegis__get_le64(buf + 16);
     memcpy(out->uuid, buf + 24, 16);
     return 0;
 }

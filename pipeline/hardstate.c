@@ -24,30 +24,18 @@
 #include <aegis/error.h>
 
 #include "engine/assert.h"
+#include "engine/byteorder.h"
 #include "engine/crc32c.h"
 #include "pipeline/logging.h"
 
 #define HS_NAME "hardstate"
 #define HS_TMP_NAME "hardstate.tmp"
 
+/* The slot layout of the file comment: magic, version, 4 integers, reserved, CRC. */
+_Static_assert(AEGIS_HARDSTATE_SLOT_BYTES == 4 + 4 + 4 * 8 + 20 + 4, "hard state slot layout");
+_Static_assert(AEGIS_HARDSTATE_SLOT_STRIDE >= AEGIS_HARDSTATE_SLOT_BYTES, "slots overlap");
+
 static const uint8_t hs_magic[4] = {'A', 'G', 'H', 'S'};
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) {
-        p[i] = (uint8_t)(v >> (8 * i));
-    }
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v = 0;
-
-    for (int i = 7; i >= 0; i--) {
-        v = (v << 8) | p[i];
-    }
-    return v;
-}
 
 static void encode_slot(uint64_t seq, const struct aegis_hard_state *hs, uint8_t *out)
 {
@@ -56,10 +44,10 @@ static void encode_slot(uint64_t seq, const struct aegis_hard_state *hs, uint8_t
     memset(out, 0, AEGIS_HARDSTATE_SLOT_BYTES);
     memcpy(out, hs_magic, 4);
     out[4] = 1;
-    put64(out + 8, seq);
-    put64(out + 16, hs->term);
-    put64(out + 24, hs->vote);
-    put64(out + 32, hs->commit);
+    aegis__put_le64(out + 8, seq);
+    aegis__put_le64(out + 16, hs->term);
+    aegis__put_le64(out + 24, hs->vote);
+    aegis__put_le64(out + 32, hs->commit);
     crc = aegis__crc32c(0, out, 60);
     for (int i = 0; i < 4; i++) {
         out[60 + i] = (uint8_t)(crc >> (8 * i));
@@ -92,13 +80,13 @@ int aegis__hardstate_decode(const uint8_t *buf, size_t len, uint64_t *seq_out,
             return AEGIS_ECORRUPT;
         }
     }
-    if (get64(buf + 8) == 0) {
+    if (aegis__get_le64(buf + 8) == 0) {
         return AEGIS_ECORRUPT; /* The writer's first sequence is 1. */
     }
-    *seq_out = get64(buf + 8);
-    hs_out->term = get64(buf + 16);
-    hs_out->vote = get64(buf + 24);
-    hs_out->commit = get64(buf + 32);
+    *seq_out = aegis__get_le64(buf + 8);
+    hs_out->term = aegis__get_le64(buf + 16);
+    hs_out->vote = aegis__get_le64(buf + 24);
+    hs_out->commit = aegis__get_le64(buf + 32);
     return 0;
 }
 

@@ -16,9 +16,20 @@
  * (pipeline/http_parse.h):
  *   GET /metrics          200, Content-Type: text/plain; version=0.0.4, the text of
  *                         aegis__metrics_prometheus();
+ *   GET /health           200 when the node is healthy, 503 when not, both with a small
+ *                         JSON body (below);
  *   GET / or HEAD ...     the same rules (HEAD: headers only);
  *   another path          404; another method 405; a malformed head, or none complete
  *                         within AEGIS_HTTP_HEAD_MAX bytes, 400.
+ * Healthy (/health) means, as this node sees it: it is a member of the current
+ * configuration (a voter or a learner), a leader is known (itself or another node: a
+ * leader that loses its quorum steps down within an election timeout, check-quorum, and a
+ * follower forgets a silent leader by its election timeout), and it has not stopped on a
+ * fatal condition (a storage failure, the amnesia guard). Each reason for 503 is named in
+ * "reason". The body, from aegis_node_status():
+ *   {"healthy":true,"reason":"ok","id":1,"role":"leader","leader":1,"term":3,
+ *    "commit":41,"applied":41,"has_quorum":true,"version":"0.2.0"}
+ * "has_quorum" is "a leader is known" (a leader exists only with a quorum behind it).
  * The body is built afresh for each scrape: merging a dozen live histograms takes well
  * under a millisecond and touches no lock the other threads take on their hot paths. */
 #include <errno.h>
@@ -32,6 +43,8 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <aegis/aegis.h>
 
 #include "pipeline/http_parse.h"
 #include "pipeline/logging.h"
@@ -72,6 +85,53 @@ static void conn_close(struct http_conn *c)
     c->out = NULL;
 }
 
+static const char *role_name(enum aegis_node_role r)
+{
+    switch (r) {
+    case AEGIS_NODE_LEADER:
+        return "leader";
+    case AEGIS_NODE_CANDIDATE:
+        return "candidate";
+    case AEGIS_NODE_LEARNER:
+        return "learner";
+    default:
+        return "follower";
+    }
+}
+
+/* The /health verdict and its JSON body into @t; returns 200 or 503 (see the top). */
+static int health(struct aegis_node *n, struct aegis_text *t)
+{
+    struct aegis_status s;
+    const char *reason = "ok";
+    bool member = false;
+    int fatal = __atomic_load_n(&n->fatal, __ATOMIC_ACQUIRE);
+
+    aegis_node_status(n, &s);
+    for (uint32_t i = 0; i < s.members_count; i++) {
+        member = member || s.members[i].id == s.id;
+    }
+    if (aegis__node_storage_error(n) != 0) {
+        reason = "storage failed"; /* From the failure on, not only after fail_stop_ms. */
+    } else if (fatal != 0) {
+        reason = "stopped (fatal)";
+    } else if (!member) {
+        reason = "not a member of the configuration";
+    } else if (s.leader == AEGIS_NODE_NONE) {
+        reason = "no leader known";
+    }
+    aegis__text_printf(t,
+                       "{\"healthy\":%s,\"reason\":\"%s\",\"id\":%llu,\"role\":\"%s\","
+                       "\"leader\":%llu,\"term\":%llu,\"commit\":%llu,\"applied\":%llu,"
+                       "\"has_quorum\":%s,\"version\":\"%s\"}\n",
+                       strcmp(reason, "ok") == 0 ? "true" : "false", reason,
+                       (unsigned long long)s.id, role_name(s.role),
+                       (unsigned long long)s.leader, (unsigned long long)s.term,
+                       (unsigned long long)s.commit_index, (unsigned long long)s.applied_index,
+                       s.leader != AEGIS_NODE_NONE ? "true" : "false", aegis_version());
+    return strcmp(reason, "ok") == 0 ? 200 : 503;
+}
+
 /* Build the whole response of @req into c->out (NULL when out of memory). */
 static void respond(struct aegis_metrics_http *h, struct http_conn *c,
                     const struct aegis_http_request *req)
@@ -79,18 +139,24 @@ static void respond(struct aegis_metrics_http *h, struct http_conn *c,
     static const char plain[] = "text/plain; charset=utf-8";
     struct aegis_text t = {0};
     const char *reason = "Bad Request", *type = plain, *body = "bad request\n";
+    int code = 200; /* Of a 200 request: /health may make it 503. */
     char head[256];
     size_t body_len;
     int n;
 
-    if (req->status == 200) {
+    if (req->status == 200 && req->health) {
+        code = health(h->node, &t);
+        reason = t.failed ? "Internal Server Error" : code == 200 ? "OK" : "Service Unavailable";
+        type = t.failed ? plain : "application/json";
+        body = t.failed ? "out of memory\n" : t.data;
+    } else if (req->status == 200) {
         aegis__metrics_prometheus(h->node, &t);
         reason = t.failed ? "Internal Server Error" : "OK";
         type = t.failed ? plain : "text/plain; version=0.0.4; charset=utf-8";
         body = t.failed ? "out of memory\n" : t.data;
     } else if (req->status == 404) {
         reason = "Not Found";
-        body = "try /metrics\n";
+        body = "try /metrics or /health\n";
     } else if (req->status == 405) {
         reason = "Method Not Allowed";
         body = "GET only\n";
@@ -99,7 +165,8 @@ static void respond(struct aegis_metrics_http *h, struct http_conn *c,
     n = snprintf(head, sizeof(head),
                  "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                  "Connection: close\r\n\r\n",
-                 req->status == 200 && t.failed ? 500 : req->status, reason, type, body_len);
+                 req->status == 200 && t.failed ? 500 : req->status == 200 ? code : req->status,
+                 reason, type, body_len);
     AEGIS_ASSERT(n > 0 && (size_t)n < sizeof(head));
     if (req->head_only) {
         body_len = 0;

@@ -62,6 +62,10 @@ static int parse_line(const char *p, const char *end, struct aegis_http_request 
     if ((plen == 8 && memcmp(target, "/metrics", 8) == 0) || (plen == 1 && target[0] == '/')) {
         return 200;
     }
+    if (plen == 7 && memcmp(target, "/health", 7) == 0) {
+        out->health = true;
+        return 200;
+    }
     return 404;
 }
 

@@ -20,6 +20,7 @@
 struct aegis_http_request {
     int status;      /* 200: serve the metrics; 400 malformed; 404 other path; 405 method. */
     bool head_only;  /* HEAD: the response carries headers only. */
+    bool health;     /* With 200: the path is /health (not /metrics). */
 };
 
 /* Parse the head in @buf[0, @len). Returns 0 when more bytes are needed (and @len is

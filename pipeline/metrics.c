@@ -138,67 +138,79 @@ static aegis_index walk_start(aegis_index seen, aegis_index upto)
     return seen + 1;
 }
 
-void aegis__metrics_durable(struct aegis_metrics *m, aegis_index index, uint64_t now_ns)
+/* What one walk does with a stamp of its range that is still in the ring. */
+typedef void (*stamp_visit_fn)(struct aegis_metrics *m, struct aegis_metrics_stamp *s,
+                               uint64_t now_ns);
+
+/* The one stamp walk: visit the stamps of indexes (*seen, upto] still in the ring (at
+ * most the ring's worth), then mark them seen. */
+static void stamp_walk(struct aegis_metrics *m, aegis_index *seen, aegis_index upto,
+                       uint64_t now_ns, stamp_visit_fn visit)
 {
     aegis_index from;
 
+    AEGIS_ASSERT(upto > *seen);
+    from = walk_start(*seen, upto);
+    for (uint64_t k = 0, n = walk_count(from, upto); k < n; k++) {
+        aegis_index i = from + k;
+        struct aegis_metrics_stamp *s = stamp_of(m, i);
+
+        if (s->index == i) {
+            visit(m, s, now_ns);
+        }
+    }
+    *seen = upto;
+}
+
+static void visit_durable(struct aegis_metrics *m, struct aegis_metrics_stamp *s,
+                          uint64_t now_ns)
+{
+    if (s->durable_ns != 0) {
+        return;
+    }
+    s->durable_ns = now_ns;
+    aegis__metrics_since(m,
+                         s->kind == AEGIS_STAMP_PROPOSED ? AEGIS_MH_PROPOSE_DURABLE
+                                                         : AEGIS_MH_FOLLOWER_RECEIVE_DURABLE,
+                         s->in_ns, now_ns);
+}
+
+static void visit_committed(struct aegis_metrics *m, struct aegis_metrics_stamp *s,
+                            uint64_t now_ns)
+{
+    if (s->kind == AEGIS_STAMP_PROPOSED) {
+        aegis__metrics_since(m, AEGIS_MH_PROPOSE_COMMIT, s->in_ns, now_ns);
+    }
+}
+
+static void visit_acked(struct aegis_metrics *m, struct aegis_metrics_stamp *s, uint64_t now_ns)
+{
+    if (s->kind == AEGIS_STAMP_RECEIVED) {
+        aegis__metrics_since(m, AEGIS_MH_FOLLOWER_DURABLE_ACK, s->durable_ns, now_ns);
+    }
+}
+
+void aegis__metrics_durable(struct aegis_metrics *m, aegis_index index, uint64_t now_ns)
+{
     if (index <= m->durable_seen) {
         m->durable_seen = index; /* The log was cut back: walk again from there. */
         return;
     }
-    from = walk_start(m->durable_seen, index);
-    for (uint64_t k = 0, n = walk_count(from, index); k < n; k++) {
-        aegis_index i = from + k;
-        struct aegis_metrics_stamp *s = stamp_of(m, i);
-
-        if (s->index != i || s->durable_ns != 0) {
-            continue;
-        }
-        s->durable_ns = now_ns;
-        aegis__metrics_since(m,
-                             s->kind == AEGIS_STAMP_PROPOSED ? AEGIS_MH_PROPOSE_DURABLE
-                                                             : AEGIS_MH_FOLLOWER_RECEIVE_DURABLE,
-                             s->in_ns, now_ns);
-    }
-    m->durable_seen = index;
+    stamp_walk(m, &m->durable_seen, index, now_ns, visit_durable);
 }
 
 void aegis__metrics_committed(struct aegis_metrics *m, aegis_index index, uint64_t now_ns)
 {
-    aegis_index from;
-
-    if (index <= m->commit_seen) {
-        return;
+    if (index > m->commit_seen) {
+        stamp_walk(m, &m->commit_seen, index, now_ns, visit_committed);
     }
-    from = walk_start(m->commit_seen, index);
-    for (uint64_t k = 0, n = walk_count(from, index); k < n; k++) {
-        aegis_index i = from + k;
-        struct aegis_metrics_stamp *s = stamp_of(m, i);
-
-        if (s->index == i && s->kind == AEGIS_STAMP_PROPOSED) {
-            aegis__metrics_since(m, AEGIS_MH_PROPOSE_COMMIT, s->in_ns, now_ns);
-        }
-    }
-    m->commit_seen = index;
 }
 
 void aegis__metrics_acked(struct aegis_metrics *m, aegis_index index, uint64_t now_ns)
 {
-    aegis_index from;
-
-    if (index <= m->acked_seen) {
-        return;
+    if (index > m->acked_seen) {
+        stamp_walk(m, &m->acked_seen, index, now_ns, visit_acked);
     }
-    from = walk_start(m->acked_seen, index);
-    for (uint64_t k = 0, n = walk_count(from, index); k < n; k++) {
-        aegis_index i = from + k;
-        struct aegis_metrics_stamp *s = stamp_of(m, i);
-
-        if (s->index == i && s->kind == AEGIS_STAMP_RECEIVED) {
-            aegis__metrics_since(m, AEGIS_MH_FOLLOWER_DURABLE_ACK, s->durable_ns, now_ns);
-        }
-    }
-    m->acked_seen = index;
 }
 
 void aegis__metrics_observe(struct aegis_metrics *m, enum aegis_role role, aegis_term term,

@@ -169,9 +169,10 @@ static void on_peer_state(struct aegis_uring_loop *loop, aegis_node_id peer, boo
 {
     (void)loop;
     (void)data;
-    AEGIS_LOG(up ? AEGIS_LOG_INFO : AEGIS_LOG_WARN, "peer %llu link %s%s%s",
-              (unsigned long long)peer, up ? "up" : "down", status != 0 ? ": " : "",
-              status != 0 ? aegis_strerror(status) : "");
+    /* The one line per link change (net/uring_peer.c's own is a debug line). */
+    AEGIS_LOG_EVENT(up ? AEGIS_LOG_INFO : AEGIS_LOG_WARN, "peer_link", "peer=%llu state=%s%s%s%s",
+                    (unsigned long long)peer, up ? "up" : "down", status != 0 ? " err=\"" : "",
+                    status != 0 ? aegis_strerror(status) : "", status != 0 ? "\"" : "");
 }
 
 static void drain_posts(struct aegis_node *n, struct aegis_ring_net_post *ring)

@@ -90,11 +90,7 @@ static void raft_trace(void *data, aegis_node_id node, const char *what, uint64_
                        uint64_t b)
 {
     (void)data;
-    /* A commit advance happens once per replication round: a line each would flood the
-     * log under load (and cost a write(2) each), so it is a debug event. */
-    AEGIS_LOG(strcmp(what, "commit") == 0 ? AEGIS_LOG_DEBUG : AEGIS_LOG_INFO,
-              "raft n%llu: %s %llu %llu", (unsigned long long)node, what,
-              (unsigned long long)a, (unsigned long long)b);
+    aegis__log_raft_event(node, what, a, b); /* Names the numbers: term=, index=, ... */
 }
 
 static const struct aegis_raft_tracer tracer = {.event = raft_trace};

@@ -18,14 +18,13 @@
 #ifndef AEGIS_AEGIS_H
 #define AEGIS_AEGIS_H
 
-#include <aegis/error.h>
-#include <aegis/types.h>
-
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#define AEGIS_PEERS_MAX 16
+#include <aegis/error.h>
+#include <aegis/types.h>
+
 #define AEGIS_HOST_MAX 64
 
 struct aegis_node; /* Opaque. */
@@ -166,6 +165,29 @@ struct aegis_node_config {
  * as the programs' --version and INFO's aegis_version. Any thread. */
 AEGIS_API const char *aegis_version(void);
 
+/** Logging (docs/operations.md "Logs"). Process-wide, for every node in the process: one
+ * line per event, "time level thread event key=value ... src=FILE:LINE", written to stderr
+ * unless a callback is set. Levels: */
+enum aegis_log_level_public {
+    AEGIS_LOGLEVEL_DEBUG = 0,
+    AEGIS_LOGLEVEL_INFO = 1, /* The default. */
+    AEGIS_LOGLEVEL_WARN = 2,
+    AEGIS_LOGLEVEL_ERROR = 3,
+    AEGIS_LOGLEVEL_OFF = 4,
+};
+
+/** Receives each line at or above the level (@line without a newline, borrowed for the
+ * call). Called on the thread that logs (any node thread): it must be thread-safe and
+ * must not block for long nor call into the node. */
+typedef void (*aegis_log_fn)(void *data, int level, const char *line);
+
+/** Send every line to @fn (with @data) instead of stderr; NULL: back to stderr. Set it
+ * before starting a node (a line being logged meanwhile may still go the old way). */
+AEGIS_API void aegis_set_log_fn(aegis_log_fn fn, void *data);
+
+/** Lines below @level (an AEGIS_LOGLEVEL_*) are not formatted at all. Any thread. */
+AEGIS_API void aegis_set_log_level(int level);
+
 /** Fill @c with defaults; the caller sets id, peers and data_dir. Any thread. */
 AEGIS_API void aegis_node_config_init(struct aegis_node_config *c);
 
@@ -199,13 +221,6 @@ AEGIS_API int aegis_node_propose_sync(struct aegis_node *n, const void *cmd, siz
 AEGIS_API int aegis_node_read(struct aegis_node *n, const void *query, size_t len,
                               aegis_done_cb cb, void *data);
 
-enum aegis_node_role {
-    AEGIS_NODE_FOLLOWER = 1,
-    AEGIS_NODE_CANDIDATE = 2,
-    AEGIS_NODE_LEADER = 3,
-    AEGIS_NODE_LEARNER = 4,
-};
-
 struct aegis_member_status {
     aegis_node_id id;
     bool voter;
@@ -228,6 +243,75 @@ struct aegis_status {
 /** A recent copy of the node's status (refreshed by the raft thread at every step). Any
  * thread. */
 AEGIS_API int aegis_node_status(struct aegis_node *n, struct aegis_status *out);
+
+/** The latency of one stage of a write since the node started (docs/profiling.md names
+ * the stages), from the node's histograms: samples, median, 99th percentile, largest. */
+struct aegis_stage_stats {
+    uint64_t count;
+    uint64_t p50_ns;
+    uint64_t p99_ns;
+    uint64_t max_ns;
+};
+
+#define AEGIS_STATS_STAGES 8 /* receive_propose, propose_durable, propose_commit,
+                                commit_apply, apply_reply, request,
+                                follower_receive_durable, follower_durable_ack. */
+
+/** The counters behind INFO and /metrics (docs/operations.md lists their meaning), all
+ * since the node was created, never reset. Versioned by size: the caller sets @size to
+ * sizeof(struct aegis_stats) as it was compiled; the library fills that many bytes at
+ * most (a newer library never writes past an older caller's struct) and sets @size to
+ * the bytes it filled (an older library fills fewer: the rest is left untouched). Fields
+ * are only ever added at the end. */
+struct aegis_stats {
+    uint32_t size;
+    uint32_t reserved;              /* 0. */
+    /* Storage. */
+    uint64_t log_batches;           /* Batches written by the log thread. */
+    uint64_t log_entries;
+    uint64_t log_bytes;             /* Record bytes appended to segment files. */
+    uint64_t log_write_errors;
+    /* Replication. */
+    uint64_t append_sent;           /* AppendEntries sent (with or without entries). */
+    uint64_t append_entries_sent;
+    uint64_t append_received;
+    uint64_t append_acked;
+    uint64_t apply_batches;
+    uint64_t apply_entries;         /* Entries applied to the state machine. */
+    uint64_t elections;             /* Elections this node started. */
+    uint64_t leader_changes;
+    uint64_t snapshots_sent;
+    uint64_t snapshots_received;
+    /* Peers. */
+    uint64_t peer_bytes_out;
+    uint64_t peer_bytes_in;
+    uint64_t peer_decode_errors;    /* Peer frames that did not decode. */
+    uint64_t peer_rejected;         /* Decoded peer messages refused. */
+    uint64_t ring_full_peer;
+    uint64_t ring_full_log;
+    uint64_t ring_full_apply;
+    /* Clients (aegisd's RESP server; 0 for an embedder without one). */
+    uint64_t client_bytes_out;
+    uint64_t client_bytes_in;
+    uint64_t clients_opened;
+    uint64_t clients_closed;
+    uint64_t client_err_tryagain;   /* Definitely not applied. */
+    uint64_t client_err_unknown;    /* Outcome unknown. */
+    uint64_t client_err_other;
+    uint64_t auth_failures;
+    uint64_t client_timeouts;
+    /* API. */
+    uint64_t proposals;             /* Commands proposed on this node. */
+    uint64_t forwarded;             /* ... forwarded to the leader. */
+    uint64_t reads;                 /* Linearizable reads. */
+    uint64_t backpressure;          /* Times the proposal inbox was full. */
+    struct aegis_stage_stats stages[AEGIS_STATS_STAGES];
+};
+
+/** Copy the node's counters into @out (see struct aegis_stats for @out->size). Returns 0,
+ * or AEGIS_EINVAL when @out->size is below 8. Any thread; it merges a dozen histograms
+ * (well under a millisecond) and takes no lock the node's threads wait on. */
+AEGIS_API int aegis_node_stats(struct aegis_node *n, struct aegis_stats *out);
 
 /** Membership, one server at a time. Adding makes @peer a learner that catches up and is
  * then promoted to voter automatically; removing a voter shrinks the group. The

@@ -12,6 +12,10 @@
 
 #include <aegis/types.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define AEGIS_ERRNO_MAP(XX)                                                               \
     XX(EPERM, -EPERM, "operation not permitted")                                          \
     XX(ENOENT, -ENOENT, "no such file or directory")                                      \
@@ -78,5 +82,9 @@ AEGIS_API const char *aegis_strerror(int err);
 
 /** Return the symbolic name of @err ("AEGIS_ENOSPC"), or "AEGIS_EUNKNOWN". Any thread. */
 AEGIS_API const char *aegis_err_name(int err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* AEGIS_ERROR_H */

@@ -17,6 +17,19 @@ typedef uint64_t aegis_node_id;
 
 #define AEGIS_NODE_NONE ((aegis_node_id)0)
 
+/* Members of a cluster at most (voters and learners). The engine's limits
+ * (AEGIS_MEMBERS_MAX, AEGIS_CLUSTER_NODES_MAX) are this one. */
+#define AEGIS_PEERS_MAX 16
+
+/* A node's part in Raft (aegis_node_status; the engine's cluster view). Values are
+ * stable (status output). */
+enum aegis_node_role {
+    AEGIS_NODE_FOLLOWER = 1,
+    AEGIS_NODE_CANDIDATE = 2,
+    AEGIS_NODE_LEADER = 3,
+    AEGIS_NODE_LEARNER = 4, /* Receives the log, never votes. */
+};
+
 /* Visibility: the library is built with -fvisibility=hidden and exports only what is
  * marked AEGIS_API. */
 #if defined(AEGIS_BUILDING)

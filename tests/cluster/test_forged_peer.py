@@ -161,7 +161,7 @@ def scenario(opts):
             check(lines, "node %d logged no refusal" % victim.id)
             with open(victim.log_path, "rb") as f:
                 downs = [ln for ln in f.read().split(b"\n")
-                         if b"peer 1 link down: malformed or corrupt data" in ln]
+                         if b"peer=1 state=down err=\"malformed or corrupt data\"" in ln]
             check(downs, "node %d did not close a link that sent impossible values" % victim.id)
             log("node %d refused %d; logged: %s" % (victim.id, rejected(victim),
                                                     lines[0].decode(errors="replace")))

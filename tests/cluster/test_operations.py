@@ -5,7 +5,7 @@
   INFO server's aegis_version and aegis_git_sha1 on every node are that version and commit.
 - DBSIZE (redis-cli when installed) answers 0 on an empty store, N after N SETs of
   distinct keys, the same after overwriting one, N-1 after a DEL; through a follower too.
-- SIGHUP does not stop aegisd: the node logs "SIGHUP: nothing to reopen", still answers
+- SIGHUP does not stop aegisd: the node logs a "sighup" event, still answers
   PING, and later exits 0 on SIGTERM.
 - aegis-cli status exits 0 with a leader, 1 once the remaining node knows no leader (no
   quorum) and 1 when every node is down; bad usage exits 2 on aegisd and aegis-cli.
@@ -85,7 +85,7 @@ def scenario(opts):
 
         hup = follower
         hup.signal(signal.SIGHUP)
-        wait_until(lambda: b"SIGHUP: nothing to reopen" in open(hup.log_path, "rb").read()
+        wait_until(lambda: b" sighup node=" in open(hup.log_path, "rb").read()
                    or not hup.alive(), 20, "node %d to log the SIGHUP" % hup.id)
         check(hup.alive(), "node %d died on SIGHUP (exit %s)" % (hup.id, hup.proc.returncode))
         check(hup.ping(), "node %d does not answer PING after SIGHUP" % hup.id)

@@ -5,6 +5,8 @@
  *
  * The first input byte chooses the parser and its bounds; the rest, up to its first NUL,
  * is the argument string (as argv gives it):
+ *   byte >= 240    aegis__args_config over the raw bytes (NULs included) as a file, with
+ *                  room for 1 + (byte - 240) % 8 flags; otherwise
  *   byte % 5 == 0  aegis__args_u64 with the [min, max] of one of aegisd's flags
  *               1  aegis__args_hostport with a host buffer of AEGIS_HOST_MAX or less
  *               2  aegis__args_peers with room for 1..AEGIS_PEERS_MAX peers
@@ -18,6 +20,7 @@
  * ports 1..65535; peer ids >= 1, no id or address twice) and round-trips: formatted back
  * (PRIu64, aegis__args_format_hostport, aegis__args_format_peers) it parses again to
  * exactly the same value. */
+#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -168,6 +171,60 @@ static void fuzz_ratio(const char *s)
     check(total > 0);
 }
 
+static const struct option conf_opts[] = {
+    {"id", required_argument, NULL, 1},
+    {"peers", required_argument, NULL, 2},
+    {"join", no_argument, NULL, 3},
+    {"log-file", required_argument, NULL, 4},
+    {NULL, 0, NULL, 0},
+};
+
+/* A config file of the raw bytes @p (NULs included): refused with "f.conf:LINE: ..." or
+ * read into entries of the table, each once, with values free of control bytes and of
+ * blanks at either end. */
+static void fuzz_config(const uint8_t *p, size_t n, unsigned sel)
+{
+    struct aegis_args_conf_entry e[8];
+    char err[AEGIS_ARGS_ERR_BYTES];
+    uint32_t max = 1 + sel % 8, count = 99;
+    char *text = malloc(n + 1);
+    int rv;
+
+    check(text != NULL);
+    memcpy(text, p, n);
+    rv = aegis__args_config("f.conf", text, n, conf_opts, e, max, &count, err, sizeof(err));
+    if (rv != 0) {
+        size_t len = strnlen(err, sizeof(err));
+
+        check(rv == AEGIS_EINVAL && len < sizeof(err) && strncmp(err, "f.conf:", 7) == 0);
+        for (size_t i = 0; i < len; i++) {
+            check((unsigned char)err[i] >= 0x20 && (unsigned char)err[i] < 0x7f);
+        }
+        free(text);
+        return;
+    }
+    check(count <= max);
+    for (uint32_t i = 0; i < count; i++) {
+        const char *v = e[i].value;
+
+        check(e[i].opt >= conf_opts && e[i].opt < conf_opts + 4 && e[i].line >= 1);
+        check((v == NULL) == (e[i].opt->has_arg == no_argument));
+        for (uint32_t j = 0; j < i; j++) {
+            check(e[j].opt != e[i].opt && e[j].line < e[i].line);
+        }
+        if (v != NULL) {
+            size_t len = strlen(v);
+
+            check(len > 0 && v[0] != ' ' && v[0] != '\t' && v[len - 1] != ' ' &&
+                  v[len - 1] != '\t' && v >= text && v + len <= text + n);
+            for (size_t k = 0; k < len; k++) {
+                check((unsigned char)v[k] >= 0x20 || v[k] == '\t');
+            }
+        }
+    }
+    free(text);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char *s;
@@ -181,6 +238,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check(s != NULL);
     memcpy(s, data + 1, size - 1);
     s[size - 1] = '\0';
+    if (sel >= 240) {
+        fuzz_config(data + 1, size - 1, sel - 240);
+        free(s);
+        return 0;
+    }
     switch (sel % 5) {
     case 0:
         fuzz_u64(s, sel / 5);

@@ -5,7 +5,8 @@
  * Input: byte 0 picks the frame limit, byte 1 the size of the chunks the stream arrives
  * in; the rest is what a peer sends: a 32-byte hello, then frames. Checks:
  *   - a hello that decodes re-encodes to the same 32 bytes (flags are zero, fields round
- *     trip), and hello_check accepts exactly the hellos that match the expectation;
+ *     trip), and hello_check accepts exactly the hellos that match the expectation; a
+ *     refused one is described (aegis__hello_describe) by a printable, terminated line;
  *   - reassembly over the whole stream and over the stream fed chunk by chunk, through a
  *     bounded buffer as uring_peer.c does, finds the same frames; every frame lies inside
  *     the input and within the limit; `need` never exceeds limit + 4. */
@@ -41,6 +42,15 @@ static void check_hello(const uint8_t *p, size_t n)
     }
     CHECK(rv == 0 || rv == AEGIS_ECORRUPT || rv == AEGIS_EVERSION);
     if (rv != 0) {
+        char why[160];
+        size_t len;
+
+        aegis__hello_describe(rv, &h, why, sizeof(why));
+        len = strnlen(why, sizeof(why));
+        CHECK(len > 0 && len < sizeof(why));
+        for (size_t i = 0; i < len; i++) {
+            CHECK(why[i] >= 0x20 && why[i] < 0x7f);
+        }
         return;
     }
     CHECK(h.flags == 0 && h.version == AEGIS_HELLO_VERSION && h.magic == AEGIS_HELLO_MAGIC);

@@ -335,8 +335,8 @@ def time_to_rejoin(cluster, node, since, timeout=20.0):
     return time.monotonic() - since
 
 
-_LINK_UP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)Z \S+ aegis-net \S+ "
-                      r"net_thread\.c:\d+ peer (\d+) link up$")
+_LINK_UP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)Z \S+ aegis-net peer_link "
+                      r"node=\d+ peer=(\d+) state=up src=")
 
 
 def _links_up_since(node, since_wall):

@@ -5,6 +5,8 @@
 
 #include <aegis/error.h>
 
+#include <aegis/aegis.h>
+
 #include "lib/test.h"
 #include "net/peer_frame.h"
 
@@ -65,6 +67,32 @@ TEST(peer_frame, hello_decode_refusals)
     }
     b[6] = b[7] = 0;
     ASSERT_OK(aegis__hello_decode(b, AEGIS_HELLO_BYTES, &h));
+    return TEST_PASS;
+}
+
+/* A refused hello is described for the log; a version mismatch names both versions (the
+ * peer's and ours) and this build's release. */
+TEST(peer_frame, hello_refusal_names_both_versions)
+{
+    uint8_t b[AEGIS_HELLO_BYTES];
+    struct aegis_hello h;
+    char why[160], want[160];
+
+    aegis__hello_encode(b, 1, 1, 2);
+    b[4] = 7;
+    ASSERT_ERR(aegis__hello_decode(b, sizeof(b), &h), AEGIS_EVERSION);
+    aegis__hello_describe(AEGIS_EVERSION, &h, why, sizeof(why));
+    snprintf(want, sizeof(want),
+             "hello protocol version 7 from the peer, this node speaks %u (aegis %s)",
+             AEGIS_HELLO_VERSION, aegis_version());
+    ASSERT_STR_EQ(why, want);
+    b[4] = 1;
+    b[0] = 'X';
+    ASSERT_ERR(aegis__hello_decode(b, sizeof(b), &h), AEGIS_ECORRUPT);
+    aegis__hello_describe(AEGIS_ECORRUPT, &h, why, sizeof(why));
+    ASSERT_TRUE(strstr(why, "not an Aegis peer hello (magic 0x4e474558") == why);
+    aegis__hello_describe(AEGIS_ECLUSTER, &h, why, 8); /* Cut, still terminated. */
+    ASSERT_TRUE(strlen(why) == 7);
     return TEST_PASS;
 }
 

@@ -6,6 +6,8 @@
 #include <aegis/aegis.h>
 
 #include "lib/test.h"
+#include <getopt.h>
+
 #include "pipeline/args.h"
 
 /* @s is refused by the number parser for flag --id with @rv, and the message names the
@@ -251,5 +253,101 @@ TEST(args, format_round_trip)
     ASSERT_OK(aegis__args_hostport("x", a, host, sizeof(host), &port, NULL, 0));
     ASSERT_STR_EQ(host, "::1");
     ASSERT_EQ_U64(aegis__args_format_hostport("::1", 7001, a, 10), 0); /* Does not fit. */
+    return TEST_PASS;
+}
+
+/* ---- Config files (aegis__args_config): the rules in args.h. ---- */
+
+static const struct option conf_opts[] = {
+    {"id", required_argument, NULL, 1},     {"peers", required_argument, NULL, 2},
+    {"join", no_argument, NULL, 3},         {"config", required_argument, NULL, 4},
+    {"log-file", required_argument, NULL, 5}, {NULL, 0, NULL, 0},
+};
+
+/* Parse @text as file "f.conf"; the return code, the entries in @e, the message in @err. */
+static int conf(const char *text, struct aegis_args_conf_entry *e, uint32_t *count, char *err)
+{
+    static char buf[8192];
+    size_t len = strlen(text);
+
+    memcpy(buf, text, len + 1);
+    return aegis__args_config("f.conf", buf, len, conf_opts, e, 8, count, err,
+                              AEGIS_ARGS_ERR_BYTES);
+}
+
+TEST(args, config_reads_name_value_lines)
+{
+    struct aegis_args_conf_entry e[8];
+    char err[AEGIS_ARGS_ERR_BYTES] = "";
+    uint32_t n = 0;
+
+    ASSERT_OK(conf("# a comment\n\n  id   7  \r\n\tjoin\npeers 1=a:1,2=b:2\n"
+                   "log-file /var/log/a#b.log\n   # indented comment",
+                   e, &n, err));
+    ASSERT_EQ_U64(n, 4);
+    ASSERT_STR_EQ(e[0].opt->name, "id");
+    ASSERT_STR_EQ(e[0].value, "7"); /* Spaces around the value and a CR are cut. */
+    ASSERT_EQ_U64(e[0].line, 3);
+    ASSERT_STR_EQ(e[1].opt->name, "join");
+    ASSERT_TRUE(e[1].value == NULL);
+    ASSERT_STR_EQ(e[2].value, "1=a:1,2=b:2");
+    ASSERT_STR_EQ(e[3].value, "/var/log/a#b.log"); /* '#' mid-line is part of the value. */
+    ASSERT_EQ_U64(e[3].line, 6);
+    ASSERT_OK(conf("", e, &n, err));
+    ASSERT_EQ_U64(n, 0);
+    return TEST_PASS;
+}
+
+/* @text is refused and the message is exactly @want. */
+static bool conf_refused(const char *text, const char *want)
+{
+    struct aegis_args_conf_entry e[8];
+    char err[AEGIS_ARGS_ERR_BYTES] = "";
+    uint32_t n = 0;
+    int rv = conf(text, e, &n, err);
+
+    if (rv != AEGIS_EINVAL || strcmp(err, want) != 0) {
+        fprintf(stderr, "got %d '%s', want '%s'\n", rv, err, want);
+        return false;
+    }
+    return true;
+}
+
+TEST(args, config_refuses_with_file_and_line)
+{
+    ASSERT_TRUE(conf_refused("id 1\nbogus 3\n", "f.conf:2: unknown flag: 'bogus 3'"));
+    ASSERT_TRUE(conf_refused("# x\nid\n", "f.conf:2: missing value: 'id'"));
+    ASSERT_TRUE(conf_refused("join yes\n", "f.conf:1: this flag takes no value: 'join'"));
+    ASSERT_TRUE(conf_refused("id 1\nid 2\n", "f.conf:2: given twice in the file: 'id'"));
+    ASSERT_TRUE(conf_refused("config other.conf\n",
+                             "f.conf:1: this flag is for the command line only: "
+                             "'config other.conf'"));
+    ASSERT_TRUE(conf_refused("--id 1\n",
+                             "f.conf:1: write the flag's name without '--': '--id 1'"));
+    ASSERT_TRUE(conf_refused("id 1\x1b[2J\n",
+                             "f.conf:1: a control byte (or NUL) in the line: 'id 1?[2J'"));
+    ASSERT_TRUE(conf_refused("i 1\n", "f.conf:1: unknown flag: 'i 1'")); /* No prefixes. */
+    return TEST_PASS;
+}
+
+TEST(args, config_refuses_nul_long_lines_and_too_many)
+{
+    static char big[AEGIS_ARGS_CONF_LINE_MAX + 64];
+    struct aegis_args_conf_entry e[8];
+    char err[AEGIS_ARGS_ERR_BYTES] = "", nul[] = "id 1\nlog-file a\0b\n";
+    uint32_t n = 0;
+
+    ASSERT_ERR(aegis__args_config("f.conf", nul, sizeof(nul) - 1, conf_opts, e, 8, &n, err,
+                                  sizeof(err)),
+               AEGIS_EINVAL);
+    ASSERT_TRUE(strncmp(err, "f.conf:2: a control byte (or NUL)", 33) == 0);
+    memcpy(big, "log-file ", 9);
+    memset(big + 9, 'x', AEGIS_ARGS_CONF_LINE_MAX);
+    ASSERT_ERR(conf(big, e, &n, err), AEGIS_EINVAL);
+    ASSERT_TRUE(strncmp(err, "f.conf:1: line too long", 23) == 0);
+    ASSERT_ERR(aegis__args_config("f.conf", (char[]){"id 1\njoin\n"}, 10, conf_opts, e, 1, &n,
+                                  err, sizeof(err)),
+               AEGIS_EINVAL);
+    ASSERT_TRUE(strncmp(err, "f.conf:2: too many flags", 24) == 0);
     return TEST_PASS;
 }

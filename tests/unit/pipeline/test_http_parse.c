@@ -17,27 +17,32 @@ TEST(http_parse, answers)
         const char *in;
         int status;
         bool head_only;
+        bool health;
     } v[] = {
-        {"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", 200, false},
-        {"GET / HTTP/1.0\n\n", 200, false},
-        {"GET /metrics?x=1 HTTP/1.1\r\n\r\n", 200, false},
-        {"HEAD /metrics HTTP/1.1\r\n\r\n", 200, true},
-        {"HEAD /nope HTTP/1.1\r\n\r\n", 404, true},
-        {"GET /metricsx HTTP/1.1\r\n\r\n", 404, false},
-        {"POST /metrics HTTP/1.1\r\n\r\n", 405, false},
-        {"get /metrics HTTP/1.1\r\n\r\n", 400, false},
-        {"GET  /metrics HTTP/1.1\r\n\r\n", 400, false},
-        {"GET /metrics\r\n\r\n", 400, false},
-        {"GET /metrics HTTP/1.1 x\r\n\r\n", 400, false},
-        {"GET /metrics FTP/1.1\r\n\r\n", 400, false},
-        {"\r\n\r\n", 400, false},
-        {"ABCDEFGHIJKLMNOP /metrics HTTP/1.1\r\n\r\n", 400, false},
+        {"GET /health HTTP/1.1\r\n\r\n", 200, false, true},
+        {"GET /health?verbose HTTP/1.1\r\n\r\n", 200, false, true},
+        {"HEAD /health HTTP/1.1\r\n\r\n", 200, true, true},
+        {"GET /healthz HTTP/1.1\r\n\r\n", 404, false, false},
+        {"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", 200, false, false},
+        {"GET / HTTP/1.0\n\n", 200, false, false},
+        {"GET /metrics?x=1 HTTP/1.1\r\n\r\n", 200, false, false},
+        {"HEAD /metrics HTTP/1.1\r\n\r\n", 200, true, false},
+        {"HEAD /nope HTTP/1.1\r\n\r\n", 404, true, false},
+        {"GET /metricsx HTTP/1.1\r\n\r\n", 404, false, false},
+        {"POST /metrics HTTP/1.1\r\n\r\n", 405, false, false},
+        {"get /metrics HTTP/1.1\r\n\r\n", 400, false, false},
+        {"GET  /metrics HTTP/1.1\r\n\r\n", 400, false, false},
+        {"GET /metrics\r\n\r\n", 400, false, false},
+        {"GET /metrics HTTP/1.1 x\r\n\r\n", 400, false, false},
+        {"GET /metrics FTP/1.1\r\n\r\n", 400, false, false},
+        {"\r\n\r\n", 400, false, false},
+        {"ABCDEFGHIJKLMNOP /metrics HTTP/1.1\r\n\r\n", 400, false, false},
     };
     struct aegis_http_request r;
 
     for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
         if (parse(v[i].in, &r) != 1 || r.status != v[i].status ||
-            r.head_only != v[i].head_only) {
+            r.head_only != v[i].head_only || r.health != v[i].health) {
             FAIL("case %zu: status %d head_only %d", i, r.status, r.head_only);
         }
     }
