@@ -170,7 +170,7 @@ struct compactor {
         memset(&meta, 0, sizeof(meta));
         meta.index = applied;
         meta.term = aegis__raft_term_at(r, applied);
-        if (aegis__raft_snapshot_taken(r, &meta, data) != 0) {
+        if (aegis__raft_snapshot_taken(r, &meta, data->len) != 0) {
             bm::die("snapshot_taken");
         }
         last_snap = applied;

@@ -99,6 +99,7 @@ static void usage(FILE *f)
             "                             twice it (30)\n"
             "  --heartbeat-ticks N        heartbeat interval in ticks (5)\n"
             "  --snapshot-threshold N     entries applied between snapshots (100000)\n"
+            "  --snapshot-chunk-bytes N   InstallSnapshot chunk size in bytes (1048576)\n"
             "  --segment-mb N             log segment size in MiB (64)\n"
             "  --log-cache-bytes N        Raft log entries kept in memory, in bytes; K, M,\n"
             "                             G suffixes; older ones are read back from the\n"
@@ -200,7 +201,7 @@ static int parse_u64(const char *flag, const char *s, uint64_t min, uint64_t max
 
 enum {
     OPT_ID = 1000, OPT_PEERS, OPT_CLIENT, OPT_DATA_DIR, OPT_FSYNC, OPT_JOIN, OPT_CLUSTER,
-    OPT_PASS, OPT_LOG, OPT_TICK, OPT_ELECTION, OPT_HEARTBEAT, OPT_SNAP, OPT_SEGMENT,
+    OPT_PASS, OPT_LOG, OPT_TICK, OPT_ELECTION, OPT_HEARTBEAT, OPT_SNAP, OPT_SNAP_CHUNK, OPT_SEGMENT,
     OPT_MAXVAL, OPT_MAXCLIENTS, OPT_PIPELINE, OPT_PENDING, OPT_HELP, OPT_VERSION, OPT_METRICS,
     OPT_FAILSTOP,
     /* TLS (one block). */
@@ -227,6 +228,7 @@ static const struct option long_opts[] = {
     {"election-ticks", required_argument, NULL, OPT_ELECTION},
     {"heartbeat-ticks", required_argument, NULL, OPT_HEARTBEAT},
     {"snapshot-threshold", required_argument, NULL, OPT_SNAP},
+    {"snapshot-chunk-bytes", required_argument, NULL, OPT_SNAP_CHUNK},
     {"segment-mb", required_argument, NULL, OPT_SEGMENT},
     {"max-value-bytes", required_argument, NULL, OPT_MAXVAL},
     {"max-clients", required_argument, NULL, OPT_MAXCLIENTS},
@@ -282,6 +284,10 @@ static int parse_number_opt(int opt, const char *arg, struct opts *o)
         break;
     case OPT_SNAP:
         rv = parse_u64("--snapshot-threshold", arg, 16, UINT64_MAX, &o->node.snapshot_threshold);
+        break;
+    case OPT_SNAP_CHUNK:
+        rv = parse_u64("--snapshot-chunk-bytes", arg, 512, 64u << 20, &v);
+        o->node.snapshot_chunk_bytes = (uint32_t)v;
         break;
     case OPT_LOG_CACHE:
         rv = parse_bytes("--log-cache-bytes", arg, &o->node.log_cache_bytes);

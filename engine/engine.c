@@ -24,6 +24,7 @@
 #include <aegis/error.h>
 
 #include "engine/assert.h"
+#include "engine/snapshot_mem.h"
 
 struct aegis_engine {
     const struct aegis_allocator *alloc;
@@ -33,6 +34,7 @@ struct aegis_engine {
     struct aegis_kv kv;
     struct aegis_rng rng;
     struct aegis_raft *raft;     /* NULL until started. */
+    struct aegis_snapshot_mem snap; /* snap-install: the core's snapshot_io, in memory. */
     struct aegis_conf bootstrap; /* Self and the peers added before the start. */
     uint64_t ticks;
 
@@ -135,6 +137,8 @@ int aegis__engine_create(struct aegis_engine **out, const struct aegis_node_info
         goto err_after_outbox;
     }
     aegis__rng_seed(&e->rng, config->rng_seed);
+    aegis__snapshot_mem_init(&e->snap, a); /* snap-install */
+    aegis__snapshot_mem_io(&e->snap, &e->config.raft.snapshot_io);
     e->bootstrap.count = 1;
     e->bootstrap.members[0] = (struct aegis_member){.id = node->id, .role = AEGIS_MEMBER_VOTER};
     e->last_role = AEGIS_ROLE_FOLLOWER;
@@ -166,6 +170,7 @@ void aegis__engine_destroy(struct aegis_engine *e)
     if (e->raft != NULL) {
         aegis__raft_destroy(e->raft);
     }
+    aegis__snapshot_mem_close(&e->snap); /* snap-install */
     aegis__kv_close(&e->kv);
     aegis__cluster_close(&e->cluster);
     aegis__free(e->alloc, e);
@@ -298,7 +303,8 @@ static void observe(struct aegis_engine *e)
 static void take_ready(struct aegis_engine *e, struct aegis_ready *rd)
 {
     if (rd->snapshot_meta != NULL) {
-        install_snapshot(e, rd->snapshot_meta, rd->snapshot_data);
+        install_snapshot(e, rd->snapshot_meta,
+                         aegis__snapshot_mem_installed(&e->snap, rd->snapshot_meta));
     }
     for (uint32_t i = 0; i < rd->msgs_count; i++) {
         outbox_push(e, &rd->msgs[i]);
@@ -680,7 +686,8 @@ static void take_snapshot(struct aegis_engine *e)
     meta.index = aegis__kv_applied_index(&e->kv);
     meta.term = aegis__kv_applied_term(&e->kv);
     meta.conf = *aegis__raft_conf(e->raft); /* The core puts in the one at meta.index. */
-    if (aegis__raft_snapshot_taken(e->raft, &meta, data) == 0) {
+    if (aegis__raft_snapshot_taken(e->raft, &meta, data != NULL ? data->len : 0) == 0) {
+        aegis__snapshot_mem_set(&e->snap, &meta, data); /* snap-install: the source's. */
         e->snapshots_taken++;
     }
     aegis__buf_unref(data);

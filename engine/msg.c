@@ -16,7 +16,7 @@
  *   - appended entries: consecutive indexes from prev_index + 1, terms non-decreasing
  *     from prev_term, known entry types;
  *   - a snapshot chunk: metadata index and term at least 1, a valid membership with a
- *     voter, total within AEGIS_BUF_LEN_MAX, the chunk inside the total, "done" exactly
+ *     voter, total within AEGIS_SNAPSHOT_BYTES_MAX, the chunk inside the total, "done" exactly
  *     when it reaches the total;
  *   - a pre-vote never carries the transfer flag; a TimeoutNow names its target.
  * Every loop here runs over the message's own decoded array, never over a range of
@@ -145,8 +145,9 @@ static bool snapshot_req_ok(const struct aegis_msg *m)
 
     return m->term >= 1 && s->meta.index >= 1 && index_ok(s->meta.index) &&
            s->meta.term >= 1 && s->meta.term <= m->term && aegis__conf_valid(&s->meta.conf) &&
-           aegis__conf_voter_count(&s->meta.conf) >= 1 && s->total_bytes <= AEGIS_BUF_LEN_MAX &&
-           s->offset <= s->total_bytes && len <= s->total_bytes - s->offset &&
+           aegis__conf_voter_count(&s->meta.conf) >= 1 &&
+           s->total_bytes <= AEGIS_SNAPSHOT_BYTES_MAX && s->offset <= s->total_bytes &&
+           len <= s->total_bytes - s->offset &&
            s->done == (s->offset + len == s->total_bytes);
 }
 
@@ -163,7 +164,7 @@ static bool body_ok(const struct aegis_msg *m)
         return snapshot_req_ok(m);
     case AEGIS_MSG_SNAPSHOT_RESP:
         return index_ok(m->snapshot_resp.index) &&
-               m->snapshot_resp.next_offset <= AEGIS_BUF_LEN_MAX;
+               m->snapshot_resp.next_offset <= AEGIS_SNAPSHOT_BYTES_MAX;
     case AEGIS_MSG_HEARTBEAT:
         return m->term >= 1 && index_ok(m->heartbeat.commit);
     case AEGIS_MSG_TIMEOUT_NOW:

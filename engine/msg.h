@@ -63,16 +63,20 @@ struct aegis_append_resp {
 
 struct aegis_snapshot_req {
     struct aegis_snapshot_meta meta;
-    uint64_t offset;      /* Byte offset of this chunk in the snapshot data. */
-    uint64_t total_bytes; /* Size of the whole snapshot data. */
+    uint64_t offset;      /* Byte offset of this chunk in the snapshot. */
+    uint64_t total_bytes; /* Size of the whole snapshot (<= AEGIS_SNAPSHOT_BYTES_MAX). */
     bool done;            /* This is the last chunk. */
     struct aegis_buf *chunk;
 };
 
 struct aegis_snapshot_resp {
     aegis_index index;    /* The snapshot's last index. */
-    uint64_t next_offset; /* Next byte the follower expects; total_bytes when installed. */
-    bool success;         /* False: restart the transfer from next_offset. */
+    uint64_t next_offset; /* Success: the follower holds the first next_offset bytes (it
+                             may be ahead of what this leader sent: resume there);
+                             total_bytes only once installed and durable. Failure: the
+                             chunk did not follow on; send again from next_offset
+                             (0: from the start). */
+    bool success;
 };
 
 struct aegis_heartbeat {
@@ -148,6 +152,10 @@ struct aegis_msg {
  * later election. */
 #define AEGIS_TERM_MAX ((aegis_term)1 << 62)
 #define AEGIS_INDEX_MAX ((aegis_index)1 << 62)
+/* Ceiling on a snapshot's size on the wire (total_bytes, offsets): 2^50 bytes (1 PiB).
+ * Snapshots stream from disk in chunks, so nothing holds them whole; the bound keeps
+ * every offset + length sum free of overflow. */
+#define AEGIS_SNAPSHOT_BYTES_MAX ((uint64_t)1 << 50)
 
 /* Check a message received from a peer before anything acts on it: the fields that do
  * not depend on the receiver's state (type, sender, ceilings on every term and index,

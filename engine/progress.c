@@ -7,6 +7,7 @@
 #include <aegis/error.h>
 
 #include "engine/assert.h"
+#include "engine/msg.h"
 
 int aegis__progress_init(struct aegis_progress *p, uint32_t cap, const struct aegis_allocator *a)
 {
@@ -22,10 +23,13 @@ int aegis__progress_init(struct aegis_progress *p, uint32_t cap, const struct ae
 
 static void drop_snapshot(struct aegis_progress *p)
 {
-    aegis__buf_unref(p->snap_data);
-    p->snap_data = NULL;
-    p->snap_offset = 0;
-    p->snap_inflight = false;
+    memset(&p->snap_meta, 0, sizeof(p->snap_meta));
+    p->snap_total = 0;
+    p->snap_next = 0;
+    p->snap_acked = 0;
+    p->snap_done_sent = false;
+    p->snap_waiting = false;
+    p->snap_rewound = false;
     p->snap_idle_ticks = 0;
 }
 
@@ -77,14 +81,15 @@ void aegis__progress_to_replicate(struct aegis_progress *p)
 }
 
 void aegis__progress_to_snapshot(struct aegis_progress *p, const struct aegis_snapshot_meta *meta,
-                                 struct aegis_buf *data)
+                                 uint64_t total_bytes)
 {
-    AEGIS_ASSERT(data != NULL);
+    AEGIS_ASSERT(meta->index > 0);
+    AEGIS_ASSERT(total_bytes <= AEGIS_SNAPSHOT_BYTES_MAX);
     drop_snapshot(p);
     clear_window(p);
     p->state = AEGIS_PROGRESS_SNAPSHOT;
     p->snap_meta = *meta;
-    p->snap_data = aegis__buf_ref(data);
+    p->snap_total = total_bytes;
     p->probe_sent = false;
 }
 

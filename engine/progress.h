@@ -7,8 +7,11 @@
  *   REPLICATE  the logs match up to match: the leader streams AppendEntries optimistically,
  *              advancing next as it sends, within a window of in-flight messages bounded
  *              by count (inflight_msgs_max) and by payload bytes (inflight_bytes_max);
- *   SNAPSHOT   the entries the follower needs are compacted: the leader sends the snapshot
- *              in chunks, one chunk in flight.
+ *   SNAPSHOT   the entries the follower needs are compacted: the leader streams the
+ *              snapshot in chunks, at most snapshot_chunks_inflight_max unanswered. It
+ *              holds no bytes: only which snapshot, its size, the next offset to send
+ *              (snap_next) and the prefix the follower said it holds (snap_acked); the
+ *              bytes in flight are snap_next - snap_acked (raft_snapshot.c).
  *
  * The in-flight window is a ring of (last index, bytes) pairs, one per AppendEntries sent
  * in REPLICATE, allocated once at init with inflight_msgs_max slots: an acknowledgement up
@@ -50,12 +53,17 @@ struct aegis_progress {
     uint32_t inflights_count;
     uint64_t inflights_bytes;
 
-    /* The snapshot transfer (SNAPSHOT): data is a reference held by this progress. */
+    /* The snapshot transfer (SNAPSHOT). snap_acked <= snap_next <= snap_total. */
     struct aegis_snapshot_meta snap_meta;
-    struct aegis_buf *snap_data;
-    uint64_t snap_offset;     /* Next byte to send. */
-    bool snap_inflight;       /* A chunk is out, unanswered. */
-    uint32_t snap_idle_ticks; /* Ticks since the chunk went out (resend after a timeout). */
+    uint64_t snap_total;      /* Its size in bytes. */
+    uint64_t snap_next;       /* Next byte to send. */
+    uint64_t snap_acked;      /* The follower holds bytes [0, snap_acked). */
+    bool snap_done_sent;      /* The last chunk is out: nothing more to send for now. */
+    bool snap_waiting;        /* The source answered AEGIS_EAGAIN: ask again later. */
+    bool snap_rewound;        /* Went back to snap_acked since the last progress: one
+                                 rewind per loss, not one per out-of-order answer. */
+    uint32_t snap_idle_ticks; /* Ticks without progress while chunks are out (resend
+                                 from snap_acked after a timeout). */
 };
 
 /* Allocate the window of @cap slots. Returns 0 or AEGIS_ENOMEM. */
@@ -69,9 +77,9 @@ void aegis__progress_reset(struct aegis_progress *p, aegis_node_id id, aegis_ind
 void aegis__progress_to_probe(struct aegis_progress *p);
 void aegis__progress_to_replicate(struct aegis_progress *p);
 
-/* Enter SNAPSHOT for @meta, taking a reference on @data. */
+/* Enter SNAPSHOT for @meta, @total_bytes long, from offset 0. */
 void aegis__progress_to_snapshot(struct aegis_progress *p, const struct aegis_snapshot_meta *meta,
-                                 struct aegis_buf *data);
+                                 uint64_t total_bytes);
 
 /* Whether the window has room for another AppendEntries (REPLICATE). */
 bool aegis__progress_window_open(const struct aegis_progress *p, uint64_t bytes_max);

@@ -28,6 +28,7 @@ void aegis__raft_config_default(struct aegis_raft_config *c)
     c->inflight_bytes_max = 16u << 20;
     c->append_bytes_max = 1u << 20;
     c->snapshot_chunk_bytes = 1u << 20;
+    c->snapshot_chunks_inflight_max = 4;
     c->pre_vote = true;
     c->check_quorum = true;
 }
@@ -53,7 +54,8 @@ static bool config_valid(const struct aegis_raft_config *c)
            c->heartbeat_interval_ticks >= 1 &&
            c->heartbeat_interval_ticks < c->election_timeout_min_ticks &&
            c->inflight_msgs_max >= 1 && c->inflight_bytes_max >= 1 &&
-           c->append_bytes_max >= 1 && c->snapshot_chunk_bytes >= 1;
+           c->append_bytes_max >= 1 && c->snapshot_chunk_bytes >= 1 &&
+           c->snapshot_chunk_bytes <= AEGIS_BUF_LEN_MAX && c->snapshot_chunks_inflight_max >= 1;
 }
 
 /* Grow @*arr (of @*cap elements of @size bytes) to hold at least @need, doubling, never
@@ -194,7 +196,10 @@ static int restore(struct aegis_raft *r, const struct aegis_raft_restore *rs)
         }
         aegis__log_reset(&r->log, rs->snapshot_meta->index, rs->snapshot_meta->term);
         r->snap_meta = *rs->snapshot_meta;
-        r->snap_data = rs->snapshot_data != NULL ? aegis__buf_ref(rs->snapshot_data) : NULL;
+        r->snap_bytes = rs->snapshot_bytes;
+        if (r->snap_bytes > AEGIS_SNAPSHOT_BYTES_MAX) {
+            return AEGIS_ECONFIG;
+        }
         r->base_conf = rs->snapshot_meta->conf;
         r->applied = r->snap_meta.index;
     }
@@ -297,8 +302,6 @@ static void release_ready(struct aegis_raft *r)
     }
     r->rd_entries_count = 0;
     r->rd_committed_count = 0;
-    aegis__buf_unref(r->rd_snap_data);
-    r->rd_snap_data = NULL;
     box_release(r, &r->boxes[r->cur ^ 1u]);
 }
 
@@ -321,8 +324,6 @@ void aegis__raft_destroy(struct aegis_raft *r)
     for (uint32_t i = 0; i < AEGIS_MEMBERS_MAX; i++) {
         aegis__progress_close(&r->prs[i], r->alloc);
     }
-    aegis__raft_recv_reset(r);
-    aegis__buf_unref(r->snap_data);
     aegis__log_close(&r->log);
     aegis__free(r->alloc, r->reads);
     aegis__free(r->alloc, r->rd_entries);
@@ -438,21 +439,6 @@ static int step_leader_side(struct aegis_raft *r, const struct aegis_msg *m)
     return 0;
 }
 
-/* A whole snapshot in one chunk (offset 0, done) that would be installed goes through
- * the runtime's check here, before the term rules, so that one that would not restore
- * cannot even move our term. (The last chunk of a longer transfer is checked when it
- * completes the assembly, raft_snapshot.c; by then the term is the offer's.) */
-static bool whole_snapshot_ok(const struct aegis_raft *r, const struct aegis_msg *m)
-{
-    const struct aegis_snapshot_req *s = &m->snapshot_req;
-
-    if (m->type != AEGIS_MSG_SNAPSHOT_REQ || m->term < r->term || s->offset != 0 || !s->done ||
-        s->meta.index <= r->log.commit || r->cfg.snapshot_check == NULL) {
-        return true;
-    }
-    return r->cfg.snapshot_check(r->cfg.snapshot_check_data, &s->meta, s->chunk) == 0;
-}
-
 /* Checks that depend on our state, made before the term rules so that a refused message
  * changes nothing (not even the term). Returns 0 or AEGIS_EINVAL. */
 static int check_in_place(const struct aegis_raft *r, const struct aegis_msg *m)
@@ -475,9 +461,6 @@ static int check_in_place(const struct aegis_raft *r, const struct aegis_msg *m)
     if (m->type == AEGIS_MSG_TIMEOUT_NOW &&
         (m->term > r->term || (m->term == r->term && r->leader != m->from))) {
         return AEGIS_EINVAL;
-    }
-    if (!whole_snapshot_ok(r, m)) {
-        return AEGIS_ECORRUPT;
     }
     return 0;
 }
@@ -694,9 +677,7 @@ void aegis__raft_ready(struct aegis_raft *r, struct aegis_ready *rd)
     rd->reads_count = b->reads_count;
     if (r->snap_out) {
         r->rd_snap_meta = r->snap_meta;
-        r->rd_snap_data = aegis__buf_ref(r->snap_data);
         rd->snapshot_meta = &r->rd_snap_meta;
-        rd->snapshot_data = r->rd_snap_data;
         r->snap_out = false;
     }
     if (snapshot_wanted(r)) {

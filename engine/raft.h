@@ -21,9 +21,10 @@
  *     earlier ready's) are durable: vote grants and a follower's acknowledgements live
  *     here, so a follower never acknowledges an entry that is not durable and a vote is
  *     durable before the grant leaves.
- *   - rd.committed are entries to apply, in order; rd.snapshot, when non-NULL, is a
- *     snapshot received from the leader that must be persisted and restored into the
- *     state machine before any later committed entry is applied.
+ *   - rd.committed are entries to apply, in order; rd.snapshot_meta, when non-NULL, names
+ *     a snapshot received from the leader (its bytes went to the config's snapshot_io
+ *     sink) that must be persisted and restored into the state machine before any later
+ *     committed entry is applied.
  *   - rd.reads are ReadIndex results: serve read ctx once applied >= index.
  *   Everything a ready points to stays valid until aegis__raft_advance(); the runtime
  *   takes its own references (aegis__entry_ref) on what it keeps longer. The core may be
@@ -38,6 +39,43 @@
 
 #include "engine/msg.h"
 #include "engine/rng.h"
+
+/* The snapshot's bytes live with the runtime, never whole in the core (raft_snapshot.c,
+ * docs/raft.md "Snapshots"). A snapshot is a byte string of known length (for the
+ * pipeline: the snapshot file exactly as on disk); the core moves it in chunks.
+ * Called from inside the core (step, tick, ready): the callbacks must not call back
+ * into it. */
+struct aegis_snapshot_io {
+    /* Leader (source): the bytes [@offset, @offset + @len) of this node's snapshot @meta
+     * (the one given to aegis__raft_snapshot_taken() or restored). Returns 0 with a new
+     * buffer of exactly @len bytes in @chunk_out (its one reference moves to the core);
+     * AEGIS_EAGAIN when they are not at hand yet (the runtime reads them off its thread
+     * and calls aegis__raft_snapshot_readable(); the core also asks again on its
+     * retransmission timer); any other error abandons the transfer (the follower goes
+     * back to PROBE, and a new transfer starts from its next answer). */
+    int (*read)(void *data, const struct aegis_snapshot_meta *meta, uint64_t offset,
+                uint32_t len, struct aegis_buf **chunk_out);
+    /* Follower (sink): start taking in snapshot @meta of @total_bytes offered by @leader,
+     * dropping any other partial one. *@have_out: how many leading bytes of this same
+     * offer (same leader, index, term and size) the sink already holds from an earlier
+     * attempt, 0..@total_bytes; the transfer resumes there. 0 or an error (refused:
+     * the leader is told to start again). */
+    int (*recv_open)(void *data, const struct aegis_snapshot_meta *meta, aegis_node_id leader,
+                     uint64_t total_bytes, uint64_t *have_out);
+    /* Follower: the bytes at @offset (always the number held so far: chunks come in
+     * order, each once). @chunk is borrowed: take a reference to keep it. 0, or an error
+     * that drops the offer (the leader starts again). */
+    int (*recv_write)(void *data, const struct aegis_snapshot_meta *meta, uint64_t offset,
+                      struct aegis_buf *chunk);
+    /* Follower: all @total_bytes are in: verify them before anything is replaced.
+     * 0: good, the core installs now; AEGIS_EAGAIN: verifying, the runtime answers
+     * later with aegis__raft_snapshot_verified(); any other error refuses the snapshot
+     * (step returns AEGIS_ECORRUPT). A refused snapshot's bytes are dropped by the sink:
+     * a later recv_open of the same offer answers 0. */
+    int (*recv_finish)(void *data, const struct aegis_snapshot_meta *meta,
+                       uint64_t total_bytes);
+    void *data;
+};
 
 /* RaftConfig of the seed. Times are in ticks; the runtime decides how long a tick is. */
 struct aegis_raft_config {
@@ -71,13 +109,11 @@ struct aegis_raft_config {
      * longer holds them), never by snapshot_trailing. docs/raft.md, "The log". */
     uint64_t log_cache_bytes;
     uint32_t bugs;                /* AEGIS_RAFT_BUG_* bits; 0 in production. */
-    /* Optional: checks a snapshot received from the leader once its last chunk is in,
-     * before anything is reset. Non-zero refuses it: the assembly is dropped, the leader
-     * is told to start over and step() returns AEGIS_ECORRUPT, so a snapshot that would
-     * not restore is never installed. Called inside the core: it must be pure. */
-    int (*snapshot_check)(void *data, const struct aegis_snapshot_meta *meta,
-                          const struct aegis_buf *snapshot);
-    void *snapshot_check_data;
+    /* Snapshot chunks a leader keeps in flight per follower (InstallSnapshot). */
+    uint32_t snapshot_chunks_inflight_max;
+    /* Where snapshot bytes come from and go to: the core never holds a whole snapshot.
+     * NULL callbacks: this node sends (read) or takes in (recv_*) no snapshot. */
+    struct aegis_snapshot_io snapshot_io;
 };
 
 /* Deliberately broken variants, to prove that the checkers can fail: compiled only into
@@ -138,8 +174,10 @@ struct aegis_ready {
     struct aegis_msg *msgs_after_persist; /* Send once this ready is durable. */
     uint32_t committed_count;
     struct aegis_entry *committed;      /* Apply, in order. */
-    const struct aegis_snapshot_meta *snapshot_meta; /* Received snapshot, or NULL. */
-    struct aegis_buf *snapshot_data;
+    /* A snapshot received from the leader, verified (recv_finish), or NULL: its bytes are
+     * what the sink took in; the runtime makes them its durable snapshot, drops its log
+     * through it and restores the state machine from it before applying anything later. */
+    const struct aegis_snapshot_meta *snapshot_meta;
     uint32_t reads_count;
     struct aegis_read_state *reads;
     bool snapshot_wanted;               /* Applied passed the threshold: take a snapshot. */
@@ -159,7 +197,7 @@ struct aegis_raft_tracer {
 struct aegis_raft_restore {
     struct aegis_hard_state hs;
     const struct aegis_snapshot_meta *snapshot_meta; /* NULL when none. */
-    struct aegis_buf *snapshot_data;                 /* For sending to followers. */
+    uint64_t snapshot_bytes;                         /* Its size, for sending it (read). */
     const struct aegis_entry *entries;               /* After the snapshot, in order. */
     uint32_t entries_count;
     struct aegis_conf bootstrap;  /* Initial membership, used when no ConfigChange entry
@@ -179,7 +217,7 @@ void aegis__raft_destroy(struct aegis_raft *r);
 
 /* Feed one message. The message is borrowed. Returns 0, or refuses it and changes
  * nothing: AEGIS_ECORRUPT for values no correct peer sends (aegis__msg_validate, a
- * snapshot the snapshot_check refuses), AEGIS_EINVAL for a message out of place (from
+ * snapshot the sink refuses), AEGIS_EINVAL for a message out of place (from
  * ourselves, addressed to another node, leader traffic in our term from another node
  * than our leader, a TimeoutNow not from our leader). docs/raft.md, "Refusing peer
  * messages". A stale message (lower term) is dropped and returns 0. */
@@ -237,12 +275,24 @@ void aegis__raft_persisted(struct aegis_raft *r, aegis_index index, aegis_term t
 void aegis__raft_applied(struct aegis_raft *r, aegis_index index);
 
 /* The runtime has written a snapshot of the state machine at @meta->index (which it has
- * applied). The core takes a reference on @data (to send to followers) and compacts its
- * log, keeping snapshot_trailing entries behind it. @meta->conf is recomputed by the core
+ * applied), @total_bytes long. The core keeps only its metadata and size: it reads the
+ * bytes through config.snapshot_io.read when a follower needs them. It compacts its log,
+ * keeping snapshot_trailing entries behind it. @meta->conf is recomputed by the core
  * (store aegis__raft_conf_at(meta->index) with the snapshot). Returns 0, AEGIS_ESTALE (not
  * newer than the last one) or AEGIS_EINVAL (index not applied/committed, or wrong term). */
 int aegis__raft_snapshot_taken(struct aegis_raft *r, const struct aegis_snapshot_meta *meta,
-                               struct aegis_buf *data);
+                               uint64_t total_bytes);
+
+/* The source has bytes at hand that it answered AEGIS_EAGAIN for: the core asks again now
+ * for every follower whose transfer waits. */
+void aegis__raft_snapshot_readable(struct aegis_raft *r);
+
+/* The sink's verdict on the snapshot (@index, @term) whose recv_finish answered
+ * AEGIS_EAGAIN: 0 installs it (it comes out in the next ready), anything else refuses it
+ * (the leader starts again). Returns 0, or AEGIS_ESTALE when that offer is no longer the
+ * one being finished (a newer offer replaced it, or this node leads): nothing changes. */
+int aegis__raft_snapshot_verified(struct aegis_raft *r, aegis_index index, aegis_term term,
+                                  int status);
 
 /* The runtime's answer to rd.fetch (@from as asked): @n entries from @from on, in order,
  * borrowed (the core takes its own references), or @err non-zero when they could not be

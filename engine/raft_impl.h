@@ -116,16 +116,21 @@ struct aegis_raft {
     aegis_index applied;
     struct aegis_hard_state hs_handed; /* Hard state of the last ready. */
 
-    /* Snapshots: the latest one this node holds (index 0: none). */
+    /* Snapshots: the latest one this node holds (index 0: none), snap_bytes long; its
+     * bytes are the runtime's (config.snapshot_io). */
     struct aegis_snapshot_meta snap_meta;
-    struct aegis_buf *snap_data;
+    uint64_t snap_bytes;
     bool snap_out;      /* A received snapshot waits for the next ready. */
     bool snap_asked;    /* snapshot_wanted was raised; not again until one is taken. */
+    /* Follower: the offer being taken in through the sink (raft_snapshot.c). An offer
+     * is one snapshot (index, term, size) from one leader; its bytes [0, received) went
+     * to the sink. finishing: all are in and the sink is verifying them. */
     struct {
+        bool active;
+        bool finishing;
         struct aegis_snapshot_meta meta;
-        aegis_term term;       /* The offer in progress: the term and leader that sent */
-        aegis_node_id leader;  /* its first chunk; later chunks must come from them. */
-        struct aegis_buf *buf; /* total_bytes long, filled up to received. */
+        aegis_node_id leader;
+        uint64_t total;
         uint64_t received;
     } recv;
 
@@ -152,7 +157,6 @@ struct aegis_raft {
     struct aegis_entry *rd_committed;
     uint32_t rd_committed_count;
     struct aegis_snapshot_meta rd_snap_meta;
-    struct aegis_buf *rd_snap_data;
     uint64_t msgs_dropped;
 
     /* Amnesia guard (raft_membership.c): armed while config.fresh and the log never held
@@ -208,11 +212,10 @@ void aegis__raft_tick_snapshots(struct aegis_raft *r);
 void aegis__raft_compact_log(struct aegis_raft *r, aegis_index index);
 
 /* raft_snapshot.c */
-void aegis__raft_send_snapshot_chunk(struct aegis_raft *r, struct aegis_progress *pr);
+void aegis__raft_send_snapshot_chunks(struct aegis_raft *r, struct aegis_progress *pr);
 int aegis__raft_handle_snapshot_req(struct aegis_raft *r, const struct aegis_msg *m);
 void aegis__raft_handle_snapshot_resp(struct aegis_raft *r, struct aegis_progress *pr,
                                       const struct aegis_msg *m);
-void aegis__raft_recv_reset(struct aegis_raft *r);
 
 /* raft_read.c */
 void aegis__raft_reads_on_commit(struct aegis_raft *r);

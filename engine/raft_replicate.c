@@ -73,12 +73,12 @@ static bool need_snapshot(struct aegis_raft *r, struct aegis_progress *pr)
     if (pr->next > r->log.offset) {
         return false;
     }
-    if (r->snap_data == NULL) {
-        return true; /* Nothing to send (restored without data): stay stuck, loudly. */
+    if (r->snap_meta.index == 0 || r->cfg.snapshot_io.read == NULL) {
+        return true; /* Nothing to send from: stay stuck, loudly. */
     }
     aegis__raft_trace(r, "snapshot_send", pr->id, r->snap_meta.index);
-    aegis__progress_to_snapshot(pr, &r->snap_meta, r->snap_data);
-    aegis__raft_send_snapshot_chunk(r, pr);
+    aegis__progress_to_snapshot(pr, &r->snap_meta, r->snap_bytes);
+    aegis__raft_send_snapshot_chunks(r, pr);
     return true;
 }
 
@@ -520,13 +520,20 @@ void aegis__raft_tick_snapshots(struct aegis_raft *r)
     for (uint32_t i = 0; i < AEGIS_MEMBERS_MAX; i++) {
         struct aegis_progress *pr = &r->prs[i];
 
-        if (pr->id == AEGIS_NODE_NONE || pr->state != AEGIS_PROGRESS_SNAPSHOT ||
-            !pr->snap_inflight) {
+        if (pr->id == AEGIS_NODE_NONE || pr->state != AEGIS_PROGRESS_SNAPSHOT) {
+            continue;
+        }
+        if (pr->snap_next == pr->snap_acked && !pr->snap_done_sent) {
+            aegis__raft_send_snapshot_chunks(r, pr); /* Nothing out: the source waited. */
             continue;
         }
         if (++pr->snap_idle_ticks >= r->cfg.election_timeout_min_ticks) {
-            pr->snap_inflight = false; /* Lost: send the chunk again. */
-            aegis__raft_send_snapshot_chunk(r, pr);
+            /* No progress for a timeout: chunks or answers were lost; go back to what the
+             * follower holds. */
+            pr->snap_next = pr->snap_acked;
+            pr->snap_done_sent = false;
+            pr->snap_idle_ticks = 0;
+            aegis__raft_send_snapshot_chunks(r, pr);
         }
     }
 }

@@ -168,6 +168,16 @@ int aegis__apply_init(struct aegis_node *n)
     for (uint32_t i = 0; i < n->config.peers_count && i < AEGIS_PEERS_MAX; i++) {
         s->addrs[s->addrs_count++] = n->config.peers[i];
     }
+    /* The bootstrap membership (node.c gives the core the same) until a snapshot or a
+     * ConfigChange says otherwise: the snapshot files written here carry it. Left empty,
+     * they claimed no members, and a node restarted from one never campaigned (seen once
+     * InstallSnapshot moved these files byte for byte, pipeline/snap_transfer.h). */
+    if (!n->config.join) {
+        for (uint32_t i = 0; i < n->config.peers_count && i < AEGIS_MEMBERS_MAX; i++) {
+            s->conf.members[s->conf.count++] = (struct aegis_member){
+                .id = n->config.peers[i].id, .role = AEGIS_MEMBER_VOTER};
+        }
+    }
     n->apply_state = s;
     publish_addrs(n);
     return 0;
@@ -202,7 +212,6 @@ void aegis__apply_close(struct aegis_node *n)
         aegis__buf_unref(s->reads[i].query);
     }
     AEGIS_ASSERT(s->writer == NULL && !s->snap.active); /* The apply thread ended them. */
-    aegis__buf_unref(s->pending_report.data);
     aegis__free(n->alloc, s->pending_report.meta);
     aegis__free(n->alloc, s->regs);
     aegis__free(n->alloc, s->reads);
@@ -585,6 +594,7 @@ static void handle_install(struct aegis_node *n, struct aegis_apply_item *it)
 {
     struct aegis_apply_state *s = n->apply_state;
     struct aegis_peer_addr addrs[AEGIS_PEERS_MAX];
+    char path[AEGIS_SNAPSHOT_PATH_MAX];
     uint32_t count = 0;
     struct apply_reg *r;
     int rv;
@@ -595,9 +605,12 @@ static void handle_install(struct aegis_node *n, struct aegis_apply_item *it)
         snapshot_close_view(n);
         aegis__snap_writer_end(s->writer, AEGIS_ESTALE);
     }
-    /* Interim: the core hands the received snapshot over in one buffer; it is read as a
-     * stream, in slices, through the same restore as a file. */
-    rv = aegis__apply_restore(n, it->buf, addrs, &count);
+    /* snap-install: the received snapshot is the file the log thread committed
+     * (snap_transfer.h), streamed into the machine like the one restored at start, every
+     * chunk verified, one chunk in memory. */
+    AEGIS_ASSERT(it->buf == NULL);
+    aegis__snapshot_file_path(n->data_dir, it->meta->index, path, sizeof(path));
+    rv = aegis__apply_restore_file(n, path, it->meta, addrs, &count);
     if (rv != 0) {
         aegis__node_fail(n, rv, "restoring a snapshot received from the leader");
     } else {
@@ -669,8 +682,6 @@ static int writer_start(struct aegis_node *n)
         .alloc = n->alloc,
         .chunk_bytes = AEGIS_APPLY_SNAP_CHUNK_BYTES,
         .chunks_in_flight = AEGIS_APPLY_SNAP_CHUNKS,
-        /* Interim (snap_writer.h): the core still sends snapshots from one buffer. */
-        .keep_bytes_max = AEGIS_BUF_LEN_MAX,
         .stats = &n->snap_stats,
         .wake = wake_apply,
         .wake_data = n,
@@ -767,7 +778,6 @@ static void snapshot_done(struct aegis_node *n, struct aegis_snap_result *res)
 
     s->snap.active = false;
     if (res->status != 0) {
-        aegis__buf_unref(res->data);
         snapshot_failed(n, res->status);
         return;
     }
@@ -779,17 +789,16 @@ static void snapshot_done(struct aegis_node *n, struct aegis_snap_result *res)
     meta = aegis__malloc(n->alloc, sizeof(*meta));
     if (meta == NULL) {
         /* Durable on disk, but the core cannot hear of it: it retries later. */
-        aegis__buf_unref(res->data);
         push_report(n, &(struct aegis_apply_report){.kind = AEGIS_REPORT_SNAPSHOT,
                                                     .status = AEGIS_ENOMEM});
         return;
     }
     *meta = res->meta;
-    /* data: the whole stream (interim copy for the core), or NULL when it was larger than
-     * AEGIS_BUF_LEN_MAX: then the file at meta->index is the only copy. */
+    /* The file at meta->index is the snapshot: the core streams it to followers from
+     * there (snap_transfer.h), whatever its size. */
     push_report(n, &(struct aegis_apply_report){.kind = AEGIS_REPORT_SNAPSHOT,
                                                 .meta = meta,
-                                                .data = res->data});
+                                                .file_bytes = res->file_bytes});
 }
 
 /* One pass of the snapshot in progress: at most one chunk read from the view and handed

@@ -40,6 +40,7 @@
 #include "pipeline/metrics.h"
 #include "pipeline/probes.h"
 #include "pipeline/segment.h"
+#include "pipeline/snap_transfer.h"
 #include "pipeline/snapshot_file.h"
 
 AEGIS_RING_DEFINE(log_req, aegis_log_req)
@@ -547,6 +548,7 @@ static void report_early(struct aegis_log_writer *w, uint32_t count)
 #endif
 
 static void req_release(struct aegis_log_writer *w, struct aegis_log_req *req);
+static void install_step(struct aegis_log_writer *w, struct aegis_log_req *req);
 
 static void process_none(struct aegis_log_writer *w, struct aegis_log_req *req)
 {
@@ -563,9 +565,8 @@ static void process_none(struct aegis_log_writer *w, struct aegis_log_req *req)
         }
         break;
     case AEGIS_LOG_OP_INSTALL:
-        w->none_index = req->install.meta->index;
-        w->none_term = req->install.meta->term;
-        req_release(w, req);
+        /* No log on disk, but the snapshot is a file all the same. */
+        install_step(w, req);
         break;
     default:
         break;
@@ -578,31 +579,46 @@ static void req_release(struct aegis_log_writer *w, struct aegis_log_req *req)
     if (req->op == AEGIS_LOG_OP_ENTRY) {
         aegis__entry_unref(&req->entry);
     } else if (req->op == AEGIS_LOG_OP_INSTALL) {
-        aegis__buf_unref(req->install.data);
-        aegis__free(w->alloc, req->install.meta);
-        req->install.data = NULL;
-        req->install.meta = NULL;
+        aegis__snap_step_free(req->install.step, w->alloc);
+        req->install.step = NULL;
     }
 }
 
-/* A snapshot from the leader replaces the log: it is made durable first, and only then
- * is the old log dropped, so a crash in between leaves the old log or the snapshot. */
-static void install_snapshot(struct aegis_log_writer *w, struct aegis_log_req *req)
+/* One step of receiving a snapshot (snap_transfer.h). The COMMIT makes the received file
+ * the durable snapshot first, and only then is the old log dropped, so a crash in between
+ * leaves the old log or the snapshot. A VERIFY's verdict goes back as a report. */
+static void install_step(struct aegis_log_writer *w, struct aegis_log_req *req)
 {
-    const struct aegis_snapshot_meta *meta = req->install.meta;
-    const struct aegis_buf *data = req->install.data;
+    const struct aegis_snap_step *step = req->install.step;
+    bool none = w->durability == AEGIS_DURABILITY_NONE;
+    int verdict = 0;
     int rv;
 
-    if (flush(w, NULL) == 0) {
-        rv = aegis__snapshot_file_write(w->log.dir, w->io, meta, data != NULL ? data->data : NULL,
-                                        data != NULL ? data->len : 0);
+    AEGIS_ASSERT(step != NULL);
+    if (step->kind == AEGIS_SNAP_STEP_COMMIT && !none && flush(w, NULL) != 0) {
+        req_release(w, req);
+        return;
+    }
+    rv = aegis__snap_step_run(w->log.dir, w->io, step, &verdict);
+    if (rv != 0) {
+        set_failed(w, rv, w->log.dir, step->offset);
+    } else if (step->kind == AEGIS_SNAP_STEP_VERIFY) {
+        struct aegis_log_report rep;
+
+        memset(&rep, 0, sizeof(rep));
+        rep.kind = AEGIS_LOG_REPORT_SNAPSHOT;
+        rep.err = verdict;
+        rep.index = step->meta.index;
+        rep.term = step->meta.term;
+        rep.reqs_done = w->reqs_done;
+        push_report(w, &rep);
+    } else if (step->kind == AEGIS_SNAP_STEP_COMMIT && none) {
+        w->none_index = step->meta.index;
+        w->none_term = step->meta.term;
+    } else if (step->kind == AEGIS_SNAP_STEP_COMMIT) {
+        rv = aegis__seglog_reset(&w->log, step->meta.index + 1);
         if (rv != 0) {
-            set_failed(w, rv, w->log.dir, 0);
-        } else {
-            rv = aegis__seglog_reset(&w->log, meta->index + 1);
-            if (rv != 0) {
-                set_failed_log(w, rv, 0);
-            }
+            set_failed_log(w, rv, 0);
         }
     }
     req_release(w, req);
@@ -692,7 +708,7 @@ static void process_batch(struct aegis_log_writer *w, uint32_t count)
             hs_pending = true;
             break;
         case AEGIS_LOG_OP_INSTALL:
-            install_snapshot(w, req);
+            install_step(w, req);
             break;
         case AEGIS_LOG_OP_COMPACT:
             retain(w, req->compact_index);

@@ -35,6 +35,8 @@
 #include "pipeline/fileio.h"
 #include "pipeline/ring.h"
 
+struct aegis_snap_step; /* pipeline/snap_transfer.h */
+
 struct aegis_metrics;
 
 enum aegis_durability {
@@ -53,10 +55,11 @@ enum aegis_log_op {
     AEGIS_LOG_OP_HARD_STATE = 3, /* Persist .hs with this batch. */
     AEGIS_LOG_OP_COMPACT = 4,    /* A snapshot at .compact_index is durable: remove the
                                     segments wholly at or below it. */
-    AEGIS_LOG_OP_INSTALL = 5,    /* A snapshot received from the leader: write it durably
-                                    (snapshot_file.h), then drop the whole log; the next
-                                    entry is .install.meta->index + 1. The meta (heap) and
-                                    the data reference move with the request. */
+    AEGIS_LOG_OP_INSTALL = 5,    /* One step of receiving a snapshot from the leader
+                                    (pipeline/snap_transfer.h): its .install.step (heap)
+                                    moves with the request. Its COMMIT step makes the
+                                    file the durable snapshot, then drops the whole log;
+                                    the next entry is the snapshot's index + 1. */
 };
 
 /* One request; copied into the ring by value (48 bytes). */
@@ -69,8 +72,7 @@ struct aegis_log_req {
         struct aegis_hard_state hs;
         aegis_index compact_index;
         struct {
-            struct aegis_snapshot_meta *meta;
-            struct aegis_buf *data;
+            struct aegis_snap_step *step;
         } install;
     };
 };
@@ -78,6 +80,8 @@ struct aegis_log_req {
 enum aegis_log_report_kind {
     AEGIS_LOG_REPORT_DURABLE = 1,
     AEGIS_LOG_REPORT_ERROR = 2,
+    AEGIS_LOG_REPORT_SNAPSHOT = 3, /* The VERIFY step's verdict on a received snapshot
+                                      (index, term): err 0 or why it was refused. */
 };
 
 #define AEGIS_LOG_REPORT_FILE_MAX 112

@@ -36,7 +36,7 @@ struct aegis_machine_ops {
     int (*snap_read)(struct aegis_machine *m, void *snap, uint8_t *buf, size_t cap,
                      size_t *len_out);
     void (*snap_close)(struct aegis_machine *m, void *snap);
-    /* The view's stream length when known, else 0 (sizes the interim copy). */
+    /* The view's stream length when known, else 0 (a check of the length written). */
     uint64_t (*snap_size)(struct aegis_machine *m, void *snap);
     int (*restore_begin)(struct aegis_machine *m, void **rs_out);
     int (*restore_feed)(struct aegis_machine *m, void *rs, const uint8_t *data, size_t len);

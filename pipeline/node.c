@@ -30,6 +30,7 @@ void aegis_node_config_init(struct aegis_node_config *c)
     c->election_ticks = 30;
     c->heartbeat_ticks = 5;
     c->snapshot_threshold = 100000;
+    c->snapshot_chunk_bytes = 1u << 20;
     c->segment_bytes = 64u << 20;
     c->max_command_bytes = 1u << 20;
     c->max_pending = 65536;
@@ -134,48 +135,18 @@ static int rings_init(struct aegis_node *n)
     return rv;
 }
 
-/* The core's snapshot_check: a snapshot received from a peer must parse (envelope, and
- * for the built-in KV machine every check of its restore) and claim no more than its
- * metadata, before the core lets it replace the log. Otherwise the apply thread would
- * fail to restore it and the node would stop taking writes. Pure: runs inside the core
- * on the raft thread. */
-static int snapshot_check(void *data, const struct aegis_snapshot_meta *meta,
-                          const struct aegis_buf *snap)
-{
-    const struct aegis_node *n = data;
-    struct aegis_peer_addr addrs[AEGIS_PEERS_MAX];
-    uint32_t count = 0;
-    const uint8_t *sm;
-    size_t sm_len;
-    aegis_index index;
-    aegis_term term;
-    int rv;
-
-    if (snap == NULL) {
-        return AEGIS_ECORRUPT;
-    }
-    rv = aegis__env_snapshot_parse(snap->data, snap->len, addrs, &count, &sm, &sm_len);
-    if (rv != 0 || n->sm != NULL) {
-        return rv; /* An embedder's machine checks its own bytes in restore. */
-    }
-    rv = aegis__kv_snapshot_check(sm, sm_len, &index, &term);
-    if (rv == 0 && (index > meta->index || term > meta->term)) {
-        rv = AEGIS_ECORRUPT;
-    }
-    return rv;
-}
-
 static void raft_config_from(const struct aegis_node *n, struct aegis_raft_config *rc)
 {
     aegis__raft_config_default(rc);
-    rc->snapshot_check = snapshot_check;
-    rc->snapshot_check_data = (void *)n;
     rc->id = n->config.id;
     rc->election_timeout_min_ticks = n->config.election_ticks;
     rc->election_timeout_max_ticks = n->config.election_ticks * 2;
     rc->heartbeat_interval_ticks = n->config.heartbeat_ticks;
     rc->snapshot_threshold = n->config.snapshot_threshold;
     rc->snapshot_trailing = n->config.snapshot_threshold / 10 + 16;
+    if (n->config.snapshot_chunk_bytes > 0) {
+        rc->snapshot_chunk_bytes = n->config.snapshot_chunk_bytes;
+    }
     rc->catchup_timeout_ticks = n->config.catchup_timeout_ms == 0
                                     ? 0 /* No limit. */
                                     : n->config.catchup_timeout_ms / n->config.tick_ms + 1;
@@ -274,7 +245,7 @@ static int recover(struct aegis_node *n)
             return rv;
         }
         restore.snapshot_meta = &rec.snapshot_meta;
-        restore.snapshot_data = rec.snapshot_data;
+        restore.snapshot_bytes = aegis__snap_transfer_file_bytes(n, rec.snapshot_meta.index);
     }
     restore.entries = rec.entries;
     restore.entries_count = rec.entries_count;
@@ -289,6 +260,8 @@ static int recover(struct aegis_node *n)
     n->hs_vote = restore.hs.vote;
     n->datadir_fresh = datadir_fresh(&rec);
     raft_config_from(n, &rc);
+    aegis__snap_transfer_init(&n->snapx, n); /* snap-install: the core's snapshot_io. */
+    aegis__snap_transfer_io(&n->snapx, &rc.snapshot_io);
     aegis__rng_seed(&n->rng, n->rng_seed);
     rv = aegis__raft_create(&n->raft, &rc, &restore, &n->rng, &tracer, n->alloc);
     if (rv == 0 && rec.hs_fallback) {
@@ -704,7 +677,6 @@ static void drain_leftovers(struct aegis_node *n)
         aegis__free(n->alloc, pm.msg);
     }
     while (aegis__ring_report_pop_sc(&n->report_ring, &rep)) {
-        aegis__buf_unref(rep.data);
         aegis__free(n->alloc, rep.meta);
     }
     for (uint32_t i = 0; i < n->held_count; i++) {
@@ -790,6 +762,7 @@ void aegis_node_destroy(struct aegis_node *n)
     drain_leftovers(n);
     aegis__uring_loop_destroy(n->loop);
     aegis__raft_destroy(n->raft);
+    aegis__snap_transfer_close(&n->snapx);
     if (n->log != NULL) {
         aegis__log_writer_close(n->log);
     }

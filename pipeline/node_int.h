@@ -29,6 +29,7 @@
 #include "pipeline/log_writer.h"
 #include "pipeline/metrics.h"
 #include "pipeline/ring.h"
+#include "pipeline/snap_transfer.h"
 #include "pipeline/snap_writer.h"
 
 struct aegis_node;
@@ -92,7 +93,7 @@ struct aegis_apply_report {
     int32_t status;
     aegis_index applied;
     struct aegis_snapshot_meta *meta;
-    struct aegis_buf *data;
+    uint64_t file_bytes; /* AEGIS_REPORT_SNAPSHOT: the size of the file, the core's source. */
 };
 AEGIS_RING_DEFINE(report, aegis_apply_report)
 
@@ -237,6 +238,7 @@ struct aegis_node {
     bool snapshot_requested;
     uint64_t snapshot_retry_tick;       /* Retry a failed snapshot at this tick; 0: none. */
     aegis_index snapshot_index;
+    struct aegis_snap_transfer snapx;   /* snap-install: InstallSnapshot through files. */
     int fatal;                          /* First fatal error (log write failed, ...). */
     /* Fail-stop (raft thread writes, others read atomically): the first storage error
      * (log or hard state write/sync); 0 while healthy. Once set the raft thread no longer
@@ -309,6 +311,10 @@ int aegis__node_storage_error(const struct aegis_node *n);
 void *aegis__raft_thread_main(void *arg);
 int aegis__raft_thread_init(struct aegis_node *n);
 void aegis__raft_thread_close(struct aegis_node *n);
+/* snap-install (pipeline/snap_transfer.c): queue a log request / an apply item in order
+ * with the raft thread's own (raft thread only). */
+void aegis__raft_thread_log_push(struct aegis_node *n, const struct aegis_log_req *req);
+void aegis__raft_thread_apply_push(struct aegis_node *n, const struct aegis_apply_item *it);
 
 /* net_thread.c */
 /* The node whose net thread is the calling thread, or NULL. */

@@ -458,6 +458,17 @@ static void log_flush_backlog(struct aegis_node *n)
     aegis__log_writer_flush(n->log);
 }
 
+/* snap-install: for pipeline/snap_transfer.c. */
+void aegis__raft_thread_log_push(struct aegis_node *n, const struct aegis_log_req *req)
+{
+    log_push(n, req);
+}
+
+void aegis__raft_thread_apply_push(struct aegis_node *n, const struct aegis_apply_item *it)
+{
+    apply_push(n, it);
+}
+
 /* Whether a ready's hard state must reach disk. Term and vote must be durable before any
  * message that depends on them (§5.1, the core puts those in msgs_after_persist). The
  * commit index alone need not be: a restarted node learns it again from the leader (the
@@ -477,13 +488,7 @@ static uint64_t log_submit(struct aegis_node *n, const struct aegis_ready *rd)
     struct aegis_log_req req;
 
     if (rd->snapshot_meta != NULL) {
-        memset(&req, 0, sizeof(req));
-        req.op = AEGIS_LOG_OP_INSTALL;
-        req.install.meta = aegis__malloc(n->alloc, sizeof(*req.install.meta));
-        AEGIS_ASSERT(req.install.meta != NULL);
-        *req.install.meta = *rd->snapshot_meta;
-        req.install.data = aegis__buf_ref(rd->snapshot_data);
-        log_push(n, &req);
+        aegis__snap_transfer_commit(&n->snapx, rd->snapshot_meta); /* snap-install */
     }
     for (uint32_t i = 0; i < rd->entries_count; i++) {
         memset(&req, 0, sizeof(req));
@@ -563,12 +568,17 @@ static void drain_log(struct aegis_node *n)
     struct aegis_log_report rep;
 
     while (aegis__log_writer_pop_sc(n->log, &rep)) {
+        if (rep.kind == AEGIS_LOG_REPORT_SNAPSHOT) { /* snap-install */
+            aegis__snap_transfer_on_verdict(&n->snapx, rep.index, rep.term, rep.err);
+            continue;
+        }
         if (rep.kind == AEGIS_LOG_REPORT_ERROR) {
             storage_fail(n, &rep);
             aegis__metrics_add(&n->metrics, AEGIS_MT_RAFT, AEGIS_MC_ERR_LOG_WRITE, 1);
             continue;
         }
         n->durable_seq = rep.reqs_done;
+        aegis__snap_transfer_on_durable(&n->snapx, n->durable_seq); /* snap-install */
         if (rep.index > 0) {
             aegis__metrics_durable(&n->metrics, rep.index, aegis__now_ns());
             AEGIS_PROBE1(log_durable, rep.index);
@@ -666,13 +676,8 @@ static void process_ready(struct aegis_node *n)
         }
     }
     if (rd.snapshot_meta != NULL) {
-        struct aegis_apply_item it = {.kind = AEGIS_APPLY_INSTALL};
-
-        it.meta = aegis__malloc(n->alloc, sizeof(*it.meta));
-        AEGIS_ASSERT(it.meta != NULL);
-        *it.meta = *rd.snapshot_meta;
-        it.buf = aegis__buf_ref(rd.snapshot_data);
-        apply_push(n, &it);
+        /* snap-install: the apply INSTALL waits for the COMMIT to be durable. */
+        aegis__snap_transfer_installed(&n->snapx, rd.snapshot_meta, seq);
         n->snapshot_index = rd.snapshot_meta->index;
         aegis__metrics_add(&n->metrics, AEGIS_MT_RAFT, AEGIS_MC_SNAPSHOTS_RECEIVED, 1);
     }
@@ -718,18 +723,14 @@ static void drain_reports(struct aegis_node *n)
              * after its batch, behind this report: say it first, or the core refuses the
              * snapshot (index > applied) and, having asked once, never asks again. */
             aegis__raft_applied(n->raft, rep.meta->index);
-            if (rep.data == NULL) {
-                /* Interim (snap_writer.h): durable on disk but too large for the core's
-                 * buffer; until the core streams from the file, it keeps its log. */
-                n->snapshot_retry_tick = n->tick_count + SNAPSHOT_RETRY_TICKS(n);
-            } else if (aegis__raft_snapshot_taken(n->raft, rep.meta, rep.data) == 0) {
+            /* snap-install: the file on disk is the core's source (snap_transfer.h). */
+            if (aegis__snap_transfer_taken(&n->snapx, rep.meta, rep.file_bytes) == 0) {
                 struct aegis_log_req req = {.op = AEGIS_LOG_OP_COMPACT};
 
                 n->snapshot_index = rep.meta->index;
                 req.compact_index = rep.meta->index;
                 log_push(n, &req);
             }
-            aegis__buf_unref(rep.data);
             aegis__free(n->alloc, rep.meta);
             break;
         default:

@@ -56,11 +56,7 @@ struct aegis_snap_writer {
     bool open;
     struct aegis_snapshot_meta meta;
     uint64_t begin_ns;
-    uint64_t size_hint;
-    struct aegis_buf *keep;   /* Exact-size copy when the hint was given. */
-    uint8_t *keep_raw;        /* Growing copy otherwise. */
-    size_t keep_len, keep_cap;
-    bool keep_off;            /* The stream outgrew keep_bytes_max (or memory ran out). */
+    uint64_t size_hint;       /* The producer's expected stream length, or 0. */
 };
 
 static void stat_set(uint64_t *field, uint64_t v)
@@ -87,83 +83,10 @@ static void queue_push(struct aegis_snap_writer *w, const struct snap_item *it)
     pthread_mutex_unlock(&w->lock);
 }
 
-static void keep_drop(struct aegis_snap_writer *w)
-{
-    aegis__buf_unref(w->keep);
-    aegis__free(w->c.alloc, w->keep_raw);
-    w->keep = NULL;
-    w->keep_raw = NULL;
-    w->keep_len = 0;
-    w->keep_cap = 0;
-}
-
-/* Keep a copy of @len stream bytes for the core (interim; see snap_writer.h). */
-static void keep_append(struct aegis_snap_writer *w, const uint8_t *p, size_t len)
-{
-    if (w->keep_off) {
-        return;
-    }
-    if (w->keep_len + len > w->c.keep_bytes_max) {
-        w->keep_off = true;
-        keep_drop(w);
-        return;
-    }
-    if (w->keep != NULL) {
-        if (w->keep_len + len > w->keep->len) {
-            w->keep_off = true; /* The hint was wrong: drop the copy. */
-            keep_drop(w);
-            return;
-        }
-        memcpy(w->keep->data + w->keep_len, p, len);
-        w->keep_len += len;
-        return;
-    }
-    if (w->keep_len + len > w->keep_cap) {
-        size_t cap = w->keep_cap == 0 ? (1u << 20) : w->keep_cap;
-        void *np;
-
-        while (cap < w->keep_len + len) {
-            cap *= 2;
-        }
-        np = aegis__realloc(w->c.alloc, w->keep_raw, cap);
-        if (np == NULL) {
-            w->keep_off = true;
-            keep_drop(w);
-            return;
-        }
-        w->keep_raw = np;
-        w->keep_cap = cap;
-    }
-    memcpy(w->keep_raw + w->keep_len, p, len);
-    w->keep_len += len;
-}
-
-static struct aegis_buf *keep_take(struct aegis_snap_writer *w)
-{
-    struct aegis_buf *b = NULL;
-
-    if (!w->keep_off && w->c.keep_bytes_max > 0) {
-        if (w->keep != NULL && w->keep_len == w->keep->len) {
-            b = w->keep;
-            w->keep = NULL;
-        } else if (w->keep == NULL && w->keep_len > 0) {
-            b = aegis__buf_from(w->c.alloc, w->keep_raw, w->keep_len);
-        }
-        /* An empty stream or a failed copy: no data (the core is told so). */
-    }
-    keep_drop(w);
-    return b;
-}
-
 static void do_begin(struct aegis_snap_writer *w)
 {
     int rv;
 
-    w->keep_off = w->c.keep_bytes_max == 0;
-    if (!w->keep_off && w->size_hint > 0 && w->size_hint <= w->c.keep_bytes_max) {
-        w->keep = aegis__buf_create(w->c.alloc, (size_t)w->size_hint);
-        w->keep_off = w->keep == NULL;
-    }
     rv = aegis__snapshot_out_open(&w->out, w->dir, w->c.io, &w->meta);
     w->open = rv == 0;
     w->out.ring = w->ring_ok ? &w->ring : NULL;
@@ -180,7 +103,6 @@ static void do_data(struct aegis_snap_writer *w, uint8_t *buf, size_t len)
         if (rv != 0) {
             __atomic_store_n(&w->err, rv, __ATOMIC_RELAXED);
         } else {
-            keep_append(w, buf, len);
             if (w->c.stats != NULL) {
                 __atomic_fetch_add(&w->c.stats->written_bytes, len, __ATOMIC_RELAXED);
             }
@@ -208,15 +130,19 @@ static void do_end(struct aegis_snap_writer *w, int status)
     }
     w->open = false;
     res.duration_ns = aegis__now_ns() - w->begin_ns;
+    if (res.status == 0 && w->size_hint > 0 && res.stream_bytes != w->size_hint) {
+        /* The file is right (every chunk is checksummed); the machine's size is not. */
+        AEGIS_LOG(AEGIS_LOG_WARN, "snapshot %llu: %llu bytes written, the state machine "
+                  "said %llu", (unsigned long long)res.meta.index,
+                  (unsigned long long)res.stream_bytes, (unsigned long long)w->size_hint);
+    }
     if (res.status == 0) {
-        res.data = keep_take(w);
         if (w->c.stats != NULL) {
             stat_set(&w->c.stats->last_index, res.meta.index);
             stat_set(&w->c.stats->last_bytes, res.file_bytes);
             stat_set(&w->c.stats->last_ns, res.duration_ns);
         }
     } else {
-        keep_drop(w);
         if (w->c.stats != NULL) {
             __atomic_fetch_add(&w->c.stats->failed, 1, __ATOMIC_RELAXED);
         }
@@ -282,7 +208,6 @@ static void free_all(struct aegis_snap_writer *w)
     }
     aegis__free(w->c.alloc, w->free_bufs);
     aegis__free(w->c.alloc, w->queue);
-    aegis__buf_unref(w->result.data);
     pthread_mutex_destroy(&w->lock);
     pthread_cond_destroy(&w->cond);
     aegis__free(w->c.alloc, w);
@@ -339,9 +264,7 @@ void aegis__snap_writer_destroy(struct aegis_snap_writer *w)
             pthread_cond_wait(&w->cond, &w->lock);
         }
         pthread_mutex_unlock(&w->lock);
-        if (aegis__snap_writer_poll(w, &res)) {
-            aegis__buf_unref(res.data);
-        }
+        (void)aegis__snap_writer_poll(w, &res); /* Nothing in it to free. */
     }
     pthread_mutex_lock(&w->lock);
     w->stop = true;

@@ -9,8 +9,9 @@
  * (aegis__snapshot_out_append), and on end writes the end chunk and header, fdatasyncs,
  * renames and fsyncs the directory (snapshot_file.h). Buffers come from a fixed pool of
  * chunks_in_flight buffers of chunk_bytes: when all of them are queued the producer simply
- * reads nothing more until one comes back, so memory is bounded by the pool (plus the
- * interim copy kept for the Raft core, below) whatever the size of the state.
+ * reads nothing more until one comes back, so memory is bounded by the pool whatever the
+ * size of the state. No copy of the stream is kept: the file is the snapshot, and
+ * InstallSnapshot streams it from disk (snap_transfer.h).
  *
  * Why a thread with its own io_uring and not the log thread's: the log thread's ring
  * carries the group commit, whose latency every write waits for; a snapshot's megabytes
@@ -19,11 +20,6 @@
  * small ring, shown to the file layer (aegis__fileio_uring_prepare/_result), so the fault
  * layer's crash tests reach every step; meanwhile the producer fills the next buffers.
  * Without io_uring it falls back to pwritev through the file layer.
- *
- * Interim, until the Raft core streams InstallSnapshot from the file: when keep_bytes_max
- * is non-zero the writer also keeps a copy of the stream, if it is no larger than that,
- * and hands it over with the result (struct aegis_snap_result.data), for the core to send
- * to followers the old way.
  *
  * Threads: one producer thread calls begin/buf/push/end/poll; stats are relaxed atomics
  * anyone may read. */
@@ -51,7 +47,6 @@ struct aegis_snap_writer_config {
     const struct aegis_allocator *alloc;
     size_t chunk_bytes;                   /* 1..AEGIS_SNAPSHOT_CHUNK_BYTES_MAX. */
     uint32_t chunks_in_flight;            /* Pool size, >= 1. */
-    uint64_t keep_bytes_max;              /* Interim copy for the core; 0: none. */
     struct aegis_snap_stats *stats;       /* May be NULL. */
     void (*wake)(void *data);             /* A buffer came back or a job ended. */
     void *wake_data;
@@ -61,7 +56,6 @@ struct aegis_snap_writer_config {
 struct aegis_snap_result {
     int status;                      /* 0: durable; or the error that stopped it. */
     struct aegis_snapshot_meta meta;
-    struct aegis_buf *data;          /* The stream (interim copy; owned) or NULL. */
     uint64_t stream_bytes;
     uint64_t file_bytes;
     uint64_t duration_ns;
@@ -77,8 +71,9 @@ int aegis__snap_writer_create(struct aegis_snap_writer **out,
  * everything. NULL is a no-op. */
 void aegis__snap_writer_destroy(struct aegis_snap_writer *w);
 
-/* Begin a job for the snapshot @meta, @size_hint bytes of stream if known (0: unknown).
- * AEGIS_EBUSY while the previous job's result has not been polled. */
+/* Begin a job for the snapshot @meta, @size_hint bytes of stream if known (0: unknown;
+ * a job that writes another length logs a warning). AEGIS_EBUSY while the previous job's
+ * result has not been polled. */
 int aegis__snap_writer_begin(struct aegis_snap_writer *w, const struct aegis_snapshot_meta *meta,
                              uint64_t size_hint);
 

@@ -123,6 +123,8 @@ struct aegis_node_config {
     uint32_t election_ticks;          /* Minimum; the maximum is twice it. Default 30. */
     uint32_t heartbeat_ticks;         /* Default 5. */
     uint64_t snapshot_threshold;      /* Entries applied between snapshots. Default 100000. */
+    uint32_t snapshot_chunk_bytes;    /* InstallSnapshot chunk (4 in flight per follower).
+                                         Default 1 MiB. */
     uint64_t segment_bytes;           /* Log segment size. Default 64 MiB. */
     uint32_t max_command_bytes;       /* Largest command. Default 1 MiB. */
     uint32_t max_pending;             /* Proposals in flight per node. Default 65536. */

@@ -46,6 +46,7 @@
 #include "engine/conf.h"
 #include "engine/msg.h"
 #include "engine/raft.h"
+#include "engine/snapshot_mem.h"
 
 #define NODES 3
 #define OUTSIDER 9
@@ -62,6 +63,7 @@ struct node {
     aegis_index applied;
     aegis_term term_seen;
     aegis_index commit_seen;
+    struct aegis_snapshot_mem snapio; /* The core's snapshot_io, in memory. */
 };
 
 struct reader {
@@ -145,6 +147,8 @@ static void persist(struct node *nd, const struct aegis_ready *rd)
     if (rd->snapshot_meta != NULL) {
         aegis_index si = rd->snapshot_meta->index;
 
+        (void)aegis__snapshot_mem_installed(&nd->snapio, rd->snapshot_meta);
+
         if (!tainted && si < DISK_MAX) {
             /* A snapshot holds committed entries only: they are what was applied. */
             check(gterm[si] == 0 || gterm[si] == rd->snapshot_meta->term);
@@ -218,7 +222,9 @@ static bool process(int id)
         struct aegis_buf *data = aegis__buf_from(NULL, "SNAP", 4);
 
         check(data != NULL);
-        (void)aegis__raft_snapshot_taken(nd->r, &meta, data);
+        if (aegis__raft_snapshot_taken(nd->r, &meta, data->len) == 0) {
+            aegis__snapshot_mem_set(&nd->snapio, &meta, data);
+        }
         aegis__buf_unref(data);
     }
     if (rd.entries_count > 0) {
@@ -488,6 +494,8 @@ static void start(void)
     for (int id = 1; id <= NODES; id++) {
         cfg.id = (aegis_node_id)id;
         aegis__rng_seed(&nodes[id].rng, (uint64_t)id);
+        aegis__snapshot_mem_init(&nodes[id].snapio, NULL);
+        aegis__snapshot_mem_io(&nodes[id].snapio, &cfg.snapshot_io);
         check(aegis__raft_create(&nodes[id].r, &cfg, &rs, &nodes[id].rng, NULL, NULL) == 0);
     }
     aegis__raft_campaign(nodes[1].r);
@@ -505,6 +513,7 @@ static void stop(void)
     for (int id = 1; id <= NODES; id++) {
         aegis__raft_destroy(nodes[id].r);
         nodes[id].r = NULL;
+        aegis__snapshot_mem_close(&nodes[id].snapio);
     }
 }
 

@@ -20,6 +20,7 @@
 #include <stdio.h>
 
 #include "engine/raft.h"
+#include "engine/snapshot_mem.h"
 #include "lincheck.h"
 
 #define SIM_NODES_MAX 5
@@ -138,6 +139,7 @@ struct sim_slog {
 };
 
 struct sim_node {
+    struct aegis_snapshot_mem snapio; /* The core's snapshot_io (snap-install). */
     aegis_node_id id;
     bool up;
     bool paused;

@@ -369,7 +369,7 @@ static void disk_submit(struct sim_world *w, struct sim_node *nd, const struct a
     if (rd->snapshot_meta != NULL) {
         wr->has_snapshot = true;
         wr->snap_meta = *rd->snapshot_meta;
-        wr->snap_data = rd->snapshot_data;
+        wr->snap_data = nd->snapio.data; /* snap-install: handle_ready took it in. */
         AEGIS_ASSERT(wr->snap_data != NULL);
         aegis__buf_ref(wr->snap_data);
     }
@@ -432,7 +432,8 @@ static void take_snapshot(struct sim_world *w, struct sim_node *nd)
     disk_install_snapshot(&nd->disk, &meta, data);
     w->stats.snapshots_taken++;
     sim_trace(w, nd->id, "sim.snapshot_taken", meta.index, meta.term);
-    AEGIS_ASSERT(aegis__raft_snapshot_taken(nd->raft, &meta, data) == 0);
+    AEGIS_ASSERT(aegis__raft_snapshot_taken(nd->raft, &meta, data->len) == 0);
+    aegis__snapshot_mem_set(&nd->snapio, &meta, data); /* snap-install */
     /* Log retention: the disk dropped the entries the snapshot covers (disk_compact). */
     aegis__raft_compact(nd->raft, meta.index);
     aegis__buf_unref(data);
@@ -497,7 +498,7 @@ static bool handle_ready(struct sim_world *w, struct sim_node *nd, struct aegis_
 
         sim_trace(w, nd->id, "sim.snapshot_install", meta->index, meta->term);
         w->stats.snapshots_installed++;
-        if (!sim_kv_restore(nd, rd->snapshot_data)) {
+        if (!sim_kv_restore(nd, aegis__snapshot_mem_installed(&nd->snapio, meta))) {
             sim_fail(w, "Snapshot", "node %" PRIu64 " got undecodable snapshot data",
                      nd->id);
             return true;
@@ -618,7 +619,7 @@ static void node_start(struct sim_world *w, struct sim_node *nd)
     struct aegis_raft_restore restore = {
         .hs = d->hs,
         .snapshot_meta = d->has_snapshot ? &d->snap_meta : NULL,
-        .snapshot_data = d->has_snapshot ? d->snap_data : NULL,
+        .snapshot_bytes = d->has_snapshot && d->snap_data != NULL ? d->snap_data->len : 0,
         .entries = d->entries,
         .entries_count = d->count,
         .bootstrap = w->conf,
@@ -632,6 +633,12 @@ static void node_start(struct sim_world *w, struct sim_node *nd)
     }
     cfg.fresh = cfg.fresh && !nd->unguarded;
     cfg.id = nd->id;
+    aegis__snapshot_mem_close(&nd->snapio); /* snap-install: what the disk holds. */
+    aegis__snapshot_mem_init(&nd->snapio, NULL);
+    if (d->has_snapshot) {
+        aegis__snapshot_mem_set(&nd->snapio, &d->snap_meta, d->snap_data);
+    }
+    aegis__snapshot_mem_io(&nd->snapio, &cfg.snapshot_io);
     aegis__rng_seed(&nd->rng, aegis__rng_next(&w->rng));
     rv = aegis__raft_create(&nd->raft, &cfg, &restore, &nd->rng, &w->tracer, NULL);
     AEGIS_ASSERT(rv == 0);
@@ -1287,6 +1294,7 @@ void sim_world_close(struct sim_world *w)
         disk_truncate(d, 0);
         free(d->entries);
         aegis__buf_unref(d->snap_data);
+        aegis__snapshot_mem_close(&nd->snapio); /* snap-install */
         if (nd->raft != NULL) {
             aegis__raft_destroy(nd->raft);
         }

@@ -19,6 +19,7 @@
 
 #include "engine/conf.h"
 #include "engine/raft.h"
+#include "engine/snapshot_mem.h"
 #include "lib/test.h"
 
 #define CL_NODES_MAX 7
@@ -36,6 +37,11 @@ struct cl_node {
     bool has_snap;
     struct aegis_snapshot_meta snap_meta;
     struct aegis_buf *snap_data;
+    /* The core's snapshot_io: the source (snap_data) and the sink's partial offer, both
+     * on the "disk" (they survive cl_restart). */
+    struct aegis_snapshot_mem mem;
+    struct aegis_snapshot_io io_override; /* Used instead of mem's when it has callbacks
+                                             (from the next cl_restart). */
     /* The state machine: every entry applied, in order (each holding a reference). */
     struct aegis_entry *applied;
     size_t applied_count;
@@ -92,11 +98,16 @@ static inline void cl_start_node(struct cluster *c, aegis_node_id id)
     struct aegis_raft_config cfg = c->cfg;
 
     cfg.id = id;
+    if (nd->io_override.read != NULL || nd->io_override.recv_open != NULL) {
+        cfg.snapshot_io = nd->io_override;
+    } else {
+        aegis__snapshot_mem_io(&nd->mem, &cfg.snapshot_io);
+    }
     rs.entries = nd->log;
     rs.entries_count = (uint32_t)nd->log_count;
     if (nd->has_snap) {
         rs.snapshot_meta = &nd->snap_meta;
-        rs.snapshot_data = nd->snap_data;
+        rs.snapshot_bytes = nd->snap_data != NULL ? nd->snap_data->len : 0;
     }
     if (aegis__raft_create(&nd->r, &cfg, &rs, &nd->rng, NULL, NULL) != 0) {
         cl_die("create");
@@ -127,6 +138,7 @@ static inline struct cluster *cl_new_mixed(uint32_t n, uint32_t voters,
     }
     for (aegis_node_id id = 1; id <= n; id++) {
         aegis__rng_seed(&c->nodes[id].rng, seed * 100 + id);
+        aegis__snapshot_mem_init(&c->nodes[id].mem, NULL);
         cl_start_node(c, id);
     }
     return c;
@@ -168,7 +180,10 @@ static inline void cl_disk_write(struct cl_node *nd, const struct aegis_ready *r
         }
         nd->log_count = 0;
         aegis__buf_unref(nd->snap_data);
-        nd->snap_data = aegis__buf_ref(rd->snapshot_data);
+        nd->snap_data = aegis__snapshot_mem_installed(&nd->mem, rd->snapshot_meta);
+        if (nd->snap_data != NULL) {
+            aegis__buf_ref(nd->snap_data);
+        }
         nd->snap_meta = *rd->snapshot_meta;
         nd->has_snap = true;
     }
@@ -463,6 +478,7 @@ static inline void cl_free(struct cluster *c)
             aegis__entry_unref(&nd->applied[i]);
         }
         aegis__buf_unref(nd->snap_data);
+        aegis__snapshot_mem_close(&nd->mem);
         free(nd->log);
         free(nd->applied);
     }

@@ -183,9 +183,10 @@ static void snapshot_at_applied(struct cluster *c, aegis_node_id id)
 
     meta.term = nd->applied[nd->applied_count - 1].term;
     if (aegis__raft_conf_at(nd->r, meta.index, &meta.conf) != 0 ||
-        aegis__raft_snapshot_taken(nd->r, &meta, data) != 0) {
+        aegis__raft_snapshot_taken(nd->r, &meta, data->len) != 0) {
         cl_die("snapshot");
     }
+    aegis__snapshot_mem_set(&nd->mem, &meta, data); /* snap-install: the source's. */
     aegis__buf_unref(data);
     nd->snapshot_wanted = false;
 }

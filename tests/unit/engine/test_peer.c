@@ -282,9 +282,11 @@ TEST(peer, snapshot_chunk_not_matching_the_offer_is_dropped_and_node_stays_healt
     aegis_term term;
 
     cl_default_config(&cfg);
-    cfg.snapshot_check = check_snap;
-    cfg.snapshot_check_data = &checks;
     c = cl_new(3, &cfg);
+    for (aegis_node_id id = 1; id <= 3; id++) {
+        c->nodes[id].mem.check = check_snap;
+        c->nodes[id].mem.check_data = &checks;
+    }
     ASSERT_TRUE(cl_elect(c, 1));
     cl_settle(c);
     term = aegis__raft_term(cl_r(c, 2));

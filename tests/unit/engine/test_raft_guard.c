@@ -39,6 +39,8 @@ static void wipe(struct cluster *c, aegis_node_id id)
         aegis__buf_unref(nd->snap_data);
         nd->snap_data = NULL;
         nd->has_snap = false;
+        aegis__snapshot_mem_close(&nd->mem);
+        aegis__snapshot_mem_init(&nd->mem, NULL);
     }
     cl_restart(c, id);
 }
