@@ -307,28 +307,38 @@ static int propose_range(struct aegis_node *n, uint32_t from, uint32_t count)
     return 0;
 }
 
-/* Wait until every running node applied what node @ref committed. */
+/* Wait until every running node applied everything any of them knows to be committed,
+ * and that stayed so for ten status refreshes. Statuses are refreshed on the raft
+ * thread's tick, so one poll can see a leader's commit index from before its last
+ * entry; and a follower learns the last commit a heartbeat after the leader. Comparing
+ * states before then fails for nothing. */
 static bool converged(struct tcluster *t, int ref)
 {
-    for (int tries = 0; tries < 2000; tries++) {
-        struct aegis_status s;
-        aegis_index commit;
-        bool all = true;
+    int stable = 0;
 
-        aegis_node_status(t->n[ref], &s);
-        commit = s.commit_index;
+    for (int tries = 0; tries < 3000 && stable < 10; tries++) {
+        struct aegis_status s;
+        aegis_index commit = 0, applied = 0;
+        bool all = t->n[ref] != NULL;
+
+        for (int i = 0; i < NODES; i++) {
+            if (t->n[i] != NULL) {
+                aegis_node_status(t->n[i], &s);
+                commit = s.commit_index > commit ? s.commit_index : commit;
+            }
+        }
         for (int i = 0; i < NODES; i++) {
             if (t->n[i] != NULL) {
                 aegis_node_status(t->n[i], &s);
                 all = all && s.applied_index >= commit && commit > 0;
+                all = all && (applied == 0 || s.applied_index == applied);
+                applied = s.applied_index;
             }
         }
-        if (all) {
-            return true;
-        }
+        stable = all ? stable + 1 : 0;
         usleep(10000);
     }
-    return false;
+    return stable >= 10;
 }
 
 struct bg_writer {
