@@ -434,6 +434,11 @@ void aegis__snap_transfer_io(struct aegis_snap_transfer *t, struct aegis_snapsho
 void aegis__snap_transfer_on_verdict(struct aegis_snap_transfer *t, aegis_index index,
                                      aegis_term term, int verdict)
 {
+    if (verdict != 0) {
+        /* A snapshot the leader sent that does not verify is a refused peer message,
+         * counted with the others (on the raft thread, which calls this). */
+        aegis__metrics_add(&t->n->metrics, AEGIS_MT_RAFT, AEGIS_MC_PEER_REJECTED, 1);
+    }
     if (verdict != 0 && t->recv_active && t->recv_meta.index == index &&
         t->recv_meta.term == term) {
         t->recv_active = false; /* The log thread removed the file. */
