@@ -658,6 +658,7 @@ static void deliver(struct aegis_node *n, void *arg, uint64_t u)
 {
     struct srv_op *op = arg;
     struct srv_conn *c = op->conn;
+    struct aegis_server *srv = c->srv; /* c may be freed below. */
 
     (void)u;
     AEGIS_ASSERT(c->refs > 0);
@@ -682,7 +683,7 @@ static void deliver(struct aegis_node *n, void *arg, uint64_t u)
         conn_collect(c);
         mark_dirty(c); /* Written in on_flush, together with every reply of this batch. */
     }
-    overload_release(c->srv);
+    overload_release(srv);
 }
 
 /* Apply thread: read op's keys from the store (the apply thread owns it) at this one

@@ -63,7 +63,9 @@ static const char *run(struct fix *f, const char *line)
         return "(pushed back)";
     }
     n = f->c->out.len < sizeof(f->out) - 1 ? f->c->out.len : sizeof(f->out) - 1;
-    memcpy(f->out, f->c->out.data, n);
+    if (n > 0) { /* A parked reply writes nothing, and the buffer may not exist yet. */
+        memcpy(f->out, f->c->out.data, n);
+    }
     f->out[n] = '\0';
     f->c->out.len = 0;
     f->c->sent_seq = f->c->ready_seq;
