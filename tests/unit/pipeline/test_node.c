@@ -82,23 +82,6 @@ static bool long_mode(void)
     return env_u64("AEGIS_NODE_LONG", 0) != 0;
 }
 
-static uint16_t free_port(void)
-{
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t sa_len = sizeof(sa);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    uint16_t port = 0;
-
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&sa, &sa_len) == 0) {
-        port = ntohs(sa.sin_port);
-    }
-    if (fd >= 0) {
-        close(fd);
-    }
-    return port;
-}
-
 /* Bytes the process has allocated with malloc (not RSS: immune to fragmentation and to
  * pages the allocator keeps). 0 when the allocator cannot tell (sanitizers). */
 static uint64_t heap_bytes(void)
@@ -188,7 +171,7 @@ static int tc_init(struct tcluster *c, uint64_t snapshot_threshold)
     c->snapshot_threshold = snapshot_threshold;
     aegis__log_setup(AEGIS_LOG_WARN, 0);
     for (int i = 0; i < NODES; i++) {
-        c->port[i] = free_port();
+        c->port[i] = util_free_port();
         if (c->port[i] == 0 || util_tmpdir(c->dir[i]) == NULL) {
             return AEGIS_EIO;
         }

@@ -158,23 +158,6 @@ static int c_restore_whole(void *data, const void *buf, size_t len)
     return 0;
 }
 
-static uint16_t free_port(void)
-{
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t sa_len = sizeof(sa);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    uint16_t port = 0;
-
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&sa, &sa_len) == 0) {
-        port = ntohs(sa.sin_port);
-    }
-    if (fd >= 0) {
-        close(fd);
-    }
-    return port;
-}
-
 #define NODES 3
 
 struct tcluster {
@@ -246,7 +229,7 @@ static int cluster_start(struct tcluster *t, const struct aegis_sm *proto)
 {
     memset(t, 0, sizeof(*t));
     for (int i = 0; i < NODES; i++) {
-        t->port[i] = free_port();
+        t->port[i] = util_free_port();
         if (t->port[i] == 0 || util_tmpdir(t->dir[i]) == NULL) {
             return AEGIS_EIO;
         }

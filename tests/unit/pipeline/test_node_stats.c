@@ -20,23 +20,6 @@
 
 #define WRITES 200u
 
-static uint16_t free_port(void)
-{
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t sa_len = sizeof(sa);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    uint16_t port = 0;
-
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&sa, &sa_len) == 0) {
-        port = ntohs(sa.sin_port);
-    }
-    if (fd >= 0) {
-        close(fd);
-    }
-    return port;
-}
-
 /* The lines the callback took (any node thread calls it). */
 static struct {
     pthread_mutex_t lock;
@@ -81,7 +64,7 @@ static int start_one(struct aegis_node **out, char *dir)
     cfg.peers_count = 1;
     cfg.peers[0].id = 1;
     snprintf(cfg.peers[0].host, sizeof(cfg.peers[0].host), "127.0.0.1");
-    cfg.peers[0].port = free_port();
+    cfg.peers[0].port = util_free_port();
     cfg.data_dir = dir;
     cfg.fsync = AEGIS_FSYNC_NONE;
     rv = aegis_node_create(out, &cfg);

@@ -1,11 +1,15 @@
 /* SPDX-License-Identifier: MIT */
-/* Helpers shared by the pipeline storage tests (included, not compiled on its own):
+/* Helpers shared by the pipeline tests (included, not compiled on its own):
  * temporary directories under /tmp and deterministic entries. */
 #ifndef AEGIS_TEST_PIPELINE_UTIL_H
 #define AEGIS_TEST_PIPELINE_UTIL_H
 
+#include <arpa/inet.h>
 #include <ftw.h>
+#include <netinet/in.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -17,6 +21,25 @@ static inline int util_rm_cb(const char *path, const struct stat *st, int flag, 
     (void)flag;
     (void)f;
     return remove(path);
+}
+
+/* A loopback TCP port that was free a moment ago (0 if none could be had), for the node
+ * tests that start real nodes. */
+static inline uint16_t util_free_port(void)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sa_len = sizeof(sa);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    uint16_t port = 0;
+
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&sa, &sa_len) == 0) {
+        port = ntohs(sa.sin_port);
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    return port;
 }
 
 /* Create a fresh temporary directory; @buf must hold 64 bytes. */
